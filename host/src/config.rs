@@ -1,0 +1,267 @@
+//! Typed configuration, loaded once at start: defaults, then the environment (the seed's names).
+//! A bad value is a start-up error that names the variable. Secrets never reach a log.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use secrecy::SecretString;
+
+use crate::crypto::SecretKey;
+
+#[derive(Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Allowed browser origins; empty means any origin (without credentials).
+    pub cors_origins: Vec<String>,
+    pub socket_path: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub jwt: JwtConfig,
+    /// Encrypts secret channel configuration at rest.
+    pub secret_key: SecretKey,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+#[derive(Clone)]
+pub struct JwtConfig {
+    pub access_secret: SecretString,
+    pub refresh_secret: SecretString,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("cors_origins", &self.cors_origins)
+            .field("socket_path", &self.socket_path)
+            .field("database", &redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("access_ttl", &self.jwt.access_ttl)
+            .field("refresh_ttl", &self.jwt.refresh_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the process environment; creates the data directory and any generated secret.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::from_env(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(var("OMNICHAT_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("OMNICHAT_DATA_DIR: cannot create {}", data_dir.display()))?;
+
+        let port = match var("PORT") {
+            Some(p) => p.trim().parse().with_context(|| format!("PORT: {p:?} is not a port number"))?,
+            None => 3001,
+        };
+        let host = match var("HOST") {
+            Some(h) => h.trim().parse().with_context(|| format!("HOST: {h:?} is not an IP address"))?,
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+
+        let database_url = match var("DATABASE_URL") {
+            Some(url) => {
+                url.parse::<crate::store::Backend>().map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
+                url
+            }
+            None => format!("sqlite://{}", data_dir.join("omnichat.db").display()),
+        };
+
+        let access_secret = match var("JWT_SECRET") {
+            Some(secret) => secret,
+            None => {
+                let path = data_dir.join("jwt_secret");
+                let secret = read_or_generate(&path, || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>()))?;
+                tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the generated secret kept in the data dir (set JWT_SECRET when running several replicas)");
+                secret
+            }
+        };
+        let refresh_secret = var("JWT_REFRESH_SECRET").unwrap_or_else(|| access_secret.clone());
+
+        let secret_key = match var("OMNICHAT_SECRET_KEY") {
+            Some(key) => SecretKey::parse(&key).context("OMNICHAT_SECRET_KEY")?,
+            None => {
+                let path = data_dir.join("secret_key");
+                let encoded = read_or_generate(&path, || STANDARD.encode(rand::random::<[u8; 32]>()))?;
+                tracing::warn!(path = %path.display(), "OMNICHAT_SECRET_KEY is not set: channel secrets are encrypted with the generated key kept in the data dir");
+                SecretKey::parse(&encoded).with_context(|| format!("{} is corrupt", path.display()))?
+            }
+        };
+
+        let cors_origins = var("CORS_ORIGIN")
+            .map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty() && o != "*")
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for origin in &cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                bail!("CORS_ORIGIN: {origin:?} is not an origin like https://inbox.example.com");
+            }
+        }
+
+        let socket_path = var("SOCKET_PATH").unwrap_or_else(|| "/socket.io".into());
+        if !socket_path.starts_with('/') {
+            bail!("SOCKET_PATH: {socket_path:?} must start with '/'");
+        }
+
+        Ok(Self {
+            host,
+            port,
+            cors_origins,
+            socket_path,
+            database_url,
+            jwt: JwtConfig {
+                access_secret: access_secret.into(),
+                refresh_secret: refresh_secret.into(),
+                access_ttl: parse_ttl("JWT_ACCESS_TTL", var("JWT_ACCESS_TTL"), "15m")?,
+                refresh_ttl: parse_ttl("JWT_REFRESH_TTL", var("JWT_REFRESH_TTL"), "30d")?,
+            },
+            secret_key,
+            body_limit: match var("OMNICHAT_BODY_LIMIT") {
+                Some(v) => v.trim().parse().with_context(|| format!("OMNICHAT_BODY_LIMIT: {v:?} is not a byte count"))?,
+                None => 2 * 1024 * 1024,
+            },
+            data_dir,
+        })
+    }
+
+    /// A configuration for tests: the given database, a private data dir, fixed secrets.
+    pub fn for_tests(database_url: &str, data_dir: &Path) -> Self {
+        let database_url = database_url.to_owned();
+        let data_dir = data_dir.to_owned();
+        let mut config = Self::from_env(|name| match name {
+            "OMNICHAT_DATA_DIR" => Some(data_dir.display().to_string()),
+            "DATABASE_URL" => Some(database_url.clone()),
+            "JWT_SECRET" => Some("test-access-secret-which-is-long-enough".into()),
+            "JWT_REFRESH_SECRET" => Some("test-refresh-secret-which-is-long-enough".into()),
+            "OMNICHAT_SECRET_KEY" => Some(STANDARD.encode([7u8; 32])),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("test configuration: {e:#}"));
+        config.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        config.port = 0;
+        config
+    }
+}
+
+/// `15m`, `30d`, `1h 30m`, or a bare number of seconds.
+fn parse_ttl(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let text = text.trim();
+    let ttl = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).with_context(|| format!("{name}: {text:?} is not a duration like 15m or 30d"))?,
+    };
+    if ttl.is_zero() {
+        bail!("{name}: must be longer than zero");
+    }
+    Ok(ttl)
+}
+
+/// Reads a generated secret from the data dir, creating it (mode 0600) on first use.
+fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(existing) if !existing.trim().is_empty() => return Ok(existing.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let dir = std::env::temp_dir().join(format!("omnichat-config-{}", uuid::Uuid::new_v4()));
+        move |name| match name {
+            "OMNICHAT_DATA_DIR" => Some(dir.display().to_string()),
+            _ => pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let config = Config::from_env(env(&[])).expect("defaults load");
+        assert_eq!(config.port, 3001);
+        assert_eq!(config.socket_path, "/socket.io");
+        assert_eq!(config.jwt.access_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(config.jwt.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert!(config.database_url.starts_with("sqlite://") && config.database_url.ends_with("omnichat.db"));
+    }
+
+    #[test]
+    fn a_generated_jwt_secret_is_kept_across_loads() {
+        let var = env(&[]);
+        let first = Config::from_env(&var).expect("loads");
+        let second = Config::from_env(&var).expect("loads again");
+        use secrecy::ExposeSecret;
+        assert_eq!(first.jwt.access_secret.expose_secret(), second.jwt.access_secret.expose_secret());
+        assert_eq!(first.jwt.refresh_secret.expose_secret(), first.jwt.access_secret.expose_secret());
+    }
+
+    #[test]
+    fn bad_values_are_start_up_errors_naming_the_variable() {
+        for (pairs, name) in [
+            (&[("PORT", "http")][..], "PORT"),
+            (&[("DATABASE_URL", "mysql://x")][..], "DATABASE_URL"),
+            (&[("JWT_ACCESS_TTL", "soon")][..], "JWT_ACCESS_TTL"),
+            (&[("CORS_ORIGIN", "example.com")][..], "CORS_ORIGIN"),
+            (&[("OMNICHAT_SECRET_KEY", "short")][..], "OMNICHAT_SECRET_KEY"),
+        ] {
+            let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
+            let err = Config::from_env(env(leaked)).expect_err(name);
+            assert!(format!("{err:#}").contains(name), "{err:#} should name {name}");
+        }
+    }
+
+    #[test]
+    fn ttls_accept_units_and_seconds() {
+        assert_eq!(parse_ttl("X", Some("90".into()), "1m").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("X", Some("2h".into()), "1m").ok(), Some(Duration::from_secs(7200)));
+        assert!(parse_ttl("X", Some("0".into()), "1m").is_err());
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://app:hunter2@db/omnichat"), "postgres://app:***@db/omnichat");
+        assert_eq!(redact_url("sqlite://./data/omnichat.db"), "sqlite://./data/omnichat.db");
+    }
+}

@@ -1,0 +1,82 @@
+//! Extractors: JSON, path and query with JSON errors, and [`AuthUser`], the one place that
+//! reads who is calling and for which tenant.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::auth::tokens::{TokenError, TokenKind};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{Role, User};
+
+/// `axum::Json` whose rejections are our JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path` whose rejections (a malformed id) are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The authenticated caller: a valid access token whose user still exists. The user is read
+/// fresh on every request, so a removed user or a changed role takes effect at once.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+}
+
+impl AuthUser {
+    pub fn tenant_id(&self) -> Uuid {
+        self.user.tenant_id
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.user.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// Owners and admins manage users, channels and agents; agents only work the inbox.
+    pub fn require_manager(&self) -> Result<(), ApiError> {
+        if self.user.role.can_manage() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the owner or admin role"))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let claims = state.tokens.verify(token, TokenKind::Access).map_err(|e| match e {
+            TokenError::Expired => ApiError::unauthorized("access token expired"),
+            TokenError::Invalid => ApiError::unauthorized("invalid access token"),
+        })?;
+        let user = state
+            .store
+            .get_user(claims.tenant_id, claims.user_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+        tracing::Span::current().record("tenant.id", tracing::field::display(user.tenant_id));
+        Ok(AuthUser { user })
+    }
+}

@@ -1,0 +1,47 @@
+//! `GET /health`: is the process up and is its database answering?
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database is down.
+    pub status: &'static str,
+    /// `up` or `down`.
+    pub db: &'static str,
+    /// Seconds since the process started.
+    pub uptime: u64,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// 200 when the database answers `SELECT 1`, else 503.
+#[utoipa::path(get, path = "/health", tag = "health", responses(
+    (status = 200, body = Health),
+    (status = 503, description = "the database is down", body = Health),
+))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let db_up = match tokio::time::timeout(std::time::Duration::from_secs(3), state.store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health: database ping failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health: database ping timed out");
+            false
+        }
+    };
+    let health = Health {
+        status: if db_up { "ok" } else { "degraded" },
+        db: if db_up { "up" } else { "down" },
+        uptime: state.started_at.elapsed().as_secs(),
+        timestamp: Utc::now(),
+    };
+    (if db_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
+}

@@ -1,0 +1,6 @@
+//! The HTTP edge: the route table, extractors, middleware, health and the OpenAPI document.
+
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod router;

@@ -1,0 +1,61 @@
+//! The one route table. Every API route is registered through `OpenApiRouter`, so the OpenAPI
+//! document served at `/api/openapi.json` cannot drift from the routes.
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{health, middleware};
+use crate::state::AppState;
+use crate::{auth, channels, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "OmniChat API", description = "Multi-tenant omnichannel messaging gateway"),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ApiErrorBody)),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(auth::handlers::register))
+        .routes(routes!(auth::handlers::login))
+        .routes(routes!(auth::handlers::refresh))
+        .routes(routes!(auth::handlers::logout))
+        .routes(routes!(auth::handlers::me))
+        .routes(routes!(users::handlers::list, users::handlers::invite))
+        .routes(routes!(users::handlers::get, users::handlers::update, users::handlers::remove))
+        .routes(routes!(channels::handlers::list, channels::handlers::create))
+        .routes(routes!(channels::handlers::get, channels::handlers::update, channels::handlers::remove))
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let openapi = std::sync::Arc::new(openapi);
+    let router = api
+        .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state.clone());
+    middleware::apply(router, &state.config)
+}

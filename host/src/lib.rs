@@ -1,0 +1,52 @@
+//! OmniChat: a multi-tenant omnichannel messaging gateway.
+//!
+//! [`build`] turns a [`Config`] into an [`App`] (database connected and migrated); [`serve`]
+//! runs it on an already-bound listener until the shutdown future resolves.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod channels;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod users;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::{App, AppState};
+
+/// Connects the store, runs migrations and assembles the application.
+pub async fn build(config: Config) -> anyhow::Result<AppState> {
+    let store = store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(AppState(Arc::new(App {
+        tokens: auth::tokens::TokenService::new(&config.jwt),
+        secrets: crypto::SecretBox::new(&config.secret_key),
+        login_throttle: Default::default(),
+        started_at: Instant::now(),
+        store,
+        config,
+    })))
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let router = http::router::router(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+    state.store.close().await;
+    Ok(())
+}

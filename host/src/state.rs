@@ -1,0 +1,29 @@
+//! Application state shared by every handler: `AppState(Arc<App>)`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::TokenService;
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::store::Store;
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub tokens: TokenService,
+    pub login_throttle: LoginThrottle,
+    pub secrets: SecretBox,
+    pub started_at: Instant,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}

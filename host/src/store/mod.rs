@@ -1,0 +1,126 @@
+//! The store: one trait over the data model, implemented for SQLite (the embedded default) and
+//! PostgreSQL (production). Every method that touches tenant data takes the tenant id and scopes
+//! by it; a row of another tenant is simply not found.
+
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+mod types;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key already holds this value (an e-mail, an external id).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error(transparent)]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique key").to_owned())
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `SELECT 1`: is the database answering?
+    async fn ping(&self) -> StoreResult<()>;
+    /// Applies the embedded migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Closes the pool; later calls fail as `Unavailable`.
+    async fn close(&self);
+
+    // Tenants and users.
+    /// Creates a tenant and its first user (an owner) in one transaction.
+    async fn create_tenant_with_owner(&self, tenant_name: &str, owner: NewUser) -> StoreResult<(Tenant, User)>;
+    async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>>;
+    /// Login looks a user up by e-mail before any tenant is known; e-mails are unique across tenants.
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>>;
+    async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>>;
+    async fn create_user(&self, tenant_id: Uuid, user: NewUser) -> StoreResult<User>;
+    async fn update_user(&self, tenant_id: Uuid, user_id: Uuid, patch: UserPatch) -> StoreResult<Option<User>>;
+    async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
+    async fn count_owners(&self, tenant_id: Uuid) -> StoreResult<i64>;
+
+    // Refresh tokens.
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
+    /// Atomically spends the token with `old_hash` and stores `new` in its family; a token that was
+    /// already spent revokes its whole family instead.
+    async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation>;
+    /// Revokes every live token of a family (logout). Returns how many were revoked.
+    async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64>;
+    /// Revokes every live token of a user (removal, password change).
+    async fn revoke_user_refresh_tokens(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<u64>;
+
+    // Channels.
+    async fn create_channel(&self, tenant_id: Uuid, channel: NewChannel) -> StoreResult<Channel>;
+    async fn list_channels(&self, tenant_id: Uuid) -> StoreResult<Vec<Channel>>;
+    async fn get_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<Option<Channel>>;
+    async fn update_channel(&self, tenant_id: Uuid, channel_id: Uuid, patch: ChannelPatch) -> StoreResult<Option<Channel>>;
+    async fn set_channel_status(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        status: ChannelStatus,
+        reason: Option<&str>,
+    ) -> StoreResult<Option<Channel>>;
+    async fn delete_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool>;
+}
+
+/// Which database a `DATABASE_URL` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::InvalidUrl(format!(
+                "unsupported scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            ))),
+        }
+    }
+}
+
+/// Opens (creating when missing) the database a URL names, without migrating it.
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(match url.parse::<Backend>()? {
+        Backend::Sqlite => std::sync::Arc::new(SqliteStore::connect(url).await?),
+        Backend::Postgres => std::sync::Arc::new(PostgresStore::connect(url).await?),
+    })
+}

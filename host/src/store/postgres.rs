@@ -1,0 +1,53 @@
+//! PostgreSQL: production and multi-replica. The database named by the URL is created when missing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+use super::sql::{HasDb, impl_store};
+use super::*;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl HasDb for PostgresStore {
+    type Db = Postgres;
+}
+
+impl PostgresStore {
+    const MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        if !Postgres::database_exists(url).await.map_err(StoreError::Unavailable)? {
+            tracing::info!(database = options.get_database().unwrap_or_default(), "creating the database");
+            if let Err(err) = Postgres::create_database(url).await {
+                // Another replica may have created it between our check and our CREATE.
+                if !Postgres::database_exists(url).await.unwrap_or(false) {
+                    return Err(StoreError::Unavailable(err));
+                }
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl_store!(PostgresStore, "BEGIN");
