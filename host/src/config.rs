@@ -63,17 +63,24 @@ impl Config {
             .with_context(|| format!("OMNICHAT_DATA_DIR: cannot create {}", data_dir.display()))?;
 
         let port = match var("PORT") {
-            Some(p) => p.trim().parse().with_context(|| format!("PORT: {p:?} is not a port number"))?,
+            Some(p) => p
+                .trim()
+                .parse()
+                .with_context(|| format!("PORT: {p:?} is not a port number"))?,
             None => 3001,
         };
         let host = match var("HOST") {
-            Some(h) => h.trim().parse().with_context(|| format!("HOST: {h:?} is not an IP address"))?,
+            Some(h) => h
+                .trim()
+                .parse()
+                .with_context(|| format!("HOST: {h:?} is not an IP address"))?,
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
 
         let database_url = match var("DATABASE_URL") {
             Some(url) => {
-                url.parse::<crate::store::Backend>().map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
+                url.parse::<crate::store::Backend>()
+                    .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
                 url
             }
             None => format!("sqlite://{}", data_dir.join("omnichat.db").display()),
@@ -83,7 +90,8 @@ impl Config {
             Some(secret) => secret,
             None => {
                 let path = data_dir.join("jwt_secret");
-                let secret = read_or_generate(&path, || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>()))?;
+                let secret =
+                    read_or_generate(&path, || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>()))?;
                 tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the generated secret kept in the data dir (set JWT_SECRET when running several replicas)");
                 secret
             }
@@ -94,9 +102,11 @@ impl Config {
             Some(key) => SecretKey::parse(&key).context("OMNICHAT_SECRET_KEY")?,
             None => {
                 let path = data_dir.join("secret_key");
-                let encoded = read_or_generate(&path, || STANDARD.encode(rand::random::<[u8; 32]>()))?;
+                let encoded =
+                    read_or_generate(&path, || STANDARD.encode(rand::random::<[u8; 32]>()))?;
                 tracing::warn!(path = %path.display(), "OMNICHAT_SECRET_KEY is not set: channel secrets are encrypted with the generated key kept in the data dir");
-                SecretKey::parse(&encoded).with_context(|| format!("{} is corrupt", path.display()))?
+                SecretKey::parse(&encoded)
+                    .with_context(|| format!("{} is corrupt", path.display()))?
             }
         };
 
@@ -133,7 +143,10 @@ impl Config {
             },
             secret_key,
             body_limit: match var("OMNICHAT_BODY_LIMIT") {
-                Some(v) => v.trim().parse().with_context(|| format!("OMNICHAT_BODY_LIMIT: {v:?} is not a byte count"))?,
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("OMNICHAT_BODY_LIMIT: {v:?} is not a byte count"))?,
                 None => 2 * 1024 * 1024,
             },
             data_dir,
@@ -165,7 +178,8 @@ fn parse_ttl(name: &str, value: Option<String>, default: &str) -> anyhow::Result
     let text = text.trim();
     let ttl = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text).with_context(|| format!("{name}: {text:?} is not a duration like 15m or 30d"))?,
+        Err(_) => humantime::parse_duration(text)
+            .with_context(|| format!("{name}: {text:?} is not a duration like 15m or 30d"))?,
     };
     if ttl.is_zero() {
         bail!("{name}: must be longer than zero");
@@ -186,8 +200,11 @@ fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> anyhow::R
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, secret.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secret)
 }
 
@@ -213,7 +230,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("omnichat-config-{}", uuid::Uuid::new_v4()));
         move |name| match name {
             "OMNICHAT_DATA_DIR" => Some(dir.display().to_string()),
-            _ => pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()),
+            _ => pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string()),
         }
     }
 
@@ -224,7 +244,10 @@ mod tests {
         assert_eq!(config.socket_path, "/socket.io");
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(15 * 60));
         assert_eq!(config.jwt.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
-        assert!(config.database_url.starts_with("sqlite://") && config.database_url.ends_with("omnichat.db"));
+        assert!(
+            config.database_url.starts_with("sqlite://")
+                && config.database_url.ends_with("omnichat.db")
+        );
     }
 
     #[test]
@@ -233,8 +256,14 @@ mod tests {
         let first = Config::from_env(&var).expect("loads");
         let second = Config::from_env(&var).expect("loads again");
         use secrecy::ExposeSecret;
-        assert_eq!(first.jwt.access_secret.expose_secret(), second.jwt.access_secret.expose_secret());
-        assert_eq!(first.jwt.refresh_secret.expose_secret(), first.jwt.access_secret.expose_secret());
+        assert_eq!(
+            first.jwt.access_secret.expose_secret(),
+            second.jwt.access_secret.expose_secret()
+        );
+        assert_eq!(
+            first.jwt.refresh_secret.expose_secret(),
+            first.jwt.access_secret.expose_secret()
+        );
     }
 
     #[test]
@@ -244,24 +273,43 @@ mod tests {
             (&[("DATABASE_URL", "mysql://x")][..], "DATABASE_URL"),
             (&[("JWT_ACCESS_TTL", "soon")][..], "JWT_ACCESS_TTL"),
             (&[("CORS_ORIGIN", "example.com")][..], "CORS_ORIGIN"),
-            (&[("OMNICHAT_SECRET_KEY", "short")][..], "OMNICHAT_SECRET_KEY"),
+            (
+                &[("OMNICHAT_SECRET_KEY", "short")][..],
+                "OMNICHAT_SECRET_KEY",
+            ),
         ] {
-            let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
+            let leaked: &'static [(&'static str, &'static str)] =
+                Box::leak(pairs.to_vec().into_boxed_slice());
             let err = Config::from_env(env(leaked)).expect_err(name);
-            assert!(format!("{err:#}").contains(name), "{err:#} should name {name}");
+            assert!(
+                format!("{err:#}").contains(name),
+                "{err:#} should name {name}"
+            );
         }
     }
 
     #[test]
     fn ttls_accept_units_and_seconds() {
-        assert_eq!(parse_ttl("X", Some("90".into()), "1m").ok(), Some(Duration::from_secs(90)));
-        assert_eq!(parse_ttl("X", Some("2h".into()), "1m").ok(), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_ttl("X", Some("90".into()), "1m").ok(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_ttl("X", Some("2h".into()), "1m").ok(),
+            Some(Duration::from_secs(7200))
+        );
         assert!(parse_ttl("X", Some("0".into()), "1m").is_err());
     }
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://app:hunter2@db/omnichat"), "postgres://app:***@db/omnichat");
-        assert_eq!(redact_url("sqlite://./data/omnichat.db"), "sqlite://./data/omnichat.db");
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db/omnichat"),
+            "postgres://app:***@db/omnichat"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/omnichat.db"),
+            "sqlite://./data/omnichat.db"
+        );
     }
 }

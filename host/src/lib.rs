@@ -30,8 +30,16 @@ pub use state::{App, AppState};
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let store = store::connect(&config.database_url)
         .await
-        .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
-    store.migrate().await.context("cannot migrate the database")?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                config::redact_url(&config.database_url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
     Ok(AppState(Arc::new(App {
         tokens: auth::tokens::TokenService::new(&config.jwt),
         secrets: crypto::SecretBox::new(&config.secret_key),
@@ -43,10 +51,17 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let router = http::router::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("http server failed")?;
     state.store.close().await;
     Ok(())
 }

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use omnichat::Config;
 
 #[derive(Parser)]
-#[command(name = "omnichat", version, about = "Multi-tenant omnichannel messaging gateway")]
+#[command(
+    name = "omnichat",
+    version,
+    about = "Multi-tenant omnichannel messaging gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

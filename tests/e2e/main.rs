@@ -1,0 +1,11 @@
+//! End-to-end tests: the real host on a port, a real database of each kind, HTTP as clients speak it.
+
+mod auth;
+mod channels;
+mod errors;
+mod health;
+mod isolation;
+mod store_contract;
+mod users;
+
+use omnichat_tests::on_both_databases;

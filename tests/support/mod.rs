@@ -1,0 +1,382 @@
+//! Test support: a fresh database per test (a temp SQLite file, or a randomly named PostgreSQL
+//! database), the real host served on port 0, and an HTTP client that speaks to it as an inbox UI does.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use omnichat::store::Store;
+use omnichat::{AppState, Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The server tests create their PostgreSQL databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("OMNICHAT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether tests on `db` can run. PostgreSQL missing is a skip on a laptop and a failure in CI
+/// (`CI` or `OMNICHAT_REQUIRE_POSTGRES` set).
+pub fn available(db: Db) -> bool {
+    if db == Db::Sqlite {
+        return true;
+    }
+    static REACHABLE: OnceLock<bool> = OnceLock::new();
+    let reachable = *REACHABLE.get_or_init(|| {
+        let url = postgres_admin_url();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async { sqlx::PgPool::connect(&url).await.ok()?.close().await.into() })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .is_some()
+    });
+    let required =
+        std::env::var_os("CI").is_some() || std::env::var_os("OMNICHAT_REQUIRE_POSTGRES").is_some();
+    if !reachable && required {
+        panic!(
+            "PostgreSQL is required here but {} does not answer",
+            postgres_admin_url()
+        );
+    }
+    if !reachable {
+        eprintln!(
+            "skipped: PostgreSQL at {} does not answer",
+            postgres_admin_url()
+        );
+    }
+    reachable
+}
+
+/// Runs a scenario `async fn name(db: Db)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Db::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::available($crate::Db::Postgres) {
+                    super::$name($crate::Db::Postgres).await
+                }
+            }
+        }
+    )+};
+}
+
+/// A database of its own for one test; dropped with it.
+pub struct TestDb {
+    pub url: String,
+    pub db: Db,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(db: Db) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match db {
+            Db::Sqlite => Self {
+                url: format!("sqlite://{}", dir.path().join("omnichat.db").display()),
+                db,
+                dir,
+                pg_name: None,
+            },
+            Db::Postgres => {
+                let name = format!("omnichat_test_{}", Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .unwrap_or(&admin)
+                    .to_owned();
+                Self {
+                    url: format!("{base}/{name}"),
+                    db,
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// The store itself, created (and migrated) on this database.
+    pub async fn store(&self) -> std::sync::Arc<dyn Store> {
+        let store = omnichat::store::connect(&self.url)
+            .await
+            .expect("connect store");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let admin = postgres_admin_url();
+        // Drop runs outside any runtime we may block: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let pool = sqlx::PgPool::connect(&admin).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .ok()?;
+                pool.close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// The host, serving on 127.0.0.1 on a port of its own.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Config)) -> TestApp {
+    omnichat::telemetry::init_for_tests();
+    let test_db = TestDb::new(db);
+    let mut config = Config::for_tests(&test_db.url, test_db.dir.path());
+    configure(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let state = omnichat::build(config).await.expect("build app");
+    let (tx, rx) = oneshot::channel::<()>();
+    let serving = state.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(err) = omnichat::serve(listener, serving, shutdown).await {
+            eprintln!("server stopped: {err:#}");
+        }
+    });
+    TestApp {
+        addr,
+        state,
+        client: reqwest::Client::new(),
+        db: test_db,
+        shutdown: Some(tx),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response as a test reads it: status, headers and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of a `{"error":{"code","message"}}` body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.body))
+    }
+}
+
+/// A signed-in user: its tokens and ids.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub email: String,
+}
+
+impl Session {
+    pub fn from_auth(body: &Value) -> Self {
+        Self {
+            access_token: body["accessToken"]
+                .as_str()
+                .expect("accessToken")
+                .to_owned(),
+            refresh_token: body["refreshToken"]
+                .as_str()
+                .expect("refreshToken")
+                .to_owned(),
+            user_id: body["user"]["id"].as_str().expect("user.id").to_owned(),
+            tenant_id: body["tenant"]["id"].as_str().expect("tenant.id").to_owned(),
+            email: body["user"]["email"]
+                .as_str()
+                .expect("user.email")
+                .to_owned(),
+        }
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{status} body is not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Registers a new tenant whose owner is `email`.
+    pub async fn register(&self, email: &str) -> Session {
+        let reply = self
+            .post("/api/auth/register", None, json!({"email": email, "password": PASSWORD, "name": "Owner", "tenantName": "Acme"}))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register {email}: {}",
+            reply.body
+        );
+        Session::from_auth(&reply.body)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/api/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Creates a channel as `session` and returns its JSON.
+    pub async fn create_channel(&self, session: &Session, body: Value) -> Value {
+        let reply = self
+            .post("/api/channels", Some(&session.access_token), body)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create channel: {}",
+            reply.body
+        );
+        reply.body
+    }
+}
+
+impl TestDb {
+    /// A channel's stored configuration exactly as the database holds it.
+    pub async fn raw_channel_config(&self, channel_id: Uuid) -> String {
+        match self.db {
+            Db::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                sqlx::query_scalar("SELECT config FROM channel_instances WHERE id = $1")
+                    .bind(channel_id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("channel row")
+            }
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+                sqlx::query_scalar("SELECT config::text FROM channel_instances WHERE id = $1")
+                    .bind(channel_id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("channel row")
+            }
+        }
+    }
+}
+
+/// The id of a JSON object, as a UUID.
+pub fn id_of(value: &Value) -> Uuid {
+    value["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {value}"))
+}

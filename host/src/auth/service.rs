@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::tokens::{Claims, TokenError, TokenKind, hash_token};
 use super::password;
+use super::tokens::{Claims, TokenError, TokenKind, hash_token};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{NewRefreshToken, NewUser, Role, Rotation, Tenant, User};
@@ -55,11 +55,20 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> ApiResult<AuthR
         return Err(email_taken());
     }
     let password_hash = password::hash(req.password).await?;
-    let owner = NewUser { email, name, role: Role::Owner, password_hash };
-    let (tenant, user) = state.store.create_tenant_with_owner(&tenant_name, owner).await.map_err(|e| match e {
-        crate::store::StoreError::Conflict(_) => email_taken(),
-        other => other.into(),
-    })?;
+    let owner = NewUser {
+        email,
+        name,
+        role: Role::Owner,
+        password_hash,
+    };
+    let (tenant, user) = state
+        .store
+        .create_tenant_with_owner(&tenant_name, owner)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => email_taken(),
+            other => other.into(),
+        })?;
     tracing::info!(tenant.id = %tenant.id, user.id = %user.id, "tenant registered");
     start_session(state, user, tenant, Uuid::new_v4()).await
 }
@@ -70,7 +79,11 @@ pub async fn login(state: &AppState, req: LoginRequest) -> ApiResult<AuthRespons
         return Err(throttled(wait));
     }
     let record = state.store.find_user_by_email(&account).await?;
-    let valid = password::verify(req.password, record.as_ref().map(|r| r.password_hash.clone())).await;
+    let valid = password::verify(
+        req.password,
+        record.as_ref().map(|r| r.password_hash.clone()),
+    )
+    .await;
     let Some(record) = record.filter(|_| valid) else {
         if let Some(wait) = state.login_throttle.failed(&account) {
             tracing::warn!("login locked after repeated failures");
@@ -98,11 +111,23 @@ pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthRes
         token_hash: next.hash.clone(),
         expires_at: next.expires_at,
     };
-    match state.store.rotate_refresh_token(&hash_token(&req.refresh_token), new).await? {
+    match state
+        .store
+        .rotate_refresh_token(&hash_token(&req.refresh_token), new)
+        .await?
+    {
         Rotation::Rotated(user) => {
             let tenant = tenant_of(state, &user).await?;
-            let access_token = state.tokens.issue_access(user.id, user.tenant_id, &user.email).map_err(ApiError::internal)?;
-            Ok(AuthResponse { access_token, refresh_token: next.token, user, tenant })
+            let access_token = state
+                .tokens
+                .issue_access(user.id, user.tenant_id, &user.email)
+                .map_err(ApiError::internal)?;
+            Ok(AuthResponse {
+                access_token,
+                refresh_token: next.token,
+                user,
+                tenant,
+            })
         }
         Rotation::Reused => {
             tracing::warn!(tenant.id = %claims.tenant_id, user.id = %claims.user_id, family = %family_id,
@@ -121,13 +146,27 @@ pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthRes
 pub async fn logout(state: &AppState, req: RefreshRequest) -> ApiResult<()> {
     let claims = verify_refresh(state, &req.refresh_token)?;
     let family_id = claims.fam.ok_or_else(invalid_refresh)?;
-    state.store.revoke_refresh_family(claims.tenant_id, family_id).await?;
+    state
+        .store
+        .revoke_refresh_family(claims.tenant_id, family_id)
+        .await?;
     Ok(())
 }
 
-async fn start_session(state: &AppState, user: User, tenant: Tenant, family_id: Uuid) -> ApiResult<AuthResponse> {
-    let access_token = state.tokens.issue_access(user.id, tenant.id, &user.email).map_err(ApiError::internal)?;
-    let refresh = state.tokens.issue_refresh(user.id, tenant.id, &user.email, family_id).map_err(ApiError::internal)?;
+async fn start_session(
+    state: &AppState,
+    user: User,
+    tenant: Tenant,
+    family_id: Uuid,
+) -> ApiResult<AuthResponse> {
+    let access_token = state
+        .tokens
+        .issue_access(user.id, tenant.id, &user.email)
+        .map_err(ApiError::internal)?;
+    let refresh = state
+        .tokens
+        .issue_refresh(user.id, tenant.id, &user.email, family_id)
+        .map_err(ApiError::internal)?;
     state
         .store
         .insert_refresh_token(NewRefreshToken {
@@ -139,22 +178,42 @@ async fn start_session(state: &AppState, user: User, tenant: Tenant, family_id: 
             expires_at: refresh.expires_at,
         })
         .await?;
-    Ok(AuthResponse { access_token, refresh_token: refresh.token, user, tenant })
-}
-
-async fn tenant_of(state: &AppState, user: &User) -> ApiResult<Tenant> {
-    state.store.get_tenant(user.tenant_id).await?.ok_or_else(|| ApiError::unauthorized("the user's tenant no longer exists"))
-}
-
-fn verify_refresh(state: &AppState, token: &str) -> ApiResult<Claims> {
-    state.tokens.verify(token, TokenKind::Refresh).map_err(|e| match e {
-        TokenError::Expired => ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_refresh_token", "refresh token expired"),
-        TokenError::Invalid => invalid_refresh(),
+    Ok(AuthResponse {
+        access_token,
+        refresh_token: refresh.token,
+        user,
+        tenant,
     })
 }
 
+async fn tenant_of(state: &AppState, user: &User) -> ApiResult<Tenant> {
+    state
+        .store
+        .get_tenant(user.tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the user's tenant no longer exists"))
+}
+
+fn verify_refresh(state: &AppState, token: &str) -> ApiResult<Claims> {
+    state
+        .tokens
+        .verify(token, TokenKind::Refresh)
+        .map_err(|e| match e {
+            TokenError::Expired => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "refresh token expired",
+            ),
+            TokenError::Invalid => invalid_refresh(),
+        })
+}
+
 fn invalid_refresh() -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_refresh_token", "invalid refresh token")
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+        "invalid refresh token",
+    )
 }
 
 fn email_taken() -> ApiError {
@@ -163,5 +222,8 @@ fn email_taken() -> ApiError {
 
 fn throttled(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_secs().max(1);
-    ApiError::too_many_requests(format!("too many failed logins for this account: retry in {secs} s"), secs)
+    ApiError::too_many_requests(
+        format!("too many failed logins for this account: retry in {secs} s"),
+        secs,
+    )
 }

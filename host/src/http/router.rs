@@ -28,7 +28,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -43,9 +48,20 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::handlers::logout))
         .routes(routes!(auth::handlers::me))
         .routes(routes!(users::handlers::list, users::handlers::invite))
-        .routes(routes!(users::handlers::get, users::handlers::update, users::handlers::remove))
-        .routes(routes!(channels::handlers::list, channels::handlers::create))
-        .routes(routes!(channels::handlers::get, channels::handlers::update, channels::handlers::remove))
+        .routes(routes!(
+            users::handlers::get,
+            users::handlers::update,
+            users::handlers::remove
+        ))
+        .routes(routes!(
+            channels::handlers::list,
+            channels::handlers::create
+        ))
+        .routes(routes!(
+            channels::handlers::get,
+            channels::handlers::update,
+            channels::handlers::remove
+        ))
         .split_for_parts()
 }
 
@@ -53,7 +69,10 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let openapi = std::sync::Arc::new(openapi);
     let router = api
-        .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
+        .route(
+            "/api/openapi.json",
+            get(move || std::future::ready(Json(openapi.as_ref().clone()))),
+        )
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone());

@@ -60,14 +60,23 @@ pub trait Store: Send + Sync + 'static {
 
     // Tenants and users.
     /// Creates a tenant and its first user (an owner) in one transaction.
-    async fn create_tenant_with_owner(&self, tenant_name: &str, owner: NewUser) -> StoreResult<(Tenant, User)>;
+    async fn create_tenant_with_owner(
+        &self,
+        tenant_name: &str,
+        owner: NewUser,
+    ) -> StoreResult<(Tenant, User)>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>>;
     /// Login looks a user up by e-mail before any tenant is known; e-mails are unique across tenants.
     async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>>;
     async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>>;
     async fn create_user(&self, tenant_id: Uuid, user: NewUser) -> StoreResult<User>;
-    async fn update_user(&self, tenant_id: Uuid, user_id: Uuid, patch: UserPatch) -> StoreResult<Option<User>>;
+    async fn update_user(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        patch: UserPatch,
+    ) -> StoreResult<Option<User>>;
     async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
     async fn count_owners(&self, tenant_id: Uuid) -> StoreResult<i64>;
 
@@ -75,7 +84,11 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
     /// Atomically spends the token with `old_hash` and stores `new` in its family; a token that was
     /// already spent revokes its whole family instead.
-    async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation>;
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: NewRefreshToken,
+    ) -> StoreResult<Rotation>;
     /// Revokes every live token of a family (logout). Returns how many were revoked.
     async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64>;
     /// Revokes every live token of a user (removal, password change).
@@ -85,7 +98,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_channel(&self, tenant_id: Uuid, channel: NewChannel) -> StoreResult<Channel>;
     async fn list_channels(&self, tenant_id: Uuid) -> StoreResult<Vec<Channel>>;
     async fn get_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<Option<Channel>>;
-    async fn update_channel(&self, tenant_id: Uuid, channel_id: Uuid, patch: ChannelPatch) -> StoreResult<Option<Channel>>;
+    async fn update_channel(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        patch: ChannelPatch,
+    ) -> StoreResult<Option<Channel>>;
     async fn set_channel_status(
         &self,
         tenant_id: Uuid,
