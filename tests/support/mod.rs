@@ -37,7 +37,11 @@ pub fn available(db: Db) -> bool {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async { sqlx::PgPool::connect(&url).await.ok()?.close().await.into() })
+            runtime.block_on(async {
+                let pool = sqlx::PgPool::connect(&url).await.ok()?;
+                pool.close().await;
+                Some(())
+            })
         })
         .join()
         .ok()
