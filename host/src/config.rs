@@ -26,6 +26,22 @@ pub struct Config {
     pub secret_key: SecretKey,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    pub providers: ProviderConfig,
+    /// plugins.toml; `None` loads the built-in adapters with their defaults.
+    pub plugins_manifest: Option<PathBuf>,
+}
+
+/// Where the external providers are, and what the host holds for them.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    pub telegram_api_base_url: String,
+    pub facebook_graph_base_url: String,
+    /// Answers Facebook's webhook verification (`hub.verify_token`).
+    pub facebook_verify_token: Option<SecretString>,
+    /// Signs Facebook webhooks for pages whose channel config has no `appSecret`.
+    pub facebook_app_secret: Option<SecretString>,
+    /// Lets plugins fetch loopback and private addresses (tests, self-hosted proxies).
+    pub allow_private_fetch: bool,
 }
 
 #[derive(Clone)]
@@ -47,6 +63,10 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("access_ttl", &self.jwt.access_ttl)
             .field("refresh_ttl", &self.jwt.refresh_ttl)
+            .field("telegram_api_base_url", &self.providers.telegram_api_base_url)
+            .field("facebook_graph_base_url", &self.providers.facebook_graph_base_url)
+            .field("allow_private_fetch", &self.providers.allow_private_fetch)
+            .field("plugins_manifest", &self.plugins_manifest)
             .finish_non_exhaustive()
     }
 }
@@ -59,28 +79,20 @@ impl Config {
 
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let data_dir = PathBuf::from(var("OMNICHAT_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("OMNICHAT_DATA_DIR: cannot create {}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("OMNICHAT_DATA_DIR: cannot create {}", data_dir.display()))?;
 
         let port = match var("PORT") {
-            Some(p) => p
-                .trim()
-                .parse()
-                .with_context(|| format!("PORT: {p:?} is not a port number"))?,
+            Some(p) => p.trim().parse().with_context(|| format!("PORT: {p:?} is not a port number"))?,
             None => 3001,
         };
         let host = match var("HOST") {
-            Some(h) => h
-                .trim()
-                .parse()
-                .with_context(|| format!("HOST: {h:?} is not an IP address"))?,
+            Some(h) => h.trim().parse().with_context(|| format!("HOST: {h:?} is not an IP address"))?,
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
 
         let database_url = match var("DATABASE_URL") {
             Some(url) => {
-                url.parse::<crate::store::Backend>()
-                    .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
+                url.parse::<crate::store::Backend>().map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
                 url
             }
             None => format!("sqlite://{}", data_dir.join("omnichat.db").display()),
@@ -90,8 +102,7 @@ impl Config {
             Some(secret) => secret,
             None => {
                 let path = data_dir.join("jwt_secret");
-                let secret =
-                    read_or_generate(&path, || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>()))?;
+                let secret = read_or_generate(&path, || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>()))?;
                 tracing::warn!(path = %path.display(), "JWT_SECRET is not set: using the generated secret kept in the data dir (set JWT_SECRET when running several replicas)");
                 secret
             }
@@ -102,11 +113,9 @@ impl Config {
             Some(key) => SecretKey::parse(&key).context("OMNICHAT_SECRET_KEY")?,
             None => {
                 let path = data_dir.join("secret_key");
-                let encoded =
-                    read_or_generate(&path, || STANDARD.encode(rand::random::<[u8; 32]>()))?;
+                let encoded = read_or_generate(&path, || STANDARD.encode(rand::random::<[u8; 32]>()))?;
                 tracing::warn!(path = %path.display(), "OMNICHAT_SECRET_KEY is not set: channel secrets are encrypted with the generated key kept in the data dir");
-                SecretKey::parse(&encoded)
-                    .with_context(|| format!("{} is corrupt", path.display()))?
+                SecretKey::parse(&encoded).with_context(|| format!("{} is corrupt", path.display()))?
             }
         };
 
@@ -143,11 +152,33 @@ impl Config {
             },
             secret_key,
             body_limit: match var("OMNICHAT_BODY_LIMIT") {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("OMNICHAT_BODY_LIMIT: {v:?} is not a byte count"))?,
+                Some(v) => v.trim().parse().with_context(|| format!("OMNICHAT_BODY_LIMIT: {v:?} is not a byte count"))?,
                 None => 2 * 1024 * 1024,
+            },
+            providers: ProviderConfig {
+                telegram_api_base_url: base_url(
+                    "TELEGRAM_API_BASE_URL",
+                    var("TELEGRAM_API_BASE_URL"),
+                    "https://api.telegram.org",
+                )?,
+                facebook_graph_base_url: base_url(
+                    "FACEBOOK_GRAPH_BASE_URL",
+                    var("FACEBOOK_GRAPH_BASE_URL"),
+                    "https://graph.facebook.com",
+                )?,
+                facebook_verify_token: var("FACEBOOK_VERIFY_TOKEN").map(SecretString::from),
+                facebook_app_secret: var("FACEBOOK_APP_SECRET").map(SecretString::from),
+                allow_private_fetch: flag("OMNICHAT_ALLOW_PRIVATE_FETCH", var("OMNICHAT_ALLOW_PRIVATE_FETCH"))?,
+            },
+            plugins_manifest: match var("OMNICHAT_PLUGINS") {
+                Some(path) => {
+                    let path = PathBuf::from(path);
+                    if !path.is_file() {
+                        bail!("OMNICHAT_PLUGINS: {} is not a file", path.display());
+                    }
+                    Some(path)
+                }
+                None => Some(PathBuf::from("plugins.toml")).filter(|p| p.is_file()),
             },
             data_dir,
         })
@@ -163,12 +194,36 @@ impl Config {
             "JWT_SECRET" => Some("test-access-secret-which-is-long-enough".into()),
             "JWT_REFRESH_SECRET" => Some("test-refresh-secret-which-is-long-enough".into()),
             "OMNICHAT_SECRET_KEY" => Some(STANDARD.encode([7u8; 32])),
+            "OMNICHAT_PLUGINS" => None,
             _ => None,
         })
         .unwrap_or_else(|e| panic!("test configuration: {e:#}"));
         config.host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         config.port = 0;
+        // Tests run from the crate directory: never pick up a plugins.toml lying there.
+        config.plugins_manifest = None;
+        // Fake providers listen on loopback.
+        config.providers.allow_private_fetch = true;
         config
+    }
+}
+
+/// An http(s) URL without a trailing slash.
+fn base_url(name: &str, value: Option<String>, default: &str) -> anyhow::Result<String> {
+    let url = value.unwrap_or_else(|| default.to_owned());
+    let url = url.trim().trim_end_matches('/').to_owned();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+        bail!("{name}: {url:?} is not an http(s) URL");
+    }
+    Ok(url)
+}
+
+fn flag(name: &str, value: Option<String>) -> anyhow::Result<bool> {
+    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => bail!("{name}: {v:?} is not true or false"),
     }
 }
 
@@ -178,8 +233,9 @@ fn parse_ttl(name: &str, value: Option<String>, default: &str) -> anyhow::Result
     let text = text.trim();
     let ttl = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text)
-            .with_context(|| format!("{name}: {text:?} is not a duration like 15m or 30d"))?,
+        Err(_) => {
+            humantime::parse_duration(text).with_context(|| format!("{name}: {text:?} is not a duration like 15m or 30d"))?
+        }
     };
     if ttl.is_zero() {
         bail!("{name}: must be longer than zero");
@@ -200,11 +256,8 @@ fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> anyhow::R
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, secret.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secret)
 }
 
@@ -230,10 +283,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("omnichat-config-{}", uuid::Uuid::new_v4()));
         move |name| match name {
             "OMNICHAT_DATA_DIR" => Some(dir.display().to_string()),
-            _ => pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string()),
+            _ => pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()),
         }
     }
 
@@ -244,10 +294,7 @@ mod tests {
         assert_eq!(config.socket_path, "/socket.io");
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(15 * 60));
         assert_eq!(config.jwt.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
-        assert!(
-            config.database_url.starts_with("sqlite://")
-                && config.database_url.ends_with("omnichat.db")
-        );
+        assert!(config.database_url.starts_with("sqlite://") && config.database_url.ends_with("omnichat.db"));
     }
 
     #[test]
@@ -256,14 +303,8 @@ mod tests {
         let first = Config::from_env(&var).expect("loads");
         let second = Config::from_env(&var).expect("loads again");
         use secrecy::ExposeSecret;
-        assert_eq!(
-            first.jwt.access_secret.expose_secret(),
-            second.jwt.access_secret.expose_secret()
-        );
-        assert_eq!(
-            first.jwt.refresh_secret.expose_secret(),
-            first.jwt.access_secret.expose_secret()
-        );
+        assert_eq!(first.jwt.access_secret.expose_secret(), second.jwt.access_secret.expose_secret());
+        assert_eq!(first.jwt.refresh_secret.expose_secret(), first.jwt.access_secret.expose_secret());
     }
 
     #[test]
@@ -273,43 +314,24 @@ mod tests {
             (&[("DATABASE_URL", "mysql://x")][..], "DATABASE_URL"),
             (&[("JWT_ACCESS_TTL", "soon")][..], "JWT_ACCESS_TTL"),
             (&[("CORS_ORIGIN", "example.com")][..], "CORS_ORIGIN"),
-            (
-                &[("OMNICHAT_SECRET_KEY", "short")][..],
-                "OMNICHAT_SECRET_KEY",
-            ),
+            (&[("OMNICHAT_SECRET_KEY", "short")][..], "OMNICHAT_SECRET_KEY"),
         ] {
-            let leaked: &'static [(&'static str, &'static str)] =
-                Box::leak(pairs.to_vec().into_boxed_slice());
+            let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
             let err = Config::from_env(env(leaked)).expect_err(name);
-            assert!(
-                format!("{err:#}").contains(name),
-                "{err:#} should name {name}"
-            );
+            assert!(format!("{err:#}").contains(name), "{err:#} should name {name}");
         }
     }
 
     #[test]
     fn ttls_accept_units_and_seconds() {
-        assert_eq!(
-            parse_ttl("X", Some("90".into()), "1m").ok(),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_ttl("X", Some("2h".into()), "1m").ok(),
-            Some(Duration::from_secs(7200))
-        );
+        assert_eq!(parse_ttl("X", Some("90".into()), "1m").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("X", Some("2h".into()), "1m").ok(), Some(Duration::from_secs(7200)));
         assert!(parse_ttl("X", Some("0".into()), "1m").is_err());
     }
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://app:hunter2@db/omnichat"),
-            "postgres://app:***@db/omnichat"
-        );
-        assert_eq!(
-            redact_url("sqlite://./data/omnichat.db"),
-            "sqlite://./data/omnichat.db"
-        );
+        assert_eq!(redact_url("postgres://app:hunter2@db/omnichat"), "postgres://app:***@db/omnichat");
+        assert_eq!(redact_url("sqlite://./data/omnichat.db"), "sqlite://./data/omnichat.db");
     }
 }

@@ -26,16 +26,9 @@ impl SecretKey {
         let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).ok()
         } else {
-            STANDARD
-                .decode(text)
-                .or_else(|_| URL_SAFE.decode(text))
-                .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-                .ok()
+            STANDARD.decode(text).or_else(|_| URL_SAFE.decode(text)).or_else(|_| URL_SAFE_NO_PAD.decode(text)).ok()
         };
-        bytes
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .map(SecretKey)
-            .ok_or(CryptoError::BadKey)
+        bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).map(SecretKey).ok_or(CryptoError::BadKey)
     }
 }
 
@@ -47,9 +40,7 @@ pub struct SecretBox {
 
 impl SecretBox {
     pub fn new(key: &SecretKey) -> Self {
-        Self {
-            cipher: XChaCha20Poly1305::new(&key.0.into()),
-        }
+        Self { cipher: XChaCha20Poly1305::new(&key.0.into()) }
     }
 
     pub fn is_sealed(value: &str) -> bool {
@@ -60,31 +51,21 @@ impl SecretBox {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let nonce = XNonce::from(nonce_bytes);
         // Encrypting into a Vec cannot fail for inputs of this size.
-        let ciphertext = self
-            .cipher
-            .encrypt(&nonce, plaintext.as_bytes())
-            .unwrap_or_default();
+        let ciphertext = self.cipher.encrypt(&nonce, plaintext.as_bytes()).unwrap_or_default();
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&ciphertext);
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
-        let encoded = sealed
-            .strip_prefix(PREFIX)
-            .ok_or(CryptoError::Undecryptable)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(encoded)
-            .map_err(|_| CryptoError::Undecryptable)?;
+        let encoded = sealed.strip_prefix(PREFIX).ok_or(CryptoError::Undecryptable)?;
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| CryptoError::Undecryptable)?;
         if bytes.len() < NONCE_LEN {
             return Err(CryptoError::Undecryptable);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
-        let plaintext = self
-            .cipher
-            .decrypt(&nonce, ciphertext)
-            .map_err(|_| CryptoError::Undecryptable)?;
+        let plaintext = self.cipher.decrypt(&nonce, ciphertext).map_err(|_| CryptoError::Undecryptable)?;
         String::from_utf8(plaintext).map_err(|_| CryptoError::Undecryptable)
     }
 }
@@ -101,10 +82,7 @@ mod tests {
         assert!(SecretBox::is_sealed(&sealed));
         assert!(!sealed.contains("ABC-bot-token"));
         assert_ne!(sealed, a.seal("123456:ABC-bot-token"), "nonces are random");
-        assert_eq!(
-            a.open(&sealed).ok().as_deref(),
-            Some("123456:ABC-bot-token")
-        );
+        assert_eq!(a.open(&sealed).ok().as_deref(), Some("123456:ABC-bot-token"));
         assert!(b.open(&sealed).is_err());
     }
 

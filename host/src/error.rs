@@ -33,12 +33,7 @@ pub struct ApiErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
+        Self { status, code, message: message.into(), retry_after_secs: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -46,11 +41,7 @@ impl ApiError {
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -62,11 +53,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -83,23 +70,13 @@ impl ApiError {
     /// A failure that is ours, not the caller's: logged with its cause, answered without it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
@@ -108,17 +85,10 @@ impl IntoResponse for ApiError {
         if self.status.is_client_error() {
             tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
         }
-        let body = ApiErrorBody {
-            error: ApiErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
+        let body = ApiErrorBody { error: ApiErrorDetail { code: self.code.to_owned(), message: self.message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -130,11 +100,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(key) => ApiError::conflict(format!("already exists ({key})")),
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "database unavailable, retry later",
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database unavailable, retry later")
             }
             other => ApiError::internal(other),
         }
@@ -147,11 +113,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => "validation_failed",
             JsonRejection::JsonSyntaxError(_) => "invalid_json",
             JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            JsonRejection::BytesRejection(_)
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                "payload_too_large"
-            }
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             _ => "bad_request",
         };
         ApiError::new(rejection.status(), code, rejection.body_text())
@@ -160,21 +122,13 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_id",
-            format!("invalid path parameter: {}", rejection.body_text()),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", format!("invalid path parameter: {}", rejection.body_text()))
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            rejection.body_text(),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text())
     }
 }
 

@@ -4,12 +4,17 @@
 //! runs it on an already-bound listener until the shutdown future resolves.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod auth;
 pub mod channels;
 pub mod config;
+pub mod conversations;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod inbound;
+pub mod plugins;
+pub mod realtime;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -30,24 +35,37 @@ pub use state::{App, AppState};
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let store = store::connect(&config.database_url)
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                config::redact_url(&config.database_url)
-            )
-        })?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+        .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
+    store.migrate().await.context("cannot migrate the database")?;
+    let plugins = load_plugins(&config).await?;
+    let tokens = auth::tokens::TokenService::new(&config.jwt);
+    let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone());
     Ok(AppState(Arc::new(App {
-        tokens: auth::tokens::TokenService::new(&config.jwt),
+        tokens,
+        realtime,
+        plugins: Arc::new(plugins),
+        auto_reply: Arc::new(agents::NoAutoReply),
         secrets: crypto::SecretBox::new(&config.secret_key),
         login_throttle: Default::default(),
         started_at: Instant::now(),
         store,
         config,
     })))
+}
+
+/// Compiles the adapters named by plugins.toml (or the built-in ones).
+pub async fn load_plugins(config: &Config) -> anyhow::Result<plugins::PluginRuntime> {
+    let manifest = match &config.plugins_manifest {
+        Some(path) => plugins::manifest::Manifest::load(path)?,
+        None => plugins::manifest::Manifest::builtin(),
+    };
+    let providers = &config.providers;
+    let base_urls = std::collections::HashMap::from([
+        (store::ChannelType::TelegramBot, providers.telegram_api_base_url.clone()),
+        (store::ChannelType::Facebook, providers.facebook_graph_base_url.clone()),
+    ]);
+    let fetcher = plugins::fetch::Fetcher::new(providers.allow_private_fetch)?;
+    plugins::PluginRuntime::load(&manifest, &base_urls, fetcher).await.context("cannot load the plugins")
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -58,10 +76,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let router = http::router::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("http server failed")?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed")?;
     state.store.close().await;
     Ok(())
 }

@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand};
 use omnichat::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "omnichat",
-    version,
-    about = "Multi-tenant omnichannel messaging gateway"
-)]
+#[command(name = "omnichat", version, about = "Multi-tenant omnichannel messaging gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -36,9 +32,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             let addr = (config.host, config.port);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
             let state = omnichat::build(config).await?;
             omnichat::serve(listener, state, shutdown_signal()).await?;
         }

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::agents::AutoReply;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::plugins::PluginRuntime;
+use crate::realtime::Realtime;
 use crate::store::Store;
 
 pub struct App {
@@ -16,6 +19,9 @@ pub struct App {
     pub login_throttle: LoginThrottle,
     pub secrets: SecretBox,
     pub started_at: Instant,
+    pub plugins: Arc<PluginRuntime>,
+    pub realtime: Realtime,
+    pub auto_reply: Arc<dyn AutoReply>,
 }
 
 #[derive(Clone)]

@@ -16,11 +16,7 @@ pub fn email(raw: &str) -> Result<String, ApiError> {
                 && !domain.ends_with('.')
                 && !domain.contains('@')
         });
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::validation("email: not a valid e-mail address"))
-    }
+    if valid { Ok(email) } else { Err(ApiError::validation("email: not a valid e-mail address")) }
 }
 
 pub fn password(raw: &str) -> Result<(), ApiError> {
@@ -38,9 +34,7 @@ pub fn name(field: &str, raw: &str) -> Result<String, ApiError> {
         return Err(ApiError::validation(format!("{field}: must not be empty")));
     }
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::validation(format!(
-            "{field}: at most {MAX_NAME_LEN} characters"
-        )));
+        return Err(ApiError::validation(format!("{field}: at most {MAX_NAME_LEN} characters")));
     }
     Ok(name.to_owned())
 }
@@ -66,10 +60,7 @@ where
 mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            super::email("  Ann@Example.COM ").ok().as_deref(),
-            Some("ann@example.com")
-        );
+        assert_eq!(super::email("  Ann@Example.COM ").ok().as_deref(), Some("ann@example.com"));
         for bad in ["", "ann", "ann@", "@x.io", "ann@x", "a b@x.io", "ann@x.io."] {
             assert!(super::email(bad).is_err(), "{bad:?}");
         }

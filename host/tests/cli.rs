@@ -6,11 +6,7 @@ use std::time::Duration;
 
 fn omnichat(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_omnichat"));
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LOG_FORMAT", "json");
+    command.current_dir(dir).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("LOG_FORMAT", "json");
     command
 }
 
@@ -26,11 +22,7 @@ impl Drop for Server {
 #[tokio::test]
 async fn with_no_configuration_it_serves_on_sqlite_in_the_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = omnichat(dir.path())
-        .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start omnichat");
+    let mut child = omnichat(dir.path()).env("PORT", "0").stdout(Stdio::piped()).spawn().expect("start omnichat");
     let stdout = child.stdout.take().expect("stdout");
     let server = Server(child);
 
@@ -40,36 +32,22 @@ async fn with_no_configuration_it_serves_on_sqlite_in_the_data_dir() {
         let mut warned_about_secret = false;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            warned_about_secret |= event["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("JWT_SECRET is not set"));
+            warned_about_secret |= event["message"].as_str().is_some_and(|m| m.starts_with("JWT_SECRET is not set"));
             if event["message"] == "omnichat listening" {
-                let _ = tx.send((
-                    event["addr"].as_str().unwrap_or_default().to_owned(),
-                    warned_about_secret,
-                ));
+                let _ = tx.send((event["addr"].as_str().unwrap_or_default().to_owned(), warned_about_secret));
             }
         }
     });
-    let (addr, warned_about_secret) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("omnichat announced its address");
+    let (addr, warned_about_secret) = rx.recv_timeout(Duration::from_secs(60)).expect("omnichat announced its address");
     let port = addr.rsplit(':').next().expect("port");
-    assert!(
-        warned_about_secret,
-        "a generated JWT secret is logged as a warning"
-    );
+    assert!(warned_about_secret, "a generated JWT secret is logged as a warning");
 
-    let health: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
-        .await
-        .expect("health answers")
-        .json()
-        .await
-        .expect("json");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let health: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/health")).await.expect("health answers").json().await.expect("json");
     assert_eq!(health["db"], "up");
     assert!(dir.path().join("data/omnichat.db").exists());
-    let secret = std::fs::read_to_string(dir.path().join("data/jwt_secret"))
-        .expect("secret kept in the data dir");
+    let secret = std::fs::read_to_string(dir.path().join("data/jwt_secret")).expect("secret kept in the data dir");
     assert!(secret.len() >= 32);
     drop(server);
 }
@@ -77,11 +55,7 @@ async fn with_no_configuration_it_serves_on_sqlite_in_the_data_dir() {
 #[test]
 fn migrate_applies_the_migrations_and_exits() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let status = omnichat(dir.path())
-        .arg("migrate")
-        .env("OMNICHAT_DATA_DIR", "state")
-        .status()
-        .expect("run migrate");
+    let status = omnichat(dir.path()).arg("migrate").env("OMNICHAT_DATA_DIR", "state").status().expect("run migrate");
     assert!(status.success());
     assert!(dir.path().join("state/omnichat.db").exists());
 }
@@ -89,16 +63,8 @@ fn migrate_applies_the_migrations_and_exits() {
 #[test]
 fn a_bad_setting_stops_start_up_with_a_message_naming_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for (name, value) in [
-        ("DATABASE_URL", "mysql://localhost/x"),
-        ("PORT", "eighty"),
-        ("JWT_REFRESH_TTL", "forever"),
-    ] {
-        let output = omnichat(dir.path())
-            .arg("migrate")
-            .env(name, value)
-            .output()
-            .expect("run");
+    for (name, value) in [("DATABASE_URL", "mysql://localhost/x"), ("PORT", "eighty"), ("JWT_REFRESH_TTL", "forever")] {
+        let output = omnichat(dir.path()).arg("migrate").env(name, value).output().expect("run");
         assert!(!output.status.success(), "{name}={value} must fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(name), "{name}: {stderr}");

@@ -79,7 +79,7 @@ CREATE TABLE conversations (
     external_conversation_id  TEXT,
     status                    TEXT NOT NULL DEFAULT 'OPEN' CHECK (status IN ('OPEN', 'CLOSED', 'SNOOZED')),
     assignee_id               BLOB REFERENCES users (id) ON DELETE SET NULL,
-    last_message_at           TEXT,
+    last_message_at           TEXT NOT NULL,
     created_at                TEXT NOT NULL,
     updated_at                TEXT NOT NULL
 );
@@ -87,7 +87,8 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_inbox_idx ON conversations (tenant_id, last_message_at DESC, id DESC);
 CREATE INDEX conversations_status_idx ON conversations (tenant_id, status, last_message_at DESC, id DESC);
 CREATE INDEX conversations_assignee_idx ON conversations (tenant_id, assignee_id, last_message_at DESC);
-CREATE INDEX conversations_customer_idx ON conversations (customer_id, status);
+CREATE INDEX conversations_customer_idx ON conversations (customer_id, status, created_at DESC);
+CREATE INDEX customers_channel_idx ON customers (channel_instance_id, created_at DESC, id DESC);
 CREATE INDEX conversations_external_idx ON conversations (channel_instance_id, external_conversation_id);
 
 CREATE TABLE agents (
@@ -117,6 +118,7 @@ CREATE TABLE messages (
     error                TEXT,
     sender_user_id       BLOB REFERENCES users (id) ON DELETE SET NULL,
     sender_agent_id      BLOB REFERENCES agents (id) ON DELETE SET NULL,
+    sent_at              TEXT NOT NULL,
     created_at           TEXT NOT NULL,
     updated_at           TEXT NOT NULL
 );

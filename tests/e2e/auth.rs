@@ -18,7 +18,11 @@ on_both_databases!(
 async fn registering_creates_a_tenant_and_its_owner(db: Db) {
     let app = spawn_app(db).await;
     let reply = app
-        .post("/api/auth/register", None, json!({"email": "Ann@Example.com", "password": PASSWORD, "name": "Ann", "tenantName": "Ann's Shop"}))
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "Ann@Example.com", "password": PASSWORD, "name": "Ann", "tenantName": "Ann's Shop"}),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let body = &reply.body;
@@ -27,10 +31,7 @@ async fn registering_creates_a_tenant_and_its_owner(db: Db) {
     assert_eq!(body["tenant"]["name"], "Ann's Shop");
     assert_eq!(body["user"]["tenantId"], body["tenant"]["id"]);
     let text = body.to_string();
-    assert!(
-        !text.contains("passwordHash") && !text.contains("argon2"),
-        "no hash leaves the server: {text}"
-    );
+    assert!(!text.contains("passwordHash") && !text.contains("argon2"), "no hash leaves the server: {text}");
 
     let session = Session::from_auth(body);
     let me = app.get("/api/auth/me", &session.access_token).await;
@@ -43,13 +44,7 @@ async fn registering_creates_a_tenant_and_its_owner(db: Db) {
 async fn a_registered_email_cannot_register_again(db: Db) {
     let app = spawn_app(db).await;
     app.register("bob@example.com").await;
-    let again = app
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"email": "BOB@example.com ", "password": PASSWORD}),
-        )
-        .await;
+    let again = app.post("/api/auth/register", None, json!({"email": "BOB@example.com ", "password": PASSWORD})).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.error_code(), "conflict");
 }
@@ -68,10 +63,7 @@ async fn login_accepts_the_right_password_only(db: Db) {
     assert_eq!(wrong.error_code(), "unauthorized");
     let unknown = app.login("nobody@example.com", PASSWORD).await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        unknown.body["error"]["message"], wrong.body["error"]["message"],
-        "no hint which part was wrong"
-    );
+    assert_eq!(unknown.body["error"]["message"], wrong.body["error"]["message"], "no hint which part was wrong");
 }
 
 async fn repeated_failed_logins_lock_the_account(db: Db) {
@@ -84,124 +76,49 @@ async fn repeated_failed_logins_lock_the_account(db: Db) {
     }
     let locked = app.login("dave@example.com", "guess").await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = locked.headers["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
+    let retry_after: u64 = locked.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
     assert!(retry_after >= 1, "Retry-After {retry_after}");
 
     let right_password = app.login("dave@example.com", PASSWORD).await;
-    assert_eq!(
-        right_password.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "locked even with the right password"
-    );
-    assert_eq!(
-        app.login("erin@example.com", PASSWORD).await.status,
-        StatusCode::OK,
-        "other accounts unaffected"
-    );
+    assert_eq!(right_password.status, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
+    assert_eq!(app.login("erin@example.com", PASSWORD).await.status, StatusCode::OK, "other accounts unaffected");
 }
 
 async fn refresh_rotates_and_a_reused_token_revokes_its_family(db: Db) {
     let app = spawn_app(db).await;
     let first = app.register("fay@example.com").await;
 
-    let rotated = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": first.refresh_token}),
-        )
-        .await;
+    let rotated = app.post("/api/auth/refresh", None, json!({"refreshToken": first.refresh_token})).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
     let second = Session::from_auth(&rotated.body);
     assert_ne!(second.refresh_token, first.refresh_token);
-    assert_eq!(
-        app.get("/api/auth/me", &second.access_token).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/auth/me", &second.access_token).await.status, StatusCode::OK);
 
-    let reused = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": first.refresh_token}),
-        )
-        .await;
+    let reused = app.post("/api/auth/refresh", None, json!({"refreshToken": first.refresh_token})).await;
     assert_eq!(reused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reused.error_code(), "refresh_token_reused");
 
-    let after = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": second.refresh_token}),
-        )
-        .await;
-    assert_eq!(
-        after.status,
-        StatusCode::UNAUTHORIZED,
-        "the reuse revoked the newer token too"
-    );
+    let after = app.post("/api/auth/refresh", None, json!({"refreshToken": second.refresh_token})).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "the reuse revoked the newer token too");
 
     let fresh_login = app.login("fay@example.com", PASSWORD).await;
     let other = Session::from_auth(&fresh_login.body);
-    let unaffected = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": other.refresh_token}),
-        )
-        .await;
-    assert_eq!(
-        unaffected.status,
-        StatusCode::OK,
-        "another login's family is not touched"
-    );
+    let unaffected = app.post("/api/auth/refresh", None, json!({"refreshToken": other.refresh_token})).await;
+    assert_eq!(unaffected.status, StatusCode::OK, "another login's family is not touched");
 }
 
 async fn concurrent_refreshes_of_one_token_let_exactly_one_through(db: Db) {
     let app = spawn_app(db).await;
     let session = app.register("gus@example.com").await;
-    let attempts = (0..8).map(|_| {
-        app.post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": session.refresh_token}),
-        )
-    });
+    let attempts = (0..8).map(|_| app.post("/api/auth/refresh", None, json!({"refreshToken": session.refresh_token})));
     let replies = futures::future::join_all(attempts).await;
-    let winners: Vec<_> = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::OK)
-        .collect();
-    assert_eq!(
-        winners.len(),
-        1,
-        "statuses: {:?}",
-        replies.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
-    assert!(
-        replies
-            .iter()
-            .all(|r| r.status == StatusCode::OK || r.status == StatusCode::UNAUTHORIZED)
-    );
+    let winners: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::OK).collect();
+    assert_eq!(winners.len(), 1, "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK || r.status == StatusCode::UNAUTHORIZED));
 
     let winner = Session::from_auth(&winners[0].body);
-    let next = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": winner.refresh_token}),
-        )
-        .await;
-    assert_eq!(
-        next.status,
-        StatusCode::UNAUTHORIZED,
-        "the race revoked the family, the winner's token included"
-    );
+    let next = app.post("/api/auth/refresh", None, json!({"refreshToken": winner.refresh_token})).await;
+    assert_eq!(next.status, StatusCode::UNAUTHORIZED, "the race revoked the family, the winner's token included");
 }
 
 async fn access_and_refresh_tokens_are_not_interchangeable(db: Db) {
@@ -209,25 +126,13 @@ async fn access_and_refresh_tokens_are_not_interchangeable(db: Db) {
     let session = app.register("hal@example.com").await;
     let with_refresh = app.get("/api/auth/me", &session.refresh_token).await;
     assert_eq!(with_refresh.status, StatusCode::UNAUTHORIZED);
-    let with_access = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": session.access_token}),
-        )
-        .await;
+    let with_access = app.post("/api/auth/refresh", None, json!({"refreshToken": session.access_token})).await;
     assert_eq!(with_access.status, StatusCode::UNAUTHORIZED);
     assert_eq!(with_access.error_code(), "invalid_refresh_token");
     for token in ["", "garbage", "a.b.c"] {
-        assert_eq!(
-            app.get("/api/auth/me", token).await.status,
-            StatusCode::UNAUTHORIZED,
-            "{token:?}"
-        );
+        assert_eq!(app.get("/api/auth/me", token).await.status, StatusCode::UNAUTHORIZED, "{token:?}");
     }
-    let no_header = app
-        .request(reqwest::Method::GET, "/api/auth/me", None, None)
-        .await;
+    let no_header = app.request(reqwest::Method::GET, "/api/auth/me", None, None).await;
     assert_eq!(no_header.status, StatusCode::UNAUTHORIZED);
     assert_eq!(no_header.error_code(), "unauthorized");
 }
@@ -235,20 +140,8 @@ async fn access_and_refresh_tokens_are_not_interchangeable(db: Db) {
 async fn logout_ends_the_login(db: Db) {
     let app = spawn_app(db).await;
     let session = app.register("ivy@example.com").await;
-    let out = app
-        .post(
-            "/api/auth/logout",
-            None,
-            json!({"refreshToken": session.refresh_token}),
-        )
-        .await;
+    let out = app.post("/api/auth/logout", None, json!({"refreshToken": session.refresh_token})).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let refresh = app
-        .post(
-            "/api/auth/refresh",
-            None,
-            json!({"refreshToken": session.refresh_token}),
-        )
-        .await;
+    let refresh = app.post("/api/auth/refresh", None, json!({"refreshToken": session.refresh_token})).await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
 }

@@ -16,36 +16,25 @@ async fn channels_are_created_listed_updated_and_deleted(db: Db) {
     let owner = app.register("ops@shop.io").await;
     let token = &owner.access_token;
     let page = app
-        .create_channel(&owner, json!({"name": "Shop page", "type": "FACEBOOK", "externalId": "1234567890", "metadata": {"color": "blue"}}))
+        .create_channel(
+            &owner,
+            json!({"name": "Shop page", "type": "FACEBOOK", "externalId": "1234567890", "metadata": {"color": "blue"}}),
+        )
         .await;
     assert_eq!(page["status"], "DISCONNECTED");
     assert_eq!(page["type"], "FACEBOOK");
     assert_eq!(page["externalId"], "1234567890");
     assert_eq!(page["metadata"]["color"], "blue");
     assert_eq!(page["tenantId"], owner.tenant_id.as_str());
-    let bot = app
-        .create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"}))
-        .await;
+    let bot = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await;
 
     let list = app.get("/api/channels", token).await;
     assert_eq!(list.status, StatusCode::OK);
-    let ids: Vec<_> = list
-        .body
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(id_of)
-        .collect();
+    let ids: Vec<_> = list.body.as_array().expect("array").iter().map(id_of).collect();
     assert_eq!(ids, [id_of(&page), id_of(&bot)]);
 
     let path = format!("/api/channels/{}", id_of(&page));
-    let updated = app
-        .patch(
-            &path,
-            token,
-            json!({"name": "Shop", "externalId": null, "metadata": {"color": "red"}}),
-        )
-        .await;
+    let updated = app.patch(&path, token, json!({"name": "Shop", "externalId": null, "metadata": {"color": "red"}})).await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     assert_eq!(updated.body["name"], "Shop");
     assert_eq!(updated.body["externalId"], serde_json::Value::Null);
@@ -53,20 +42,10 @@ async fn channels_are_created_listed_updated_and_deleted(db: Db) {
     assert_eq!(updated.body["type"], "FACEBOOK");
     assert_eq!(app.get(&path, token).await.body["name"], "Shop");
 
-    assert_eq!(
-        app.delete(&path, token).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(app.delete(&path, token).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, token).await.status, StatusCode::NOT_FOUND);
     assert_eq!(app.delete(&path, token).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.get("/api/channels", token)
-            .await
-            .body
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(app.get("/api/channels", token).await.body.as_array().map(Vec::len), Some(1));
 }
 
 async fn channel_secrets_are_encrypted_at_rest_and_never_returned(db: Db) {
@@ -81,89 +60,42 @@ async fn channel_secrets_are_encrypted_at_rest_and_never_returned(db: Db) {
 
     let id = id_of(&bot);
     let raw = app.db.raw_channel_config(id).await;
-    assert!(
-        !raw.contains("SECRET-bot-token") && !raw.contains("hook-secret"),
-        "stored in clear: {raw}"
-    );
+    assert!(!raw.contains("SECRET-bot-token") && !raw.contains("hook-secret"), "stored in clear: {raw}");
     assert!(raw.contains("enc:v1:"), "{raw}");
 
     let path = format!("/api/channels/{id}");
-    for reply in [
-        app.get(&path, &owner.access_token).await,
-        app.get("/api/channels", &owner.access_token).await,
-    ] {
-        assert!(
-            !reply.body.to_string().contains("SECRET-bot-token"),
-            "{}",
-            reply.body
-        );
+    for reply in [app.get(&path, &owner.access_token).await, app.get("/api/channels", &owner.access_token).await] {
+        assert!(!reply.body.to_string().contains("SECRET-bot-token"), "{}", reply.body);
     }
 
     // Sending the redacted placeholder back keeps the secret; a new value replaces it.
     let kept = app
-        .patch(&path, &owner.access_token, json!({"config": {"botToken": secrets::REDACTED, "secretToken": "rotated", "mode": "webhook"}}))
+        .patch(
+            &path,
+            &owner.access_token,
+            json!({"config": {"botToken": secrets::REDACTED, "secretToken": "rotated", "mode": "webhook"}}),
+        )
         .await;
     assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
-    let channel = app
-        .state
-        .store
-        .get_channel(owner.tenant_id.parse().expect("uuid"), id)
-        .await
-        .expect("store")
-        .expect("row");
+    let channel = app.state.store.get_channel(owner.tenant_id.parse().expect("uuid"), id).await.expect("store").expect("row");
     let opened = secrets::open(&app.state.secrets, &channel.config.0).expect("decrypts");
-    assert_eq!(
-        opened,
-        json!({"botToken": "123456:SECRET-bot-token", "secretToken": "rotated", "mode": "webhook"})
-    );
+    assert_eq!(opened, json!({"botToken": "123456:SECRET-bot-token", "secretToken": "rotated", "mode": "webhook"}));
 }
 
 async fn bad_channel_input_is_refused_and_nothing_is_stored(db: Db) {
     let app = spawn_app(db).await;
     let owner = app.register("bad@shop.io").await;
     let token = Some(owner.access_token.as_str());
-    app.create_channel(
-        &owner,
-        json!({"name": "Page", "type": "FACEBOOK", "externalId": "42"}),
-    )
-    .await;
+    app.create_channel(&owner, json!({"name": "Page", "type": "FACEBOOK", "externalId": "42"})).await;
 
     let cases = [
-        (
-            json!({"name": "X", "type": "TELEGRAM"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"type": "WIDGET"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"name": "   ", "type": "WIDGET"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"name": "X", "type": "WIDGET", "config": "token"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"name": "X", "type": "WIDGET", "metadata": [1]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"name": "X", "type": "WIDGET", "status": "CONNECTED"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({"name": "Page 2", "type": "FACEBOOK", "externalId": "42"}),
-            StatusCode::CONFLICT,
-            "conflict",
-        ),
+        (json!({"name": "X", "type": "TELEGRAM"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"type": "WIDGET"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "   ", "type": "WIDGET"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "X", "type": "WIDGET", "config": "token"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "X", "type": "WIDGET", "metadata": [1]}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "X", "type": "WIDGET", "status": "CONNECTED"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "Page 2", "type": "FACEBOOK", "externalId": "42"}), StatusCode::CONFLICT, "conflict"),
     ];
     for (body, status, code) in cases {
         let reply = app.post("/api/channels", token, body.clone()).await;
@@ -171,45 +103,17 @@ async fn bad_channel_input_is_refused_and_nothing_is_stored(db: Db) {
         assert_eq!(reply.error_code(), code, "{body}");
     }
     let listed = app.get("/api/channels", &owner.access_token).await;
-    assert_eq!(
-        listed.body.as_array().map(Vec::len),
-        Some(1),
-        "nothing stored by refused requests"
-    );
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1), "nothing stored by refused requests");
 
-    let page_of_other_type = app
-        .create_channel(
-            &owner,
-            json!({"name": "Bot", "type": "TELEGRAM_BOT", "externalId": "42"}),
-        )
-        .await;
-    assert_eq!(
-        page_of_other_type["externalId"], "42",
-        "external ids are unique per type only"
-    );
+    let page_of_other_type = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "externalId": "42"})).await;
+    assert_eq!(page_of_other_type["externalId"], "42", "external ids are unique per type only");
 
-    let bad_id = app
-        .get("/api/channels/not-a-uuid", &owner.access_token)
-        .await;
+    let bad_id = app.get("/api/channels/not-a-uuid", &owner.access_token).await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_id.error_code(), "invalid_id");
-    let unknown = app
-        .get(
-            &format!("/api/channels/{}", uuid::Uuid::new_v4()),
-            &owner.access_token,
-        )
-        .await;
+    let unknown = app.get(&format!("/api/channels/{}", uuid::Uuid::new_v4()), &owner.access_token).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let type_change = app
-        .patch(
-            &format!("/api/channels/{}", id_of(&page_of_other_type)),
-            &owner.access_token,
-            json!({"type": "WIDGET"}),
-        )
-        .await;
-    assert_eq!(
-        type_change.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "the type of a channel is fixed"
-    );
+    let type_change =
+        app.patch(&format!("/api/channels/{}", id_of(&page_of_other_type)), &owner.access_token, json!({"type": "WIDGET"})).await;
+    assert_eq!(type_change.status, StatusCode::UNPROCESSABLE_ENTITY, "the type of a channel is fixed");
 }

@@ -22,31 +22,15 @@ async fn malformed_requests_get_json_errors_with_the_right_status(db: Db) {
         request.send()
     };
     let cases = [
+        (raw("{\"email\": ", Some("application/json")).await, StatusCode::BAD_REQUEST, "invalid_json"),
+        (raw("{\"email\": \"x@y.io\"}", Some("application/json")).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (
-            raw("{\"email\": ", Some("application/json")).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        (
-            raw("{\"email\": \"x@y.io\"}", Some("application/json")).await,
+            raw("{\"email\": 5, \"password\": \"longenough\"}", Some("application/json")).await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         ),
         (
-            raw(
-                "{\"email\": 5, \"password\": \"longenough\"}",
-                Some("application/json"),
-            )
-            .await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            raw(
-                "{\"email\": \"x@y.io\", \"password\": \"longenough\"}",
-                None,
-            )
-            .await,
+            raw("{\"email\": \"x@y.io\", \"password\": \"longenough\"}", None).await,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
         ),
@@ -56,71 +40,25 @@ async fn malformed_requests_get_json_errors_with_the_right_status(db: Db) {
         assert_eq!(response.status(), status);
         let body: Value = response.json().await.expect("JSON error body");
         assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
-    let weak = app
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"email": "weak@shop.io", "password": "short"}),
-        )
-        .await;
-    assert_eq!(
-        (weak.status, weak.error_code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
-    );
-    let not_email = app
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"email": "not-an-email", "password": "longenough"}),
-        )
-        .await;
+    let weak = app.post("/api/auth/register", None, json!({"email": "weak@shop.io", "password": "short"})).await;
+    assert_eq!((weak.status, weak.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let not_email = app.post("/api/auth/register", None, json!({"email": "not-an-email", "password": "longenough"})).await;
     assert_eq!(not_email.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let too_big = "x".repeat(100 * 1024);
-    let huge = app
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"email": "a@b.io", "password": too_big}),
-        )
-        .await;
+    let huge = app.post("/api/auth/login", None, json!({"email": "a@b.io", "password": too_big})).await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let route = app.get("/api/nothing-here", &owner.access_token).await;
-    assert_eq!(
-        (route.status, route.error_code()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
-    let method = app
-        .request(
-            reqwest::Method::PUT,
-            "/api/auth/me",
-            Some(&owner.access_token),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (method.status, method.error_code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    assert_eq!((route.status, route.error_code()), (StatusCode::NOT_FOUND, "not_found"));
+    let method = app.request(reqwest::Method::PUT, "/api/auth/me", Some(&owner.access_token), None).await;
+    assert_eq!((method.status, method.error_code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
     let bad_id = app.get("/api/users/123", &owner.access_token).await;
-    assert_eq!(
-        (bad_id.status, bad_id.error_code()),
-        (StatusCode::BAD_REQUEST, "invalid_id")
-    );
+    assert_eq!((bad_id.status, bad_id.error_code()), (StatusCode::BAD_REQUEST, "invalid_id"));
 
     // The server is still healthy after all of it.
-    assert_eq!(
-        app.request(reqwest::Method::GET, "/health", None, None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.request(reqwest::Method::GET, "/health", None, None).await.status, StatusCode::OK);
 }

@@ -16,11 +16,7 @@ async fn health_reports_the_database(db: Db) {
     assert_eq!(up.body["status"], "ok");
     assert_eq!(up.body["db"], "up");
     assert!(up.body["uptime"].is_u64());
-    assert!(
-        up.body["timestamp"]
-            .as_str()
-            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
-    );
+    assert!(up.body["timestamp"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
 
     app.state.store.close().await;
     let down = app.request(Method::GET, "/health", None, None).await;
@@ -31,16 +27,9 @@ async fn health_reports_the_database(db: Db) {
 async fn responses_carry_security_headers_and_request_ids(db: Db) {
     let app = spawn_app(db).await;
     let reply = app.request(Method::GET, "/health", None, None).await;
-    for (name, value) in [
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
-    ] {
-        assert_eq!(
-            reply.headers.get(name).and_then(|v| v.to_str().ok()),
-            Some(value),
-            "{name}"
-        );
+    for (name, value) in [("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")]
+    {
+        assert_eq!(reply.headers.get(name).and_then(|v| v.to_str().ok()), Some(value), "{name}");
     }
     assert!(reply.headers.contains_key("x-request-id"));
     let preflight = app
@@ -51,25 +40,14 @@ async fn responses_carry_security_headers_and_request_ids(db: Db) {
         .send()
         .await
         .expect("preflight");
-    assert!(
-        preflight
-            .headers()
-            .contains_key("access-control-allow-origin"),
-        "CORS answers preflights"
-    );
+    assert!(preflight.headers().contains_key("access-control-allow-origin"), "CORS answers preflights");
 }
 
 async fn the_openapi_document_lists_the_routes(db: Db) {
     let app = spawn_app(db).await;
-    let doc = app
-        .request(Method::GET, "/api/openapi.json", None, None)
-        .await;
+    let doc = app.request(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
-    assert!(
-        doc.body["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3."))
-    );
+    assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for (path, method) in [
         ("/health", "get"),
         ("/api/auth/register", "post"),
@@ -87,10 +65,7 @@ async fn the_openapi_document_lists_the_routes(db: Db) {
         ("/api/channels/{id}", "patch"),
         ("/api/channels/{id}", "delete"),
     ] {
-        assert!(
-            doc.body["paths"][path][method].is_object(),
-            "{method} {path} missing from the OpenAPI document"
-        );
+        assert!(doc.body["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
     }
     assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -4,7 +4,11 @@ mod auth;
 mod channels;
 mod errors;
 mod health;
+mod inbound;
+mod inbox;
 mod isolation;
+mod plugins;
+mod realtime;
 mod store_contract;
 mod users;
 

@@ -1,6 +1,8 @@
 //! Test support: a fresh database per test (a temp SQLite file, or a randomly named PostgreSQL
 //! database), the real host served on port 0, and an HTTP client that speaks to it as an inbox UI does.
 
+pub mod socket;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -19,8 +21,7 @@ pub enum Db {
 
 /// The server tests create their PostgreSQL databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("OMNICHAT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("OMNICHAT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Whether tests on `db` can run. PostgreSQL missing is a skip on a laptop and a failure in CI
@@ -33,10 +34,7 @@ pub fn available(db: Db) -> bool {
     let reachable = *REACHABLE.get_or_init(|| {
         let url = postgres_admin_url();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let pool = sqlx::PgPool::connect(&url).await.ok()?;
                 pool.close().await;
@@ -48,19 +46,12 @@ pub fn available(db: Db) -> bool {
         .flatten()
         .is_some()
     });
-    let required =
-        std::env::var_os("CI").is_some() || std::env::var_os("OMNICHAT_REQUIRE_POSTGRES").is_some();
+    let required = std::env::var_os("CI").is_some() || std::env::var_os("OMNICHAT_REQUIRE_POSTGRES").is_some();
     if !reachable && required {
-        panic!(
-            "PostgreSQL is required here but {} does not answer",
-            postgres_admin_url()
-        );
+        panic!("PostgreSQL is required here but {} does not answer", postgres_admin_url());
     }
     if !reachable {
-        eprintln!(
-            "skipped: PostgreSQL at {} does not answer",
-            postgres_admin_url()
-        );
+        eprintln!("skipped: PostgreSQL at {} does not answer", postgres_admin_url());
     }
     reachable
 }
@@ -97,35 +88,19 @@ impl TestDb {
     pub fn new(db: Db) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         match db {
-            Db::Sqlite => Self {
-                url: format!("sqlite://{}", dir.path().join("omnichat.db").display()),
-                db,
-                dir,
-                pg_name: None,
-            },
+            Db::Sqlite => Self { url: format!("sqlite://{}", dir.path().join("omnichat.db").display()), db, dir, pg_name: None },
             Db::Postgres => {
                 let name = format!("omnichat_test_{}", Uuid::new_v4().simple());
                 let admin = postgres_admin_url();
-                let base = admin
-                    .rsplit_once('/')
-                    .map(|(base, _)| base)
-                    .unwrap_or(&admin)
-                    .to_owned();
-                Self {
-                    url: format!("{base}/{name}"),
-                    db,
-                    dir,
-                    pg_name: Some(name),
-                }
+                let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin).to_owned();
+                Self { url: format!("{base}/{name}"), db, dir, pg_name: Some(name) }
             }
         }
     }
 
     /// The store itself, created (and migrated) on this database.
     pub async fn store(&self) -> std::sync::Arc<dyn Store> {
-        let store = omnichat::store::connect(&self.url)
-            .await
-            .expect("connect store");
+        let store = omnichat::store::connect(&self.url).await.expect("connect store");
         store.migrate().await.expect("migrate");
         store
     }
@@ -139,17 +114,11 @@ impl Drop for TestDb {
         let admin = postgres_admin_url();
         // Drop runs outside any runtime we may block: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let pool = sqlx::PgPool::connect(&admin).await.ok()?;
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&pool)
-                    .await
-                    .ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.ok()?;
                 pool.close().await;
                 Some(())
             })
@@ -176,9 +145,7 @@ pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Config)) -> Test
     let test_db = TestDb::new(db);
     let mut config = Config::for_tests(&test_db.url, test_db.dir.path());
     configure(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind port 0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
     let state = omnichat::build(config).await.expect("build app");
     let (tx, rx) = oneshot::channel::<()>();
@@ -191,13 +158,7 @@ pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Config)) -> Test
             eprintln!("server stopped: {err:#}");
         }
     });
-    TestApp {
-        addr,
-        state,
-        client: reqwest::Client::new(),
-        db: test_db,
-        shutdown: Some(tx),
-    }
+    TestApp { addr, state, client: reqwest::Client::new(), db: test_db, shutdown: Some(tx) }
 }
 
 impl Drop for TestApp {
@@ -219,9 +180,7 @@ pub struct Reply {
 impl Reply {
     /// The error code of a `{"error":{"code","message"}}` body.
     pub fn error_code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("not an error body: {}", self.body))
+        self.body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {}", self.body))
     }
 }
 
@@ -238,20 +197,11 @@ pub struct Session {
 impl Session {
     pub fn from_auth(body: &Value) -> Self {
         Self {
-            access_token: body["accessToken"]
-                .as_str()
-                .expect("accessToken")
-                .to_owned(),
-            refresh_token: body["refreshToken"]
-                .as_str()
-                .expect("refreshToken")
-                .to_owned(),
+            access_token: body["accessToken"].as_str().expect("accessToken").to_owned(),
+            refresh_token: body["refreshToken"].as_str().expect("refreshToken").to_owned(),
             user_id: body["user"]["id"].as_str().expect("user.id").to_owned(),
             tenant_id: body["tenant"]["id"].as_str().expect("tenant.id").to_owned(),
-            email: body["user"]["email"]
-                .as_str()
-                .expect("user.email")
-                .to_owned(),
+            email: body["user"]["email"].as_str().expect("user.email").to_owned(),
         }
     }
 }
@@ -263,13 +213,7 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -278,24 +222,9 @@ impl TestApp {
             request = request.json(&body);
         }
         let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body read");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                panic!(
-                    "{status} body is not JSON: {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let reply = reply(response).await;
+        assert!(!reply.body.is_string(), "{} body is not JSON: {}", reply.status, reply.body);
+        reply
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -307,8 +236,7 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.request(Method::PATCH, path, Some(token), Some(body))
-            .await
+        self.request(Method::PATCH, path, Some(token), Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
@@ -318,37 +246,24 @@ impl TestApp {
     /// Registers a new tenant whose owner is `email`.
     pub async fn register(&self, email: &str) -> Session {
         let reply = self
-            .post("/api/auth/register", None, json!({"email": email, "password": PASSWORD, "name": "Owner", "tenantName": "Acme"}))
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Owner", "tenantName": "Acme"}),
+            )
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "register {email}: {}",
-            reply.body
-        );
+        assert_eq!(reply.status, StatusCode::CREATED, "register {email}: {}", reply.body);
         Session::from_auth(&reply.body)
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/api/auth/login",
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await
+        self.post("/api/auth/login", None, json!({"email": email, "password": password})).await
     }
 
     /// Creates a channel as `session` and returns its JSON.
     pub async fn create_channel(&self, session: &Session, body: Value) -> Value {
-        let reply = self
-            .post("/api/channels", Some(&session.access_token), body)
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "create channel: {}",
-            reply.body
-        );
+        let reply = self.post("/api/channels", Some(&session.access_token), body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "create channel: {}", reply.body);
         reply.body
     }
 }
@@ -379,8 +294,67 @@ impl TestDb {
 
 /// The id of a JSON object, as a UUID.
 pub fn id_of(value: &Value) -> Uuid {
-    value["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no id in {value}"))
+    value["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no id in {value}"))
+}
+
+impl TestApp {
+    /// Delivers a Telegram update to a bot channel's webhook.
+    pub async fn telegram_update(&self, channel_id: &str, update: &Value, secret_token: Option<&str>) -> Reply {
+        let mut request = self.client.post(self.url(&format!("/api/telegram/bot/webhook/{channel_id}"))).json(update);
+        if let Some(secret) = secret_token {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        reply(request.send().await.expect("webhook sent")).await
+    }
+
+    /// Delivers a Messenger webhook body, signed with `app_secret` (or with a given signature).
+    pub async fn facebook_delivery(&self, body: &Value, app_secret: &str, signature: Option<&str>) -> Reply {
+        use hmac::Mac;
+        let bytes = serde_json::to_vec(body).expect("json");
+        let signature = match signature {
+            Some(signature) => signature.to_owned(),
+            None => {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("key");
+                mac.update(&bytes);
+                format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+            }
+        };
+        let request = self
+            .client
+            .post(self.url("/api/facebook/webhook"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(bytes);
+        reply(request.send().await.expect("webhook sent")).await
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Reply { status, headers, body }
+}
+
+/// A Telegram private-chat text message update from user `user_id`.
+pub fn telegram_text(update_id: i64, message_id: i64, user_id: i64, text: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "date": 1_700_000_000,
+            "chat": {"id": user_id, "type": "private", "first_name": "Bob"},
+            "from": {"id": user_id, "is_bot": false, "first_name": "Bob", "last_name": "Builder", "username": "bob"},
+            "text": text
+        }
+    })
 }

@@ -31,10 +31,7 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(service::register(&state, req).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(service::register(&state, req).await?)))
 }
 
 /// Exchanges e-mail and password for tokens. Repeated failures lock the account for a while (429).
@@ -44,10 +41,7 @@ pub async fn register(
     (status = 429, description = "too many failed logins; see Retry-After", body = ApiErrorBody),
 ))]
 #[tracing::instrument(skip_all)]
-pub async fn login(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Json<AuthResponse>> {
+pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<AuthResponse>> {
     Ok(Json(service::login(&state, req).await?))
 }
 
@@ -57,10 +51,7 @@ pub async fn login(
     (status = 401, description = "invalid, expired or reused token (reuse revokes the whole family)", body = ApiErrorBody),
 ))]
 #[tracing::instrument(skip_all)]
-pub async fn refresh(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<RefreshRequest>,
-) -> ApiResult<Json<AuthResponse>> {
+pub async fn refresh(State(state): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<Json<AuthResponse>> {
     Ok(Json(service::refresh(&state, req).await?))
 }
 
@@ -70,10 +61,7 @@ pub async fn refresh(
     (status = 401, body = ApiErrorBody),
 ))]
 #[tracing::instrument(skip_all)]
-pub async fn logout(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<RefreshRequest>,
-) -> ApiResult<StatusCode> {
+pub async fn logout(State(state): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<StatusCode> {
     service::logout(&state, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -85,8 +73,5 @@ pub async fn logout(
 ))]
 pub async fn me(auth: AuthUser) -> Json<MeResponse> {
     let tenant_id = auth.tenant_id();
-    Json(MeResponse {
-        user: auth.user,
-        tenant_id,
-    })
+    Json(MeResponse { user: auth.user, tenant_id })
 }

@@ -14,14 +14,10 @@ fn argon2() -> Argon2<'static> {
 }
 
 pub async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        argon2()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
+    tokio::task::spawn_blocking(move || argon2().hash_password(password.as_bytes()).map(|h| h.to_string()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
 /// Constant-work check: an unknown user is verified against a dummy hash so timing does not tell.
@@ -29,11 +25,7 @@ pub async fn verify(password: String, stored_hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let known = stored_hash.is_some();
         let stored = stored_hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let ok = PasswordHash::new(&stored).map(|parsed| {
-            argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
+        let ok = PasswordHash::new(&stored).map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok());
         known && ok.unwrap_or(false)
     })
     .await
@@ -48,10 +40,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_uses_owasp_parameters() {
         let hash = super::hash("correct horse".into()).await.expect("hash");
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(super::verify("correct horse".into(), Some(hash.clone())).await);
         assert!(!super::verify("wrong horse".into(), Some(hash)).await);
         assert!(!super::verify("anything".into(), None).await);

@@ -55,20 +55,11 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> ApiResult<AuthR
         return Err(email_taken());
     }
     let password_hash = password::hash(req.password).await?;
-    let owner = NewUser {
-        email,
-        name,
-        role: Role::Owner,
-        password_hash,
-    };
-    let (tenant, user) = state
-        .store
-        .create_tenant_with_owner(&tenant_name, owner)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => email_taken(),
-            other => other.into(),
-        })?;
+    let owner = NewUser { email, name, role: Role::Owner, password_hash };
+    let (tenant, user) = state.store.create_tenant_with_owner(&tenant_name, owner).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict(_) => email_taken(),
+        other => other.into(),
+    })?;
     tracing::info!(tenant.id = %tenant.id, user.id = %user.id, "tenant registered");
     start_session(state, user, tenant, Uuid::new_v4()).await
 }
@@ -79,11 +70,7 @@ pub async fn login(state: &AppState, req: LoginRequest) -> ApiResult<AuthRespons
         return Err(throttled(wait));
     }
     let record = state.store.find_user_by_email(&account).await?;
-    let valid = password::verify(
-        req.password,
-        record.as_ref().map(|r| r.password_hash.clone()),
-    )
-    .await;
+    let valid = password::verify(req.password, record.as_ref().map(|r| r.password_hash.clone())).await;
     let Some(record) = record.filter(|_| valid) else {
         if let Some(wait) = state.login_throttle.failed(&account) {
             tracing::warn!("login locked after repeated failures");
@@ -99,10 +86,8 @@ pub async fn login(state: &AppState, req: LoginRequest) -> ApiResult<AuthRespons
 pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthResponse> {
     let claims = verify_refresh(state, &req.refresh_token)?;
     let family_id = claims.fam.ok_or_else(invalid_refresh)?;
-    let next = state
-        .tokens
-        .issue_refresh(claims.user_id, claims.tenant_id, &claims.email, family_id)
-        .map_err(ApiError::internal)?;
+    let next =
+        state.tokens.issue_refresh(claims.user_id, claims.tenant_id, &claims.email, family_id).map_err(ApiError::internal)?;
     let new = NewRefreshToken {
         id: next.id,
         tenant_id: claims.tenant_id,
@@ -111,23 +96,11 @@ pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthRes
         token_hash: next.hash.clone(),
         expires_at: next.expires_at,
     };
-    match state
-        .store
-        .rotate_refresh_token(&hash_token(&req.refresh_token), new)
-        .await?
-    {
+    match state.store.rotate_refresh_token(&hash_token(&req.refresh_token), new).await? {
         Rotation::Rotated(user) => {
             let tenant = tenant_of(state, &user).await?;
-            let access_token = state
-                .tokens
-                .issue_access(user.id, user.tenant_id, &user.email)
-                .map_err(ApiError::internal)?;
-            Ok(AuthResponse {
-                access_token,
-                refresh_token: next.token,
-                user,
-                tenant,
-            })
+            let access_token = state.tokens.issue_access(user.id, user.tenant_id, &user.email).map_err(ApiError::internal)?;
+            Ok(AuthResponse { access_token, refresh_token: next.token, user, tenant })
         }
         Rotation::Reused => {
             tracing::warn!(tenant.id = %claims.tenant_id, user.id = %claims.user_id, family = %family_id,
@@ -146,27 +119,13 @@ pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthRes
 pub async fn logout(state: &AppState, req: RefreshRequest) -> ApiResult<()> {
     let claims = verify_refresh(state, &req.refresh_token)?;
     let family_id = claims.fam.ok_or_else(invalid_refresh)?;
-    state
-        .store
-        .revoke_refresh_family(claims.tenant_id, family_id)
-        .await?;
+    state.store.revoke_refresh_family(claims.tenant_id, family_id).await?;
     Ok(())
 }
 
-async fn start_session(
-    state: &AppState,
-    user: User,
-    tenant: Tenant,
-    family_id: Uuid,
-) -> ApiResult<AuthResponse> {
-    let access_token = state
-        .tokens
-        .issue_access(user.id, tenant.id, &user.email)
-        .map_err(ApiError::internal)?;
-    let refresh = state
-        .tokens
-        .issue_refresh(user.id, tenant.id, &user.email, family_id)
-        .map_err(ApiError::internal)?;
+async fn start_session(state: &AppState, user: User, tenant: Tenant, family_id: Uuid) -> ApiResult<AuthResponse> {
+    let access_token = state.tokens.issue_access(user.id, tenant.id, &user.email).map_err(ApiError::internal)?;
+    let refresh = state.tokens.issue_refresh(user.id, tenant.id, &user.email, family_id).map_err(ApiError::internal)?;
     state
         .store
         .insert_refresh_token(NewRefreshToken {
@@ -178,42 +137,24 @@ async fn start_session(
             expires_at: refresh.expires_at,
         })
         .await?;
-    Ok(AuthResponse {
-        access_token,
-        refresh_token: refresh.token,
-        user,
-        tenant,
-    })
+    Ok(AuthResponse { access_token, refresh_token: refresh.token, user, tenant })
 }
 
 async fn tenant_of(state: &AppState, user: &User) -> ApiResult<Tenant> {
-    state
-        .store
-        .get_tenant(user.tenant_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the user's tenant no longer exists"))
+    state.store.get_tenant(user.tenant_id).await?.ok_or_else(|| ApiError::unauthorized("the user's tenant no longer exists"))
 }
 
 fn verify_refresh(state: &AppState, token: &str) -> ApiResult<Claims> {
-    state
-        .tokens
-        .verify(token, TokenKind::Refresh)
-        .map_err(|e| match e {
-            TokenError::Expired => ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "refresh token expired",
-            ),
-            TokenError::Invalid => invalid_refresh(),
-        })
+    state.tokens.verify(token, TokenKind::Refresh).map_err(|e| match e {
+        TokenError::Expired => {
+            ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_refresh_token", "refresh token expired")
+        }
+        TokenError::Invalid => invalid_refresh(),
+    })
 }
 
 fn invalid_refresh() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-        "invalid refresh token",
-    )
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_refresh_token", "invalid refresh token")
 }
 
 fn email_taken() -> ApiError {
@@ -222,8 +163,5 @@ fn email_taken() -> ApiError {
 
 fn throttled(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_secs().max(1);
-    ApiError::too_many_requests(
-        format!("too many failed logins for this account: retry in {secs} s"),
-        secs,
-    )
+    ApiError::too_many_requests(format!("too many failed logins for this account: retry in {secs} s"), secs)
 }

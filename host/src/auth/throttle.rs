@@ -42,11 +42,7 @@ impl LoginThrottle {
         if accounts.len() > 100_000 {
             accounts.retain(|_, f| now.duration_since(f.last) < MEMORY);
         }
-        let entry = accounts.entry(account.to_owned()).or_insert(Failures {
-            count: 0,
-            last: now,
-            locked_until: None,
-        });
+        let entry = accounts.entry(account.to_owned()).or_insert(Failures { count: 0, last: now, locked_until: None });
         if now.duration_since(entry.last) >= MEMORY {
             entry.count = 0;
         }
@@ -62,10 +58,7 @@ impl LoginThrottle {
     }
 
     pub fn succeeded(&self, account: &str) {
-        self.accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(account);
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner()).remove(account);
     }
 }
 
@@ -82,10 +75,7 @@ mod tests {
         }
         assert_eq!(throttle.failed("a@x.io"), Some(BASE_LOCK));
         assert!(throttle.check("a@x.io").is_err());
-        assert!(
-            throttle.check("b@x.io").is_ok(),
-            "other accounts are untouched"
-        );
+        assert!(throttle.check("b@x.io").is_ok(), "other accounts are untouched");
         assert_eq!(throttle.failed("a@x.io"), Some(BASE_LOCK * 2));
         throttle.succeeded("a@x.io");
         assert!(throttle.check("a@x.io").is_ok());

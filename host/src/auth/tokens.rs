@@ -68,10 +68,7 @@ impl TokenService {
     pub fn new(config: &JwtConfig) -> Self {
         let keys = |secret: &secrecy::SecretString| {
             let bytes = secret.expose_secret().as_bytes();
-            (
-                EncodingKey::from_secret(bytes),
-                DecodingKey::from_secret(bytes),
-            )
+            (EncodingKey::from_secret(bytes), DecodingKey::from_secret(bytes))
         };
         Self {
             access: keys(&config.access_secret),
@@ -81,15 +78,9 @@ impl TokenService {
         }
     }
 
-    pub fn issue_access(
-        &self,
-        user_id: Uuid,
-        tenant_id: Uuid,
-        email: &str,
-    ) -> Result<String, TokenError> {
+    pub fn issue_access(&self, user_id: Uuid, tenant_id: Uuid, email: &str) -> Result<String, TokenError> {
         let claims = self.claims(user_id, tenant_id, email, TokenKind::Access, None);
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.access.0)
-            .map_err(|_| TokenError::Invalid)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.access.0).map_err(|_| TokenError::Invalid)
     }
 
     /// A refresh token in `family_id` (a new family at login).
@@ -100,15 +91,9 @@ impl TokenService {
         email: &str,
         family_id: Uuid,
     ) -> Result<IssuedRefresh, TokenError> {
-        let claims = self.claims(
-            user_id,
-            tenant_id,
-            email,
-            TokenKind::Refresh,
-            Some(family_id),
-        );
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.refresh.0)
-            .map_err(|_| TokenError::Invalid)?;
+        let claims = self.claims(user_id, tenant_id, email, TokenKind::Refresh, Some(family_id));
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.refresh.0).map_err(|_| TokenError::Invalid)?;
         Ok(IssuedRefresh {
             hash: hash_token(&token),
             id: claims.jti,
@@ -128,9 +113,7 @@ impl TokenService {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
-            .kind()
-        {
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,
         })?;
@@ -145,14 +128,7 @@ impl TokenService {
         self.access_ttl
     }
 
-    fn claims(
-        &self,
-        user_id: Uuid,
-        tenant_id: Uuid,
-        email: &str,
-        kind: TokenKind,
-        fam: Option<Uuid>,
-    ) -> Claims {
+    fn claims(&self, user_id: Uuid, tenant_id: Uuid, email: &str, kind: TokenKind, fam: Option<Uuid>) -> Claims {
         let (audience, ttl) = match kind {
             TokenKind::Access => (ACCESS_AUDIENCE, self.access_ttl),
             TokenKind::Refresh => (REFRESH_AUDIENCE, self.refresh_ttl),
@@ -195,16 +171,8 @@ mod tests {
         let tokens = service("same-secret", "same-secret", Duration::from_secs(60));
         let (user, tenant) = (Uuid::new_v4(), Uuid::new_v4());
         let access = tokens.issue_access(user, tenant, "a@b.c").expect("issue");
-        let refresh = tokens
-            .issue_refresh(user, tenant, "a@b.c", Uuid::new_v4())
-            .expect("issue");
-        assert_eq!(
-            tokens
-                .verify(&access, TokenKind::Access)
-                .expect("valid")
-                .user_id,
-            user
-        );
+        let refresh = tokens.issue_refresh(user, tenant, "a@b.c", Uuid::new_v4()).expect("issue");
+        assert_eq!(tokens.verify(&access, TokenKind::Access).expect("valid").user_id, user);
         assert!(tokens.verify(&access, TokenKind::Refresh).is_err());
         assert!(tokens.verify(&refresh.token, TokenKind::Access).is_err());
         assert!(tokens.verify(&refresh.token, TokenKind::Refresh).is_ok());
@@ -214,46 +182,21 @@ mod tests {
     fn a_token_signed_with_another_algorithm_or_key_is_refused() {
         let tokens = service("secret-a", "secret-a", Duration::from_secs(60));
         let other = service("secret-b", "secret-b", Duration::from_secs(60));
-        let forged = other
-            .issue_access(Uuid::new_v4(), Uuid::new_v4(), "x@y.z")
-            .expect("issue");
+        let forged = other.issue_access(Uuid::new_v4(), Uuid::new_v4(), "x@y.z").expect("issue");
         assert!(tokens.verify(&forged, TokenKind::Access).is_err());
 
-        let claims = tokens.claims(
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            "x@y.z",
-            TokenKind::Access,
-            None,
-        );
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &claims,
-            &EncodingKey::from_secret(b"secret-a"),
-        )
-        .expect("encode");
-        assert!(
-            tokens.verify(&hs512, TokenKind::Access).is_err(),
-            "the algorithm is pinned to HS256"
-        );
+        let claims = tokens.claims(Uuid::new_v4(), Uuid::new_v4(), "x@y.z", TokenKind::Access, None);
+        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"secret-a"))
+            .expect("encode");
+        assert!(tokens.verify(&hs512, TokenKind::Access).is_err(), "the algorithm is pinned to HS256");
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let tokens = service("s", "s", Duration::from_secs(60));
-        let mut claims = tokens.claims(
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            "x@y.z",
-            TokenKind::Access,
-            None,
-        );
+        let mut claims = tokens.claims(Uuid::new_v4(), Uuid::new_v4(), "x@y.z", TokenKind::Access, None);
         claims.exp = Utc::now().timestamp() - 60;
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.access.0)
-            .expect("encode");
-        assert!(matches!(
-            tokens.verify(&token, TokenKind::Access),
-            Err(TokenError::Expired)
-        ));
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.access.0).expect("encode");
+        assert!(matches!(tokens.verify(&token, TokenKind::Access), Err(TokenError::Expired)));
     }
 }

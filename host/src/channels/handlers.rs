@@ -68,11 +68,7 @@ pub async fn create(
         config: secrets::seal(&state.secrets, config, None),
         metadata: object("metadata", req.metadata)?,
     };
-    let channel = state
-        .store
-        .create_channel(auth.tenant_id(), channel)
-        .await
-        .map_err(external_id_conflict)?;
+    let channel = state.store.create_channel(auth.tenant_id(), channel).await.map_err(external_id_conflict)?;
     tracing::info!(channel.id = %channel.id, "channel created");
     Ok((StatusCode::CREATED, Json(redacted(channel))))
 }
@@ -86,16 +82,8 @@ pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Js
 
 #[utoipa::path(get, path = "/api/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = Channel), (status = 404, body = ApiErrorBody)))]
-pub async fn get(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<Json<Channel>> {
-    let channel = state
-        .store
-        .get_channel(auth.tenant_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("channel"))?;
+pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Channel>> {
+    let channel = state.store.get_channel(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
     Ok(Json(redacted(channel)))
 }
 
@@ -111,31 +99,16 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateChannelRequest>,
 ) -> ApiResult<Json<Channel>> {
     auth.require_manager()?;
-    let current = state
-        .store
-        .get_channel(auth.tenant_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let current = state.store.get_channel(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
     let config = match req.config {
-        Some(config) => Some(secrets::seal(
-            &state.secrets,
-            object("config", Some(config))?,
-            Some(&current.config.0),
-        )),
+        Some(config) => Some(secrets::seal(&state.secrets, object("config", Some(config))?, Some(&current.config.0))),
         None => None,
     };
     let patch = ChannelPatch {
-        name: req
-            .name
-            .as_deref()
-            .map(|n| validate::name("name", n))
-            .transpose()?,
+        name: req.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
         external_id: req.external_id.map(external_id).transpose()?,
         config,
-        metadata: req
-            .metadata
-            .map(|m| object("metadata", Some(m)))
-            .transpose()?,
+        metadata: req.metadata.map(|m| object("metadata", Some(m))).transpose()?,
     };
     let channel = state
         .store
@@ -150,11 +123,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), channel.id = %id))]
-pub async fn remove(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<StatusCode> {
+pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     auth.require_manager()?;
     if !state.store.delete_channel(auth.tenant_id(), id).await? {
         return Err(ApiError::not_found("channel"));
@@ -171,27 +140,23 @@ fn object(field: &str, value: Option<Value>) -> ApiResult<Value> {
     match value {
         None | Some(Value::Null) => Ok(json!({})),
         Some(value @ Value::Object(_)) => Ok(value),
-        Some(_) => Err(ApiError::validation(format!(
-            "{field}: must be a JSON object"
-        ))),
+        Some(_) => Err(ApiError::validation(format!("{field}: must be a JSON object"))),
     }
 }
 
 fn external_id(value: Option<String>) -> ApiResult<Option<String>> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(id) if id.chars().count() > MAX_EXTERNAL_ID_LEN => Err(ApiError::validation(format!(
-            "externalId: at most {MAX_EXTERNAL_ID_LEN} characters"
-        ))),
+        Some(id) if id.chars().count() > MAX_EXTERNAL_ID_LEN => {
+            Err(ApiError::validation(format!("externalId: at most {MAX_EXTERNAL_ID_LEN} characters")))
+        }
         Some(id) => Ok(Some(id.to_owned())),
     }
 }
 
 fn external_id_conflict(err: StoreError) -> ApiError {
     match err {
-        StoreError::Conflict(_) => {
-            ApiError::conflict("another channel of this type already has this externalId")
-        }
+        StoreError::Conflict(_) => ApiError::conflict("another channel of this type already has this externalId"),
         other => other.into(),
     }
 }

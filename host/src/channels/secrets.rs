@@ -13,16 +13,7 @@ pub const REDACTED: &str = "********";
 
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase().replace(['_', '-'], "");
-    [
-        "token",
-        "secret",
-        "password",
-        "apikey",
-        "privatekey",
-        "accesshash",
-    ]
-    .iter()
-    .any(|word| key.contains(word))
+    ["token", "secret", "password", "apikey", "privatekey", "accesshash"].iter().any(|word| key.contains(word))
 }
 
 /// Encrypts every secret value of `config`; placeholders keep the value found in `previous`.
@@ -40,10 +31,7 @@ pub fn seal(secrets: &SecretBox, config: Value, previous: Option<&Value>) -> Val
                             Some(kept) => kept.clone(),
                             None => continue,
                         },
-                        Value::String(s)
-                            if SecretBox::is_sealed(&s)
-                                && before == Some(&Value::String(s.clone())) =>
-                        {
+                        Value::String(s) if SecretBox::is_sealed(&s) && before == Some(&Value::String(s.clone())) => {
                             Value::String(s)
                         }
                         other => Value::String(secrets.seal(&other.to_string())),
@@ -72,10 +60,7 @@ pub fn open(secrets: &SecretBox, config: &Value) -> Result<Value, CryptoError> {
     })
 }
 
-fn map_secrets(
-    config: &Value,
-    f: &mut impl FnMut(&str) -> Result<Value, CryptoError>,
-) -> Result<Value, CryptoError> {
+fn map_secrets(config: &Value, f: &mut impl FnMut(&str) -> Result<Value, CryptoError>) -> Result<Value, CryptoError> {
     Ok(match config {
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
@@ -88,12 +73,7 @@ fn map_secrets(
             }
             Value::Object(out)
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| map_secrets(v, f))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| map_secrets(v, f)).collect::<Result<_, _>>()?),
         other => other.clone(),
     })
 }
@@ -115,10 +95,7 @@ mod tests {
         let config = json!({"botToken": "123:ABC", "nested": {"appSecret": "s3cret", "pageId": "42"}, "mode": "webhook"});
         let sealed = seal(&secrets, config.clone(), None);
         let text = sealed.to_string();
-        assert!(
-            !text.contains("123:ABC") && !text.contains("s3cret"),
-            "{text}"
-        );
+        assert!(!text.contains("123:ABC") && !text.contains("s3cret"), "{text}");
         assert_eq!(sealed["mode"], "webhook");
         assert_eq!(sealed["nested"]["pageId"], "42");
         assert_eq!(
@@ -131,34 +108,15 @@ mod tests {
     #[test]
     fn the_placeholder_keeps_the_stored_secret_and_a_new_value_replaces_it() {
         let secrets = secrets();
-        let stored = seal(
-            &secrets,
-            json!({"botToken": "old", "secretToken": "hook"}),
-            None,
-        );
-        let updated = seal(
-            &secrets,
-            json!({"botToken": REDACTED, "secretToken": "new-hook"}),
-            Some(&stored),
-        );
+        let stored = seal(&secrets, json!({"botToken": "old", "secretToken": "hook"}), None);
+        let updated = seal(&secrets, json!({"botToken": REDACTED, "secretToken": "new-hook"}), Some(&stored));
         assert_eq!(updated["botToken"], stored["botToken"]);
-        assert_eq!(
-            open(&secrets, &updated).expect("opens"),
-            json!({"botToken": "old", "secretToken": "new-hook"})
-        );
+        assert_eq!(open(&secrets, &updated).expect("opens"), json!({"botToken": "old", "secretToken": "new-hook"}));
     }
 
     #[test]
     fn names_that_say_secret_are_secret() {
-        for key in [
-            "botToken",
-            "pageAccessToken",
-            "appSecret",
-            "secretToken",
-            "password",
-            "api_key",
-            "apiKey",
-        ] {
+        for key in ["botToken", "pageAccessToken", "appSecret", "secretToken", "password", "api_key", "apiKey"] {
             assert!(is_secret_key(key), "{key}");
         }
         for key in ["pageId", "mode", "webhookUrl", "phoneNumber"] {

@@ -47,11 +47,7 @@ impl AuthUser {
 
     /// Owners and admins manage users, channels and agents; agents only work the inbox.
     pub fn require_manager(&self) -> Result<(), ApiError> {
-        if self.user.role.can_manage() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this needs the owner or admin role"))
-        }
+        if self.user.role.can_manage() { Ok(()) } else { Err(ApiError::forbidden("this needs the owner or admin role")) }
     }
 }
 
@@ -59,28 +55,18 @@ impl AuthUser {
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token =
-            bearer_token(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let claims = state
-            .tokens
-            .verify(token, TokenKind::Access)
-            .map_err(|e| match e {
-                TokenError::Expired => ApiError::unauthorized("access token expired"),
-                TokenError::Invalid => ApiError::unauthorized("invalid access token"),
-            })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let claims = state.tokens.verify(token, TokenKind::Access).map_err(|e| match e {
+            TokenError::Expired => ApiError::unauthorized("access token expired"),
+            TokenError::Invalid => ApiError::unauthorized("invalid access token"),
+        })?;
         let user = state
             .store
             .get_user(claims.tenant_id, claims.user_id)

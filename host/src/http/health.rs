@@ -26,30 +26,22 @@ pub struct Health {
     (status = 503, description = "the database is down", body = Health),
 ))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let db_up =
-        match tokio::time::timeout(std::time::Duration::from_secs(3), state.store.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "health: database ping failed");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("health: database ping timed out");
-                false
-            }
-        };
+    let db_up = match tokio::time::timeout(std::time::Duration::from_secs(3), state.store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health: database ping failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health: database ping timed out");
+            false
+        }
+    };
     let health = Health {
         status: if db_up { "ok" } else { "degraded" },
         db: if db_up { "up" } else { "down" },
         uptime: state.started_at.elapsed().as_secs(),
         timestamp: Utc::now(),
     };
-    (
-        if db_up {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(health),
-    )
+    (if db_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
 }

@@ -23,22 +23,10 @@ pub fn apply(router: Router, config: &Config) -> Router {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-        (
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=15552000; includeSubDomains",
-        ),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-        (
-            HeaderName::from_static("cross-origin-resource-policy"),
-            "same-origin",
-        ),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=15552000; includeSubDomains"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
     ];
     let mut router = router
         .layer(DefaultBodyLimit::max(config.body_limit))
@@ -52,39 +40,22 @@ pub fn apply(router: Router, config: &Config) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
     for (name, value) in security_headers {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }
     router
 }
 
 fn cors(config: &Config) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .max_age(Duration::from_secs(600));
     if config.cors_origins.is_empty() {
         layer.allow_origin(Any).allow_headers(Any)
     } else {
-        let origins = config
-            .cors_origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok());
+        let origins = config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
         layer
             .allow_origin(AllowOrigin::list(origins))
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                HeaderName::from_static("idempotency-key"),
-            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
             .allow_credentials(true)
     }
 }
@@ -94,10 +65,6 @@ pub async fn not_found() -> Response {
 }
 
 pub async fn method_not_allowed() -> Response {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
-    .into_response()
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        .into_response()
 }

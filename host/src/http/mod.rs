@@ -3,4 +3,5 @@
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod pagination;
 pub mod router;

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{auth, channels, users};
+use crate::{auth, channels, conversations, inbound, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,12 +28,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -48,20 +43,16 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::handlers::logout))
         .routes(routes!(auth::handlers::me))
         .routes(routes!(users::handlers::list, users::handlers::invite))
-        .routes(routes!(
-            users::handlers::get,
-            users::handlers::update,
-            users::handlers::remove
-        ))
-        .routes(routes!(
-            channels::handlers::list,
-            channels::handlers::create
-        ))
-        .routes(routes!(
-            channels::handlers::get,
-            channels::handlers::update,
-            channels::handlers::remove
-        ))
+        .routes(routes!(users::handlers::get, users::handlers::update, users::handlers::remove))
+        .routes(routes!(channels::handlers::list, channels::handlers::create))
+        .routes(routes!(channels::handlers::get, channels::handlers::update, channels::handlers::remove))
+        .routes(routes!(conversations::handlers::list))
+        .routes(routes!(conversations::handlers::get, conversations::handlers::update))
+        .routes(routes!(conversations::handlers::messages))
+        .routes(routes!(conversations::handlers::customers))
+        .routes(routes!(conversations::handlers::customer))
+        .routes(routes!(inbound::webhooks::telegram_bot))
+        .routes(routes!(inbound::webhooks::facebook_verify, inbound::webhooks::facebook))
         .split_for_parts()
 }
 
@@ -69,12 +60,10 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let openapi = std::sync::Arc::new(openapi);
     let router = api
-        .route(
-            "/api/openapi.json",
-            get(move || std::future::ready(Json(openapi.as_ref().clone()))),
-        )
+        .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .layer(state.realtime.layer());
     middleware::apply(router, &state.config)
 }

@@ -39,9 +39,7 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or("unique key").to_owned())
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(err)
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
     }
@@ -60,23 +58,14 @@ pub trait Store: Send + Sync + 'static {
 
     // Tenants and users.
     /// Creates a tenant and its first user (an owner) in one transaction.
-    async fn create_tenant_with_owner(
-        &self,
-        tenant_name: &str,
-        owner: NewUser,
-    ) -> StoreResult<(Tenant, User)>;
+    async fn create_tenant_with_owner(&self, tenant_name: &str, owner: NewUser) -> StoreResult<(Tenant, User)>;
     async fn get_tenant(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>>;
     /// Login looks a user up by e-mail before any tenant is known; e-mails are unique across tenants.
     async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>>;
     async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>>;
     async fn create_user(&self, tenant_id: Uuid, user: NewUser) -> StoreResult<User>;
-    async fn update_user(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        patch: UserPatch,
-    ) -> StoreResult<Option<User>>;
+    async fn update_user(&self, tenant_id: Uuid, user_id: Uuid, patch: UserPatch) -> StoreResult<Option<User>>;
     async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
     async fn count_owners(&self, tenant_id: Uuid) -> StoreResult<i64>;
 
@@ -84,11 +73,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
     /// Atomically spends the token with `old_hash` and stores `new` in its family; a token that was
     /// already spent revokes its whole family instead.
-    async fn rotate_refresh_token(
-        &self,
-        old_hash: &str,
-        new: NewRefreshToken,
-    ) -> StoreResult<Rotation>;
+    async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation>;
     /// Revokes every live token of a family (logout). Returns how many were revoked.
     async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64>;
     /// Revokes every live token of a user (removal, password change).
@@ -98,12 +83,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_channel(&self, tenant_id: Uuid, channel: NewChannel) -> StoreResult<Channel>;
     async fn list_channels(&self, tenant_id: Uuid) -> StoreResult<Vec<Channel>>;
     async fn get_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<Option<Channel>>;
-    async fn update_channel(
-        &self,
-        tenant_id: Uuid,
-        channel_id: Uuid,
-        patch: ChannelPatch,
-    ) -> StoreResult<Option<Channel>>;
+    async fn update_channel(&self, tenant_id: Uuid, channel_id: Uuid, patch: ChannelPatch) -> StoreResult<Option<Channel>>;
     async fn set_channel_status(
         &self,
         tenant_id: Uuid,
@@ -112,6 +92,35 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
     ) -> StoreResult<Option<Channel>>;
     async fn delete_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool>;
+    /// A channel by id alone, for webhooks whose URL names the channel (no tenant is known yet).
+    async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>>;
+    /// A channel by its provider account (a Facebook page id), for webhooks shared by many channels.
+    async fn find_channel_by_external_id(&self, channel_type: ChannelType, external_id: &str) -> StoreResult<Option<Channel>>;
+
+    // The inbox.
+    /// Stores one inbound message in ONE transaction: upserts the customer, finds its open
+    /// conversation (by the provider's conversation id, else the customer's) or creates one, inserts
+    /// the message and moves `lastMessageAt`. A message whose provider id is already stored for the
+    /// channel writes nothing and answers `Duplicate`.
+    async fn ingest_message(&self, message: &NewInboundMessage) -> StoreResult<Ingested>;
+    async fn list_conversations(&self, tenant_id: Uuid, query: &ConversationQuery) -> StoreResult<Vec<Conversation>>;
+    async fn get_conversation(&self, tenant_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<Conversation>>;
+    async fn update_conversation(
+        &self,
+        tenant_id: Uuid,
+        conversation_id: Uuid,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Option<Conversation>>;
+    /// Messages of a conversation, newest first.
+    async fn list_messages(&self, tenant_id: Uuid, conversation_id: Uuid, page: &PageQuery) -> StoreResult<Vec<Message>>;
+    /// Customers, newest first.
+    async fn list_customers(
+        &self,
+        tenant_id: Uuid,
+        channel_instance_id: Option<Uuid>,
+        page: &PageQuery,
+    ) -> StoreResult<Vec<Customer>>;
+    async fn get_customer(&self, tenant_id: Uuid, customer_id: Uuid) -> StoreResult<Option<Customer>>;
 }
 
 /// Which database a `DATABASE_URL` names.

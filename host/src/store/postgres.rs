@@ -26,16 +26,9 @@ impl PostgresStore {
     const MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options =
-            PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-        if !Postgres::database_exists(url)
-            .await
-            .map_err(StoreError::Unavailable)?
-        {
-            tracing::info!(
-                database = options.get_database().unwrap_or_default(),
-                "creating the database"
-            );
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        if !Postgres::database_exists(url).await.map_err(StoreError::Unavailable)? {
+            tracing::info!(database = options.get_database().unwrap_or_default(), "creating the database");
             if let Err(err) = Postgres::create_database(url).await {
                 // Another replica may have created it between our check and our CREATE.
                 if !Postgres::database_exists(url).await.unwrap_or(false) {

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::types::{ChannelStatus, ChannelType, Role};
+use super::types::{ChannelStatus, ChannelType, ConversationStatus, MessageDirection, MessageStatus, Role};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -114,4 +114,129 @@ pub struct ChannelPatch {
     pub external_id: Option<Option<String>>,
     pub config: Option<Value>,
     pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    /// The customer's id at the provider (Telegram user id, PSID, WhatsApp JID).
+    pub external_id: String,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub avatar_url: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Json<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub customer_id: Uuid,
+    /// The provider's id of the chat (Telegram chat id, WhatsApp chat JID), when it has one.
+    pub external_conversation_id: Option<String>,
+    pub status: ConversationStatus,
+    pub assignee_id: Option<Uuid>,
+    pub last_message_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub conversation_id: Uuid,
+    pub customer_id: Option<Uuid>,
+    pub direction: MessageDirection,
+    pub status: MessageStatus,
+    pub text: Option<String>,
+    /// `[{kind, url?, mimeType?, fileName?, size?, extra}]`
+    #[schema(value_type = Vec<Object>)]
+    pub attachments: Json<Value>,
+    /// The provider's event as received.
+    #[schema(value_type = Option<Object>)]
+    pub raw: Option<Json<Value>>,
+    pub provider_message_id: Option<String>,
+    /// Why delivery failed, for a FAILED outbound message.
+    pub error: Option<String>,
+    pub sender_user_id: Option<Uuid>,
+    pub sender_agent_id: Option<Uuid>,
+    /// When the provider says it was sent (inbound), else when it was stored.
+    pub sent_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A customer message as the inbound pipeline hands it to the store (the seed's
+/// `InboundMessagePayload`, resolved to a channel of a tenant).
+#[derive(Debug, Clone)]
+pub struct NewInboundMessage {
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub external_user_id: String,
+    pub external_conversation_id: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub sender_name: Option<String>,
+    pub sender_username: Option<String>,
+    pub text: Option<String>,
+    pub attachments: Value,
+    pub raw: Value,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// INBOUND for customer messages; OUTBOUND for what the business wrote from its own phone or app.
+    pub direction: MessageDirection,
+}
+
+/// What storing an inbound message did.
+#[derive(Debug, Clone)]
+pub enum Ingested {
+    Stored {
+        customer: Customer,
+        conversation: Conversation,
+        message: Message,
+        conversation_created: bool,
+    },
+    /// The provider redelivered a message already stored: nothing was written.
+    Duplicate,
+}
+
+/// Filters and page of the inbox list; newest activity first.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationQuery {
+    pub status: Option<ConversationStatus>,
+    pub channel_instance_id: Option<Uuid>,
+    pub assignee: Option<AssigneeFilter>,
+    pub customer_id: Option<Uuid>,
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum AssigneeFilter {
+    Unassigned,
+    User(Uuid),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPatch {
+    pub status: Option<ConversationStatus>,
+    /// `Some(None)` unassigns.
+    pub assignee_id: Option<Option<Uuid>>,
+}
+
+/// A page of a list ordered by (time, id) descending: the rows after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
 }

@@ -311,6 +311,242 @@ macro_rules! impl_store {
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
+            async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
+                Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1")
+                    .bind(channel_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn find_channel_by_external_id(
+                &self,
+                channel_type: ChannelType,
+                external_id: &str,
+            ) -> StoreResult<Option<Channel>> {
+                Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE type = $1 AND external_id = $2")
+                    .bind(channel_type)
+                    .bind(external_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn ingest_message(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
+                let now = Utc::now();
+                let sent_at = msg.sent_at.unwrap_or(now);
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The upsert locks the customer row (PostgreSQL) for the rest of the transaction, so
+                // concurrent messages of one customer find or create its conversation one at a time.
+                let customer: Customer = sqlx::query_as(
+                    "INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                     ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
+                       name = COALESCE(excluded.name, customers.name),
+                       username = COALESCE(excluded.username, customers.username),
+                       updated_at = excluded.updated_at
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(msg.tenant_id)
+                .bind(msg.channel_instance_id)
+                .bind(&msg.external_user_id)
+                .bind(&msg.sender_name)
+                .bind(&msg.sender_username)
+                .bind(Json(serde_json::json!({})))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+
+                let open: Option<Conversation> = match &msg.external_conversation_id {
+                    Some(external) => sqlx::query_as(
+                        "SELECT * FROM conversations
+                         WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
+                         ORDER BY created_at DESC LIMIT 1",
+                    )
+                    .bind(msg.channel_instance_id)
+                    .bind(external)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                    None => sqlx::query_as(
+                        "SELECT * FROM conversations
+                         WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1",
+                    )
+                    .bind(customer.id)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                };
+                let (conversation_id, conversation_created) = match open {
+                    Some(conversation) => (conversation.id, false),
+                    None => {
+                        let id = Uuid::now_v7();
+                        sqlx::query(
+                            "INSERT INTO conversations
+                               (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6)",
+                        )
+                        .bind(id)
+                        .bind(msg.tenant_id)
+                        .bind(msg.channel_instance_id)
+                        .bind(customer.id)
+                        .bind(&msg.external_conversation_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        (id, true)
+                    }
+                };
+
+                let status = match msg.direction {
+                    MessageDirection::Inbound => MessageStatus::Received,
+                    _ => MessageStatus::Sent,
+                };
+                // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
+                // the whole transaction (customer, conversation) is rolled back with it.
+                let message: Option<Message> = sqlx::query_as(
+                    "INSERT INTO messages
+                       (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
+                        attachments, raw, provider_message_id, sent_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+                     ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(msg.tenant_id)
+                .bind(msg.channel_instance_id)
+                .bind(conversation_id)
+                .bind(customer.id)
+                .bind(msg.direction)
+                .bind(status)
+                .bind(&msg.text)
+                .bind(Json(&msg.attachments))
+                .bind(Json(&msg.raw))
+                .bind(&msg.provider_message_id)
+                .bind(sent_at)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(message) = message else {
+                    tx.rollback().await?;
+                    return Ok(Ingested::Duplicate);
+                };
+
+                // New activity reopens a snoozed conversation.
+                let conversation: Conversation = sqlx::query_as(
+                    "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2 WHERE id = $1 RETURNING *",
+                )
+                .bind(conversation_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+            }
+
+            async fn list_conversations(&self, tenant_id: Uuid, query: &ConversationQuery) -> StoreResult<Vec<Conversation>> {
+                let (assignee_filter, assignee_id) = match query.assignee {
+                    None => (0i32, None),
+                    Some(AssigneeFilter::Unassigned) => (1, None),
+                    Some(AssigneeFilter::User(id)) => (2, Some(id)),
+                };
+                let (after_at, after_id) = query.after.unzip();
+                Ok(sqlx::query_as(
+                    "SELECT * FROM conversations
+                     WHERE tenant_id = $1
+                       AND ($2 IS NULL OR status = $2)
+                       AND ($3 IS NULL OR channel_instance_id = $3)
+                       AND ($4 = 0 OR ($4 = 1 AND assignee_id IS NULL) OR ($4 = 2 AND assignee_id = $5))
+                       AND ($6 IS NULL OR customer_id = $6)
+                       AND ($7 IS NULL OR last_message_at < $7 OR (last_message_at = $7 AND id < $8))
+                     ORDER BY last_message_at DESC, id DESC
+                     LIMIT $9",
+                )
+                .bind(tenant_id)
+                .bind(query.status)
+                .bind(query.channel_instance_id)
+                .bind(assignee_filter)
+                .bind(assignee_id)
+                .bind(query.customer_id)
+                .bind(after_at)
+                .bind(after_id)
+                .bind(query.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn get_conversation(&self, tenant_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<Conversation>> {
+                Ok(sqlx::query_as("SELECT * FROM conversations WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(conversation_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn update_conversation(
+                &self,
+                tenant_id: Uuid,
+                conversation_id: Uuid,
+                patch: &ConversationPatch,
+            ) -> StoreResult<Option<Conversation>> {
+                Ok(sqlx::query_as(
+                    "UPDATE conversations SET
+                       status = COALESCE($3, status),
+                       assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END,
+                       updated_at = $6
+                     WHERE tenant_id = $1 AND id = $2 RETURNING *",
+                )
+                .bind(tenant_id)
+                .bind(conversation_id)
+                .bind(patch.status)
+                .bind(patch.assignee_id.is_some())
+                .bind(patch.assignee_id.flatten())
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_messages(&self, tenant_id: Uuid, conversation_id: Uuid, page: &PageQuery) -> StoreResult<Vec<Message>> {
+                let (after_at, after_id) = page.after.unzip();
+                Ok(sqlx::query_as(
+                    "SELECT * FROM messages
+                     WHERE tenant_id = $1 AND conversation_id = $2
+                       AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
+                     ORDER BY created_at DESC, id DESC
+                     LIMIT $5",
+                )
+                .bind(tenant_id)
+                .bind(conversation_id)
+                .bind(after_at)
+                .bind(after_id)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn list_customers(&self, tenant_id: Uuid, channel_instance_id: Option<Uuid>, page: &PageQuery) -> StoreResult<Vec<Customer>> {
+                let (after_at, after_id) = page.after.unzip();
+                Ok(sqlx::query_as(
+                    "SELECT * FROM customers
+                     WHERE tenant_id = $1
+                       AND ($2 IS NULL OR channel_instance_id = $2)
+                       AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4))
+                     ORDER BY created_at DESC, id DESC
+                     LIMIT $5",
+                )
+                .bind(tenant_id)
+                .bind(channel_instance_id)
+                .bind(after_at)
+                .bind(after_id)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn get_customer(&self, tenant_id: Uuid, customer_id: Uuid) -> StoreResult<Option<Customer>> {
+                Ok(sqlx::query_as("SELECT * FROM customers WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(customer_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
         }
 
         async fn insert_refresh_token<'e, E>(executor: E, token: &NewRefreshToken) -> StoreResult<()>

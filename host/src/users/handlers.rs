@@ -52,16 +52,8 @@ pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Js
 
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = User), (status = 404, body = ApiErrorBody)))]
-pub async fn get(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<Json<User>> {
-    let user = state
-        .store
-        .get_user(auth.tenant_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<User>> {
+    let user = state.store.get_user(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(user))
 }
 
@@ -94,29 +86,12 @@ pub async fn invite(
         }
     };
     let password_hash = password::hash(password).await?;
-    let user = state
-        .store
-        .create_user(
-            auth.tenant_id(),
-            NewUser {
-                email,
-                name,
-                role,
-                password_hash,
-            },
-        )
-        .await
-        .map_err(|e| match e {
+    let user =
+        state.store.create_user(auth.tenant_id(), NewUser { email, name, role, password_hash }).await.map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::conflict("a user with this email already exists"),
             other => other.into(),
         })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InvitedUser {
-            user,
-            temporary_password,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(InvitedUser { user, temporary_password })))
 }
 
 /// Changes a user's name or role. A tenant always keeps at least one owner.
@@ -132,11 +107,7 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<User>> {
     auth.require_manager()?;
-    let target = state
-        .store
-        .get_user(auth.tenant_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let target = state.store.get_user(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     ensure_may_manage(&auth, &target)?;
     if let Some(role) = req.role {
         ensure_may_grant(&auth, role)?;
@@ -144,15 +115,8 @@ pub async fn update(
             ensure_another_owner(&state, &target).await?;
         }
     }
-    let patch = UserPatch {
-        name: validate::optional_name("name", req.name.as_deref())?,
-        role: req.role,
-    };
-    let user = state
-        .store
-        .update_user(auth.tenant_id(), id, patch)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let patch = UserPatch { name: validate::optional_name("name", req.name.as_deref())?, role: req.role };
+    let user = state.store.update_user(auth.tenant_id(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(user))
 }
 
@@ -161,17 +125,9 @@ pub async fn update(
     responses((status = 204), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
         (status = 409, description = "would leave the tenant without an owner", body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id()))]
-pub async fn remove(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<StatusCode> {
+pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     auth.require_manager()?;
-    let target = state
-        .store
-        .get_user(auth.tenant_id(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let target = state.store.get_user(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     ensure_may_manage(&auth, &target)?;
     if target.role == Role::Owner {
         ensure_another_owner(&state, &target).await?;
@@ -183,18 +139,14 @@ pub async fn remove(
 /// Admins manage admins and agents; only owners touch owners.
 fn ensure_may_manage(auth: &AuthUser, target: &User) -> ApiResult<()> {
     if target.role == Role::Owner && auth.role() != Role::Owner {
-        return Err(ApiError::forbidden(
-            "only an owner can change or remove an owner",
-        ));
+        return Err(ApiError::forbidden("only an owner can change or remove an owner"));
     }
     Ok(())
 }
 
 fn ensure_may_grant(auth: &AuthUser, role: Role) -> ApiResult<()> {
     if role == Role::Owner && auth.role() != Role::Owner {
-        return Err(ApiError::forbidden(
-            "only an owner can grant the owner role",
-        ));
+        return Err(ApiError::forbidden("only an owner can grant the owner role"));
     }
     Ok(())
 }

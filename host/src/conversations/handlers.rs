@@ -1,0 +1,143 @@
+//! `/api/conversations` and `/api/customers`. Everything is scoped to the caller's tenant.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiErrorBody, ApiResult};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::http::pagination::{Page, PageParams, page};
+use crate::state::AppState;
+use crate::store::{AssigneeFilter, Conversation, ConversationPatch, ConversationQuery, ConversationStatus, Customer, Message};
+use crate::validate;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationFilter {
+    pub status: Option<ConversationStatus>,
+    pub channel_instance_id: Option<Uuid>,
+    /// A user id, `me`, or `none` for unassigned conversations.
+    pub assignee_id: Option<String>,
+    pub customer_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateConversationRequest {
+    pub status: Option<ConversationStatus>,
+    /// A user of the tenant, or `null` to unassign.
+    #[serde(default, deserialize_with = "validate::double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<Option<Uuid>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerFilter {
+    pub channel_instance_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The inbox: newest activity first, filtered by status, channel, assignee or customer.
+#[utoipa::path(get, path = "/api/conversations", tag = "inbox", security(("bearer" = [])), params(ConversationFilter),
+    responses((status = 200, body = Page<Conversation>), (status = 400, body = ApiErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(filter): ApiQuery<ConversationFilter>,
+) -> ApiResult<Json<Page<Conversation>>> {
+    let paging = PageParams { limit: filter.limit, cursor: filter.cursor }.to_query()?;
+    let assignee = match filter.assignee_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("none") => Some(AssigneeFilter::Unassigned),
+        Some("me") => Some(AssigneeFilter::User(auth.id())),
+        Some(id) => Some(AssigneeFilter::User(id.parse().map_err(|_| {
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", "assigneeId: a user id, me or none")
+        })?)),
+    };
+    let query = ConversationQuery {
+        status: filter.status,
+        channel_instance_id: filter.channel_instance_id,
+        assignee,
+        customer_id: filter.customer_id,
+        after: paging.after,
+        limit: paging.limit,
+    };
+    let rows = state.store.list_conversations(auth.tenant_id(), &query).await?;
+    Ok(Json(page(rows, paging.limit, |c| (c.last_message_at, c.id))))
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = Conversation), (status = 404, body = ApiErrorBody)))]
+pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Conversation>> {
+    let conversation =
+        state.store.get_conversation(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(conversation))
+}
+
+/// Changes status (OPEN, CLOSED, SNOOZED) or assignee; emits `conversation-updated`.
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = UpdateConversationRequest,
+    responses((status = 200, body = Conversation), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+#[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), conversation.id = %id))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateConversationRequest>,
+) -> ApiResult<Json<Conversation>> {
+    if let Some(Some(assignee)) = req.assignee_id
+        && state.store.get_user(auth.tenant_id(), assignee).await?.is_none()
+    {
+        return Err(ApiError::validation("assigneeId: no such user in this tenant"));
+    }
+    let patch = ConversationPatch { status: req.status, assignee_id: req.assignee_id };
+    let conversation = state
+        .store
+        .update_conversation(auth.tenant_id(), id, &patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    state.realtime.conversation_updated(auth.tenant_id(), &conversation).await;
+    Ok(Json(conversation))
+}
+
+/// Messages of a conversation, newest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "inbox", security(("bearer" = [])),
+    params(("id" = Uuid, Path), PageParams),
+    responses((status = 200, body = Page<Message>), (status = 404, body = ApiErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> ApiResult<Json<Page<Message>>> {
+    let paging = params.to_query()?;
+    state.store.get_conversation(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    let rows = state.store.list_messages(auth.tenant_id(), id, &paging).await?;
+    Ok(Json(page(rows, paging.limit, |m| (m.created_at, m.id))))
+}
+
+/// Customers, newest first, optionally of one channel.
+#[utoipa::path(get, path = "/api/customers", tag = "inbox", security(("bearer" = [])), params(CustomerFilter),
+    responses((status = 200, body = Page<Customer>)))]
+pub async fn customers(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(filter): ApiQuery<CustomerFilter>,
+) -> ApiResult<Json<Page<Customer>>> {
+    let paging = PageParams { limit: filter.limit, cursor: filter.cursor }.to_query()?;
+    let rows = state.store.list_customers(auth.tenant_id(), filter.channel_instance_id, &paging).await?;
+    Ok(Json(page(rows, paging.limit, |c| (c.created_at, c.id))))
+}
+
+#[utoipa::path(get, path = "/api/customers/{id}", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = Customer), (status = 404, body = ApiErrorBody)))]
+pub async fn customer(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Customer>> {
+    let customer = state.store.get_customer(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("customer"))?;
+    Ok(Json(customer))
+}

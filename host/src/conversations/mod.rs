@@ -1,0 +1,3 @@
+//! The inbox read API: conversations, their messages, and customers.
+
+pub mod handlers;

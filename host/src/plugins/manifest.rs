@@ -1,0 +1,148 @@
+//! `plugins.toml`: which adapters load, from where, with what grants and limits.
+//!
+//! ```toml
+//! [[plugin]]
+//! id = "telegram-bot"
+//! channel_type = "TELEGRAM_BOT"
+//! source = "builtin"              # or a path to a .wasm component, relative to plugins.toml
+//! allowed_hosts = ["api.telegram.org"]
+//! memory_limit_mb = 32
+//! time_limit_ms = 10000
+//! ```
+//!
+//! Unknown keys are errors that name the key. Without a plugins.toml the built-in adapters load
+//! with their defaults.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::ChannelType;
+
+pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 32;
+pub const DEFAULT_TIME_LIMIT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<PluginEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    pub id: String,
+    pub channel_type: ChannelType,
+    /// `builtin`, or a path to a `.wasm` component.
+    #[serde(default = "builtin")]
+    pub source: String,
+    /// Hosts `fetch` may reach: `api.example.com`, `*.example.com`, or `host:port`. The provider
+    /// base URL configured for the plugin's channel type is always granted.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default = "default_memory")]
+    pub memory_limit_mb: u64,
+    /// Wall-clock limit of one call, fetches included.
+    #[serde(default = "default_time")]
+    pub time_limit_ms: u64,
+}
+
+fn builtin() -> String {
+    "builtin".into()
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY_LIMIT_MB
+}
+
+fn default_time() -> u64 {
+    DEFAULT_TIME_LIMIT_MS
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Manifest {
+    /// The first-party adapters with their default grants.
+    pub fn builtin() -> Self {
+        let entry = |id: &str, channel_type, host: &str| PluginEntry {
+            id: id.into(),
+            channel_type,
+            source: builtin(),
+            allowed_hosts: vec![host.into()],
+            memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+            time_limit_ms: DEFAULT_TIME_LIMIT_MS,
+        };
+        Self {
+            plugins: vec![
+                entry("telegram-bot", ChannelType::TelegramBot, "api.telegram.org"),
+                entry("facebook", ChannelType::Facebook, "graph.facebook.com"),
+            ],
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+        let mut manifest = Self::parse(&text).map_err(|message| ManifestError::Invalid { path: path.into(), message })?;
+        // Relative component paths are relative to the manifest.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut manifest.plugins {
+            if plugin.source != "builtin" && Path::new(&plugin.source).is_relative() {
+                plugin.source = base.join(&plugin.source).display().to_string();
+            }
+        }
+        Ok(manifest)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for plugin in &manifest.plugins {
+            if !seen.insert(plugin.channel_type) {
+                return Err(format!("two plugins serve {}: one adapter per channel type", plugin.channel_type));
+            }
+            if plugin.memory_limit_mb == 0 || plugin.memory_limit_mb > 1024 {
+                return Err(format!("plugin {}: memory_limit_mb must be 1..=1024", plugin.id));
+            }
+            if plugin.time_limit_ms == 0 || plugin.time_limit_ms > 300_000 {
+                return Err(format!("plugin {}: time_limit_ms must be 1..=300000", plugin.id));
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err =
+            Manifest::parse("[[plugin]]\nid = \"x\"\nchannel_type = \"WIDGET\"\nmemory_limit = 3\n").expect_err("unknown key");
+        assert!(err.contains("memory_limit"), "{err}");
+        let err = Manifest::parse("[[plugins]]\nid = \"x\"\n").expect_err("unknown table");
+        assert!(err.contains("plugins"), "{err}");
+    }
+
+    #[test]
+    fn defaults_fill_what_an_entry_leaves_out() {
+        let manifest = Manifest::parse("[[plugin]]\nid = \"fb\"\nchannel_type = \"FACEBOOK\"\n").expect("parses");
+        let plugin = &manifest.plugins[0];
+        assert_eq!(plugin.source, "builtin");
+        assert_eq!(plugin.memory_limit_mb, DEFAULT_MEMORY_LIMIT_MB);
+        assert_eq!(plugin.time_limit_ms, DEFAULT_TIME_LIMIT_MS);
+    }
+
+    #[test]
+    fn one_adapter_per_channel_type() {
+        let text = "[[plugin]]\nid = \"a\"\nchannel_type = \"WIDGET\"\n[[plugin]]\nid = \"b\"\nchannel_type = \"WIDGET\"\n";
+        assert!(Manifest::parse(text).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Socket.IO for inbox UIs, on the HTTP port at `SOCKET_PATH`.
+//!
+//! The handshake must carry a valid access token (`auth.token`, or an `Authorization: Bearer`
+//! header); anything else gets `connect_error`. Every socket sits in its tenant's room;
+//! `join-channel` / `leave-channel` add or remove the room of one channel instance of that
+//! tenant (acknowledged with `{ok: true}` or `{ok: false, error}`). Events go to a channel's
+//! room and its tenant's room, once per socket.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use uuid::Uuid;
+
+use crate::auth::tokens::{TokenKind, TokenService};
+use crate::store::{ChannelStatus, Conversation, Message, Store};
+
+#[derive(Clone)]
+pub struct Realtime {
+    io: SocketIo,
+    layer: SocketIoLayer,
+}
+
+/// What the socket handlers need: checking tokens and channels.
+#[derive(Clone)]
+struct SocketDeps {
+    tokens: TokenService,
+    store: Arc<dyn Store>,
+}
+
+/// Who a socket belongs to, set by the handshake.
+#[derive(Clone, Debug)]
+struct SocketUser {
+    user_id: Uuid,
+    tenant_id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(&'static str);
+
+pub fn tenant_room(tenant_id: Uuid) -> String {
+    format!("tenant:{tenant_id}")
+}
+
+impl Realtime {
+    pub fn new(socket_path: &str, tokens: TokenService, store: Arc<dyn Store>) -> Self {
+        let (layer, io) =
+            SocketIo::builder().req_path(socket_path.to_owned()).with_state(SocketDeps { tokens, store }).build_layer();
+        io.ns("/", on_connect.with(authenticate));
+        Self { io, layer }
+    }
+
+    pub fn layer(&self) -> SocketIoLayer {
+        self.layer.clone()
+    }
+
+    pub async fn message_created(&self, tenant_id: Uuid, message: &Message) {
+        let payload = json!({"channelInstanceId": message.channel_instance_id, "conversationId": message.conversation_id, "message": message});
+        self.emit(tenant_id, message.channel_instance_id, "message-created", &payload).await;
+    }
+
+    pub async fn message_updated(&self, tenant_id: Uuid, message: &Message) {
+        let payload = json!({"channelInstanceId": message.channel_instance_id, "conversationId": message.conversation_id, "message": message});
+        self.emit(tenant_id, message.channel_instance_id, "message-updated", &payload).await;
+    }
+
+    pub async fn conversation_updated(&self, tenant_id: Uuid, conversation: &Conversation) {
+        let payload = json!({"channelInstanceId": conversation.channel_instance_id, "conversation": conversation});
+        self.emit(tenant_id, conversation.channel_instance_id, "conversation-updated", &payload).await;
+    }
+
+    pub async fn channel_status(&self, tenant_id: Uuid, channel_id: Uuid, status: ChannelStatus) {
+        let payload = json!({"channelInstanceId": channel_id, "status": status});
+        self.emit(tenant_id, channel_id, "channel-status", &payload).await;
+    }
+
+    async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
+        let rooms = [channel_id.to_string(), tenant_room(tenant_id)];
+        if let Err(err) = self.io.to(rooms).emit(event, payload).await {
+            tracing::warn!(event, channel.id = %channel_id, error = %err, "socket.io emit failed");
+        }
+    }
+}
+
+/// The handshake: a valid access token of an existing user, or `connect_error`.
+async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(deps): State<SocketDeps>) -> Result<(), Refused> {
+    let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
+    let from_header = socket
+        .req_parts()
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    let token = from_auth.or(from_header).ok_or(Refused("unauthorized: an access token is required (auth.token)"))?;
+    let claims =
+        deps.tokens.verify(&token, TokenKind::Access).map_err(|_| Refused("unauthorized: invalid or expired access token"))?;
+    match deps.store.get_user(claims.tenant_id, claims.user_id).await {
+        Ok(Some(user)) => {
+            socket.extensions.insert(SocketUser { user_id: user.id, tenant_id: user.tenant_id });
+            Ok(())
+        }
+        Ok(None) => Err(Refused("unauthorized: the token's user no longer exists")),
+        Err(err) => {
+            tracing::error!(error = %err, "socket handshake: store unavailable");
+            Err(Refused("service unavailable"))
+        }
+    }
+}
+
+async fn on_connect(socket: SocketRef, Extension(user): Extension<SocketUser>) {
+    tracing::debug!(socket.id = %socket.id, user.id = %user.user_id, tenant.id = %user.tenant_id, "socket connected");
+    socket.join(tenant_room(user.tenant_id));
+    socket.on("join-channel", join_channel);
+    socket.on("leave-channel", leave_channel);
+}
+
+async fn join_channel(
+    socket: SocketRef,
+    TryData(payload): TryData<Value>,
+    ack: AckSender,
+    State(deps): State<SocketDeps>,
+    Extension(user): Extension<SocketUser>,
+) {
+    let reply = match channel_id(payload.ok()) {
+        None => json!({"ok": false, "error": "a channel instance id is required"}),
+        Some(id) => match deps.store.get_channel(user.tenant_id, id).await {
+            Ok(Some(_)) => {
+                socket.join(id.to_string());
+                json!({"ok": true})
+            }
+            Ok(None) => json!({"ok": false, "error": "channel not found"}),
+            Err(err) => {
+                tracing::error!(error = %err, "join-channel: store unavailable");
+                json!({"ok": false, "error": "service unavailable"})
+            }
+        },
+    };
+    let _ = ack.send(&reply);
+}
+
+async fn leave_channel(socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender) {
+    let reply = match channel_id(payload.ok()) {
+        Some(id) => {
+            socket.leave(id.to_string());
+            json!({"ok": true})
+        }
+        None => json!({"ok": false, "error": "a channel instance id is required"}),
+    };
+    let _ = ack.send(&reply);
+}
+
+/// `"<uuid>"` or `{"channelInstanceId": "<uuid>"}`.
+fn channel_id(payload: Option<Value>) -> Option<Uuid> {
+    let payload = payload?;
+    let text = match &payload {
+        Value::String(s) => s.as_str(),
+        Value::Object(map) => map.get("channelInstanceId")?.as_str()?,
+        _ => return None,
+    };
+    text.trim().parse().ok()
+}

@@ -1,0 +1,279 @@
+//! Telegram `Update` -> normalized messages, and Bot API failures -> send errors.
+
+use serde_json::{Map, Value, json};
+
+use crate::omnichat::channel::host::FetchError;
+use crate::omnichat::channel::types::{Attachment, AttachmentKind, InboundMessage, SendError};
+
+/// Only `message` updates are customer messages; edits, callbacks, member changes and channel
+/// posts are acknowledged and give none.
+pub fn normalize_update(update: &Value) -> Result<Vec<InboundMessage>, String> {
+    if !update.is_object() || !update["update_id"].is_i64() {
+        return Err("the body is not a Telegram update (no update_id)".into());
+    }
+    let Some(message) = update.get("message").filter(|m| m.is_object()) else {
+        return Ok(Vec::new());
+    };
+    let chat_id = message["chat"]["id"].as_i64().ok_or("message without chat.id")?;
+    let message_id = message["message_id"].as_i64().ok_or("message without message_id")?;
+    // A message sent on behalf of a chat (anonymous admins, linked channels) has no `from`.
+    let sender =
+        message.get("from").filter(|f| f.is_object()).or_else(|| message.get("sender_chat")).ok_or("message without sender")?;
+    let sender_id = sender["id"].as_i64().ok_or("sender without id")?;
+
+    let text = message["text"].as_str().or_else(|| message["caption"].as_str()).map(str::to_owned);
+    let attachments = attachments(message);
+    if text.is_none() && attachments.is_empty() {
+        // Service messages (members joining, pinned messages, ...) carry no customer content.
+        return Ok(Vec::new());
+    }
+    Ok(vec![InboundMessage {
+        external_user_id: sender_id.to_string(),
+        external_conversation_id: Some(chat_id.to_string()),
+        provider_message_id: Some(format!("{chat_id}:{message_id}")),
+        sender_name: display_name(sender),
+        sender_username: sender["username"].as_str().map(str::to_owned),
+        text,
+        attachments,
+        sent_at_ms: message["date"].as_i64().map(|d| d * 1000),
+        raw: update.to_string(),
+    }])
+}
+
+fn display_name(sender: &Value) -> Option<String> {
+    let parts: Vec<&str> =
+        [&sender["first_name"], &sender["last_name"], &sender["title"]].iter().filter_map(|v| v.as_str()).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+fn attachments(message: &Value) -> Vec<Attachment> {
+    let mut found = Vec::new();
+    if let Some(largest) = message["photo"].as_array().and_then(|sizes| {
+        sizes.iter().max_by_key(|p| {
+            p["file_size"].as_u64().unwrap_or_else(|| p["width"].as_u64().unwrap_or(0) * p["height"].as_u64().unwrap_or(0))
+        })
+    }) {
+        found.push(file(AttachmentKind::Image, largest, Some("image/jpeg"), &["width", "height"]));
+    }
+    for (field, kind, default_mime, details) in [
+        ("video", AttachmentKind::Video, None, &["width", "height", "duration"][..]),
+        ("audio", AttachmentKind::Audio, None, &["duration", "performer", "title"][..]),
+        ("voice", AttachmentKind::Voice, Some("audio/ogg"), &["duration"][..]),
+        ("document", AttachmentKind::Document, None, &[][..]),
+        ("video_note", AttachmentKind::Video, Some("video/mp4"), &["duration", "length"][..]),
+    ] {
+        if let Some(media) = message.get(field).filter(|m| m.is_object()) {
+            found.push(file(kind, media, default_mime, details));
+        }
+    }
+    if let Some(sticker) = message.get("sticker").filter(|m| m.is_object()) {
+        let mime = if sticker["is_animated"] == true {
+            "application/x-tgsticker"
+        } else if sticker["is_video"] == true {
+            "video/webm"
+        } else {
+            "image/webp"
+        };
+        found.push(file(AttachmentKind::Sticker, sticker, Some(mime), &["emoji", "set_name", "width", "height"]));
+    }
+    if let Some(location) = message.get("location").filter(|m| m.is_object()) {
+        found.push(structured(
+            AttachmentKind::Location,
+            json!({"latitude": location["latitude"], "longitude": location["longitude"]}),
+        ));
+    }
+    if let Some(contact) = message.get("contact").filter(|m| m.is_object()) {
+        found.push(structured(
+            AttachmentKind::Contact,
+            json!({"phoneNumber": contact["phone_number"], "firstName": contact["first_name"], "lastName": contact["last_name"], "userId": contact["user_id"]}),
+        ));
+    }
+    found
+}
+
+/// A file Telegram holds: its `file_id` (fetched later through `getFile`) and details in `extra`.
+fn file(kind: AttachmentKind, media: &Value, default_mime: Option<&str>, details: &[&str]) -> Attachment {
+    let mut extra = Map::new();
+    extra.insert("fileId".into(), media["file_id"].clone());
+    extra.insert("fileUniqueId".into(), media["file_unique_id"].clone());
+    for key in details {
+        if let Some(value) = media.get(*key) {
+            extra.insert(camel(key), value.clone());
+        }
+    }
+    Attachment {
+        kind,
+        url: None,
+        mime_type: media["mime_type"].as_str().or(default_mime).map(str::to_owned),
+        file_name: media["file_name"].as_str().map(str::to_owned),
+        size: media["file_size"].as_u64(),
+        extra: Value::Object(extra).to_string(),
+    }
+}
+
+fn structured(kind: AttachmentKind, extra: Value) -> Attachment {
+    Attachment { kind, url: None, mime_type: None, file_name: None, size: None, extra: extra.to_string() }
+}
+
+fn camel(key: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn fetch_failure(err: FetchError) -> SendError {
+    match err {
+        FetchError::Denied(why) | FetchError::InvalidRequest(why) => SendError::Permanent(why),
+        FetchError::Timeout => SendError::Transient("the Bot API did not answer in time".into()),
+        FetchError::TooLarge => SendError::Transient("the Bot API answer was too large".into()),
+        FetchError::Failed(why) => SendError::Transient(why),
+    }
+}
+
+/// 429 waits as told; 5xx retries; any other refusal (bad token, blocked by the user, chat not
+/// found) cannot succeed by retrying.
+pub fn classify_failure(status: u16, retry_after_secs: Option<u64>, description: String) -> SendError {
+    match status {
+        429 => SendError::RateLimited(retry_after_secs.unwrap_or(1).saturating_mul(1000)),
+        500..=599 => SendError::Transient(format!("Telegram {status}: {description}")),
+        _ => SendError::Permanent(format!("Telegram {status}: {description}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(message: Value) -> Value {
+        json!({"update_id": 10000, "message": message})
+    }
+
+    fn base(extra: Value) -> Value {
+        let mut message = json!({
+            "message_id": 1365,
+            "date": 1441645532,
+            "chat": {"id": 1111111, "type": "private", "first_name": "Test", "last_name": "Lastname", "username": "Testusername"},
+            "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "Lastname", "username": "Testusername"},
+        });
+        if let (Some(m), Some(e)) = (message.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        message
+    }
+
+    fn one(message: Value) -> InboundMessage {
+        let mut all = normalize_update(&update(message)).expect("normalizes");
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    fn extra(attachment: &Attachment) -> Value {
+        serde_json::from_str(&attachment.extra).expect("extra is JSON")
+    }
+
+    #[test]
+    fn a_text_message_maps_per_the_seed() {
+        let m = one(base(json!({"text": "/start"})));
+        assert_eq!(m.external_user_id, "1111111");
+        assert_eq!(m.external_conversation_id.as_deref(), Some("1111111"));
+        assert_eq!(m.provider_message_id.as_deref(), Some("1111111:1365"));
+        assert_eq!(m.text.as_deref(), Some("/start"));
+        assert_eq!(m.sender_name.as_deref(), Some("Test Lastname"));
+        assert_eq!(m.sender_username.as_deref(), Some("Testusername"));
+        assert_eq!(m.sent_at_ms, Some(1441645532000));
+        assert!(m.attachments.is_empty());
+    }
+
+    #[test]
+    fn a_photo_with_caption_keeps_the_largest_size() {
+        let m = one(base(json!({"caption": "look", "photo": [
+            {"file_id": "small", "file_unique_id": "s", "file_size": 1200, "width": 90, "height": 60},
+            {"file_id": "large", "file_unique_id": "l", "file_size": 52000, "width": 1280, "height": 853},
+            {"file_id": "medium", "file_unique_id": "m", "file_size": 9000, "width": 320, "height": 213}
+        ]})));
+        assert_eq!(m.text.as_deref(), Some("look"));
+        let photo = &m.attachments[0];
+        assert!(matches!(photo.kind, AttachmentKind::Image));
+        assert_eq!(extra(photo)["fileId"], "large");
+        assert_eq!(photo.size, Some(52000));
+        assert_eq!(photo.mime_type.as_deref(), Some("image/jpeg"));
+    }
+
+    #[test]
+    fn a_document_carries_its_name_and_mime() {
+        let m = one(base(
+            json!({"document": {"file_id": "doc1", "file_unique_id": "d", "file_name": "invoice.pdf", "mime_type": "application/pdf", "file_size": 12345}}),
+        ));
+        let doc = &m.attachments[0];
+        assert!(matches!(doc.kind, AttachmentKind::Document));
+        assert_eq!(doc.file_name.as_deref(), Some("invoice.pdf"));
+        assert_eq!(doc.mime_type.as_deref(), Some("application/pdf"));
+        assert_eq!(extra(doc)["fileId"], "doc1");
+        assert_eq!(m.text, None);
+    }
+
+    #[test]
+    fn a_location_and_a_sticker_and_a_voice_note_are_attachments() {
+        let location = one(base(json!({"location": {"latitude": 52.52, "longitude": 13.405}})));
+        assert!(matches!(location.attachments[0].kind, AttachmentKind::Location));
+        assert_eq!(extra(&location.attachments[0])["latitude"], 52.52);
+
+        let sticker = one(base(
+            json!({"sticker": {"file_id": "st", "file_unique_id": "u", "width": 512, "height": 512, "is_animated": false, "is_video": false, "emoji": "😀", "set_name": "Pack", "type": "regular"}}),
+        ));
+        assert!(matches!(sticker.attachments[0].kind, AttachmentKind::Sticker));
+        assert_eq!(sticker.attachments[0].mime_type.as_deref(), Some("image/webp"));
+        assert_eq!(extra(&sticker.attachments[0])["emoji"], "😀");
+
+        let voice = one(base(
+            json!({"voice": {"file_id": "v", "file_unique_id": "vu", "duration": 3, "mime_type": "audio/ogg", "file_size": 2000}}),
+        ));
+        assert!(matches!(voice.attachments[0].kind, AttachmentKind::Voice));
+        assert_eq!(extra(&voice.attachments[0])["duration"], 3);
+    }
+
+    #[test]
+    fn group_messages_put_the_group_in_the_conversation() {
+        let m = one(base(json!({"chat": {"id": -100123, "type": "supergroup", "title": "Support"}, "text": "hi"})));
+        assert_eq!(m.external_conversation_id.as_deref(), Some("-100123"));
+        assert_eq!(m.external_user_id, "1111111");
+        assert_eq!(m.provider_message_id.as_deref(), Some("-100123:1365"));
+    }
+
+    #[test]
+    fn updates_without_a_customer_message_give_none() {
+        for other in [
+            json!({"update_id": 1, "edited_message": base(json!({"text": "edited"}))}),
+            json!({"update_id": 2, "callback_query": {"id": "4382", "from": {"id": 1}, "data": "x"}}),
+            json!({"update_id": 3, "my_chat_member": {"chat": {"id": 1}}}),
+            json!({"update_id": 4, "channel_post": {"message_id": 1, "chat": {"id": -1}, "text": "post"}}),
+            update(base(json!({"new_chat_members": [{"id": 5, "first_name": "New"}]}))),
+        ] {
+            assert!(normalize_update(&other).expect("acknowledged").is_empty(), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_update_is_an_error() {
+        assert!(normalize_update(&json!({"hello": "world"})).is_err());
+        assert!(normalize_update(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn failures_are_classified_for_the_queue() {
+        assert!(matches!(classify_failure(429, Some(7), String::new()), SendError::RateLimited(7000)));
+        assert!(matches!(classify_failure(502, None, String::new()), SendError::Transient(_)));
+        assert!(matches!(classify_failure(403, None, "bot was blocked by the user".into()), SendError::Permanent(_)));
+        assert!(matches!(classify_failure(401, None, "Unauthorized".into()), SendError::Permanent(_)));
+    }
+}

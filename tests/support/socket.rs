@@ -1,0 +1,102 @@
+//! A real npm `socket.io-client`, driven as a child process (tests/js/socket-client.mjs).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub struct SocketClient {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<Value>,
+    /// Everything received so far, in order.
+    pub seen: Vec<Value>,
+}
+
+fn script() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
+    assert!(
+        dir.join("node_modules/socket.io-client").exists(),
+        "socket.io-client is not installed: run `npm ci --prefix tests/js` (CI does)"
+    );
+    dir.join("socket-client.mjs")
+}
+
+impl SocketClient {
+    /// Connects with `token` (`None`: no token) and joins `channels` in order.
+    pub async fn connect(base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
+        let mut child = Command::new("node")
+            .arg(script())
+            .arg(base_url)
+            .arg(token.unwrap_or("-"))
+            .args(channels)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (is Node.js installed?)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        Self { child, lines, seen: Vec::new() }
+    }
+
+    /// The next line of `type` (skipping others, which stay in `seen`), or `None` after `wait`.
+    pub async fn next(&mut self, kind: &str, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv()).await.ok().flatten()?;
+            self.seen.push(line.clone());
+            if line["type"] == kind {
+                return Some(line);
+            }
+            if line["type"] == "connect_error" && kind != "connect_error" {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the client to have connected and joined its channels; returns the join acks.
+    pub async fn ready(&mut self) -> Vec<Value> {
+        self.next("ready", Duration::from_secs(20)).await.unwrap_or_else(|| panic!("socket not ready: {:?}", self.seen));
+        self.seen.iter().filter(|l| l["type"] == "ack").map(|l| l["reply"].clone()).collect()
+    }
+
+    /// The next event called `name`.
+    pub async fn event(&mut self, name: &str, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let line = self.next("event", remaining).await?;
+            if line["name"] == name {
+                return Some(line["payload"].clone());
+            }
+        }
+    }
+
+    /// Every event called `name` that arrives within `wait`.
+    pub async fn events_within(&mut self, name: &str, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut found = Vec::new();
+        while let Some(event) = self.event(name, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            found.push(event);
+        }
+        found
+    }
+}
+
+impl Drop for SocketClient {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
