@@ -27,8 +27,29 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     pub providers: ProviderConfig,
+    pub queue: QueueConfig,
     /// plugins.toml; `None` loads the built-in adapters with their defaults.
     pub plugins_manifest: Option<PathBuf>,
+}
+
+/// The outbound queue's worker.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// Run a worker in this process (`OMNICHAT_QUEUE_WORKER`, default true).
+    pub worker: bool,
+    /// Deliveries in flight at once, over all channels.
+    pub concurrency: usize,
+    /// Deliveries in flight at once on one channel, so a slow channel cannot starve the others.
+    pub per_channel: usize,
+    /// Attempts before a job is DEAD.
+    pub max_attempts: i32,
+    /// First retry delay; it doubles per attempt (with jitter) up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long a claimed job stays leased to its worker; a crashed worker's jobs are due after it.
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs (new sends wake it at once).
+    pub poll_interval: Duration,
 }
 
 /// Where the external providers are, and what the host holds for them.
@@ -170,6 +191,19 @@ impl Config {
                 facebook_app_secret: var("FACEBOOK_APP_SECRET").map(SecretString::from),
                 allow_private_fetch: flag("OMNICHAT_ALLOW_PRIVATE_FETCH", var("OMNICHAT_ALLOW_PRIVATE_FETCH"))?,
             },
+            queue: QueueConfig {
+                worker: match var("OMNICHAT_QUEUE_WORKER") {
+                    Some(v) => flag("OMNICHAT_QUEUE_WORKER", Some(v))?,
+                    None => true,
+                },
+                concurrency: number("OMNICHAT_QUEUE_CONCURRENCY", var("OMNICHAT_QUEUE_CONCURRENCY"), 64)?,
+                per_channel: number("OMNICHAT_QUEUE_PER_CHANNEL", var("OMNICHAT_QUEUE_PER_CHANNEL"), 16)?,
+                max_attempts: number("OMNICHAT_QUEUE_MAX_ATTEMPTS", var("OMNICHAT_QUEUE_MAX_ATTEMPTS"), 8)?,
+                base_backoff: parse_ttl("OMNICHAT_QUEUE_BACKOFF", var("OMNICHAT_QUEUE_BACKOFF"), "2s")?,
+                max_backoff: Duration::from_secs(15 * 60),
+                lease: parse_ttl("OMNICHAT_QUEUE_LEASE", var("OMNICHAT_QUEUE_LEASE"), "60s")?,
+                poll_interval: Duration::from_millis(500),
+            },
             plugins_manifest: match var("OMNICHAT_PLUGINS") {
                 Some(path) => {
                     let path = PathBuf::from(path);
@@ -204,6 +238,8 @@ impl Config {
         config.plugins_manifest = None;
         // Fake providers listen on loopback.
         config.providers.allow_private_fetch = true;
+        config.queue.base_backoff = Duration::from_millis(200);
+        config.queue.poll_interval = Duration::from_millis(100);
         config
     }
 }
@@ -216,6 +252,16 @@ fn base_url(name: &str, value: Option<String>, default: &str) -> anyhow::Result<
         bail!("{name}: {url:?} is not an http(s) URL");
     }
     Ok(url)
+}
+
+fn number<T: std::str::FromStr + PartialOrd + From<u8>>(name: &str, value: Option<String>, default: T) -> anyhow::Result<T> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<T>() {
+            Ok(n) if n >= T::from(1) => Ok(n),
+            _ => bail!("{name}: {v:?} is not a positive number"),
+        },
+    }
 }
 
 fn flag(name: &str, value: Option<String>) -> anyhow::Result<bool> {

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod inbound;
+pub mod outbound;
 pub mod plugins;
 pub mod realtime;
 pub mod state;
@@ -45,6 +46,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         realtime,
         plugins: Arc::new(plugins),
         auto_reply: Arc::new(agents::NoAutoReply),
+        queue: Default::default(),
         secrets: crypto::SecretBox::new(&config.secret_key),
         login_throttle: Default::default(),
         started_at: Instant::now(),
@@ -75,8 +77,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let router = http::router::router(state.clone());
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped)));
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed");
+    // The worker finishes or hands back its claimed jobs before the pool closes.
+    let _ = stop_worker.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     state.store.close().await;
-    Ok(())
+    served
 }

@@ -17,6 +17,17 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// The channel adapter plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Compile the plugins of plugins.toml (or the built-in ones) and show what loaded.
+    List,
 }
 
 #[tokio::main]
@@ -29,6 +40,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             omnichat::build(config).await?;
             tracing::info!("migrations applied");
+        }
+        Command::Plugins { command: PluginsCommand::List } => {
+            let runtime = omnichat::load_plugins(&config).await?;
+            let mut plugins: Vec<_> = runtime.plugins().collect();
+            plugins.sort_by(|a, b| a.entry.id.cmp(&b.entry.id));
+            println!(
+                "{:<16} {:<14} {:<9} {:<10} {:>7} {:>8}  allowed hosts",
+                "id", "channel type", "version", "source", "memory", "time"
+            );
+            for plugin in plugins {
+                let entry = &plugin.entry;
+                println!(
+                    "{:<16} {:<14} {:<9} {:<10} {:>5}MiB {:>6}ms  {}",
+                    entry.id,
+                    entry.channel_type,
+                    plugin.info.version,
+                    if entry.source == "builtin" { "builtin" } else { "file" },
+                    entry.memory_limit_mb,
+                    entry.time_limit_ms,
+                    plugin.grants.join(", ")
+                );
+            }
         }
         Command::Serve => {
             let addr = (config.host, config.port);

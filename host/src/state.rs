@@ -8,6 +8,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenService;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::outbound::QueueWorker;
 use crate::plugins::PluginRuntime;
 use crate::realtime::Realtime;
 use crate::store::Store;
@@ -22,6 +23,7 @@ pub struct App {
     pub plugins: Arc<PluginRuntime>,
     pub realtime: Realtime,
     pub auto_reply: Arc<dyn AutoReply>,
+    pub queue: QueueWorker,
 }
 
 #[derive(Clone)]

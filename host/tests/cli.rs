@@ -22,8 +22,8 @@ impl Drop for Server {
 #[tokio::test]
 async fn with_no_configuration_it_serves_on_sqlite_in_the_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = omnichat(dir.path()).env("PORT", "0").stdout(Stdio::piped()).spawn().expect("start omnichat");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut child = omnichat(dir.path()).env("PORT", "0").stderr(Stdio::piped()).spawn().expect("start omnichat");
+    let stdout = child.stderr.take().expect("stderr");
     let server = Server(child);
 
     // The log announces the bound address; read until it does.
@@ -69,4 +69,29 @@ fn a_bad_setting_stops_start_up_with_a_message_naming_it() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
+}
+
+#[test]
+fn plugins_list_shows_the_built_in_adapters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = omnichat(dir.path()).args(["plugins", "list"]).output().expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for expected in ["telegram-bot", "TELEGRAM_BOT", "api.telegram.org", "facebook", "FACEBOOK", "graph.facebook.com"] {
+        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn an_unknown_key_in_plugins_toml_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[[plugin]]\nid = \"telegram-bot\"\nchannel_type = \"TELEGRAM_BOT\"\nmemory = 5\n",
+    )
+    .expect("write");
+    let output = omnichat(dir.path()).args(["plugins", "list"]).output().expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("memory"), "{stderr}");
 }

@@ -2,11 +2,13 @@
 
 mod auth;
 mod channels;
+mod crash;
 mod errors;
 mod health;
 mod inbound;
 mod inbox;
 mod isolation;
+mod outbound;
 mod plugins;
 mod realtime;
 mod store_contract;

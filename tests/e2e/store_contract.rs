@@ -2,7 +2,8 @@
 
 use chrono::{Duration, Utc};
 use omnichat::store::{
-    ChannelPatch, ChannelStatus, ChannelType, NewChannel, NewRefreshToken, NewUser, Role, Rotation, Store, StoreError, UserPatch,
+    ChannelPatch, ChannelStatus, ChannelType, ConversationQuery, Enqueued, Ingested, MessageDirection, MessageStatus, NewChannel,
+    NewInboundMessage, NewOutboundMessage, NewRefreshToken, NewUser, QueueStatus, Role, Rotation, Store, StoreError, UserPatch,
 };
 use omnichat_tests::{Db, TestDb};
 use serde_json::json;
@@ -16,6 +17,8 @@ on_both_databases!(
     channels_round_trip_and_stay_in_their_tenant,
     unique_keys_are_conflicts,
     migrations_run_twice_without_harm,
+    an_inbound_message_is_stored_once_with_its_customer_and_conversation,
+    queued_jobs_are_leased_completed_retried_and_killed,
 );
 
 fn new_user(email: &str, role: Role) -> NewUser {
@@ -162,4 +165,131 @@ async fn migrations_run_twice_without_harm(db: Db) {
     let store: std::sync::Arc<dyn Store> = test_db.store().await;
     store.migrate().await.expect("second migrate is a no-op");
     store.ping().await.expect("ping");
+}
+
+async fn tenant_with_channel(store: &std::sync::Arc<dyn Store>, email: &str) -> (Uuid, Uuid) {
+    let (tenant, _) = store.create_tenant_with_owner("Inbox", new_user(email, Role::Owner)).await.expect("tenant");
+    let channel = store
+        .create_channel(
+            tenant.id,
+            NewChannel {
+                channel_type: ChannelType::TelegramBot,
+                name: "Bot".into(),
+                external_id: None,
+                config: json!({}),
+                metadata: json!({}),
+            },
+        )
+        .await
+        .expect("channel");
+    (tenant.id, channel.id)
+}
+
+fn inbound(tenant_id: Uuid, channel_id: Uuid, user: &str, provider_id: &str) -> NewInboundMessage {
+    NewInboundMessage {
+        tenant_id,
+        channel_instance_id: channel_id,
+        external_user_id: user.into(),
+        external_conversation_id: Some(user.into()),
+        provider_message_id: Some(provider_id.into()),
+        sender_name: Some("Ann".into()),
+        sender_username: None,
+        text: Some("hello".into()),
+        attachments: json!([]),
+        raw: json!({"id": provider_id}),
+        sent_at: None,
+        direction: MessageDirection::Inbound,
+    }
+}
+
+async fn an_inbound_message_is_stored_once_with_its_customer_and_conversation(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "in@c.io").await;
+
+    let first = store.ingest_message(&inbound(tenant, channel, "u1", "p1")).await.expect("ingest");
+    let Ingested::Stored { customer, conversation, message, conversation_created } = first else { panic!("stored") };
+    assert!(conversation_created);
+    assert_eq!((customer.external_id.as_str(), customer.name.as_deref()), ("u1", Some("Ann")));
+    assert_eq!(message.status, MessageStatus::Received);
+    assert_eq!(conversation.last_message_at, message.created_at);
+
+    assert!(matches!(store.ingest_message(&inbound(tenant, channel, "u1", "p1")).await.expect("ingest"), Ingested::Duplicate));
+    let mut anonymous = inbound(tenant, channel, "u1", "p2");
+    anonymous.sender_name = None;
+    let Ingested::Stored { customer: same, conversation: again, conversation_created, .. } =
+        store.ingest_message(&anonymous).await.expect("ingest")
+    else {
+        panic!("stored")
+    };
+    assert_eq!((same.id, again.id, conversation_created), (customer.id, conversation.id, false));
+    assert_eq!(same.name.as_deref(), Some("Ann"), "a message without a name keeps the known one");
+
+    let all = store.list_conversations(tenant, &ConversationQuery { limit: 10, ..Default::default() }).await.expect("list");
+    assert_eq!(all.len(), 1);
+    let (other_tenant, _) = tenant_with_channel(&store, "other@c.io").await;
+    assert!(
+        store
+            .list_conversations(other_tenant, &ConversationQuery { limit: 10, ..Default::default() })
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "q@c.io").await;
+    let Ingested::Stored { conversation, .. } =
+        store.ingest_message(&inbound(tenant, channel, "u1", "p1")).await.expect("ingest")
+    else {
+        panic!("stored")
+    };
+    let outbound = |text: &str, key: Option<&str>| NewOutboundMessage {
+        tenant_id: tenant,
+        conversation: conversation.clone(),
+        sender_user_id: None,
+        sender_agent_id: None,
+        text: Some(text.into()),
+        attachments: json!([]),
+        idempotency_key: key.map(str::to_owned),
+        max_attempts: 3,
+    };
+    let Enqueued::Queued { message: a, .. } = store.enqueue_outbound(&outbound("a", Some("k1"))).await.expect("enqueue") else {
+        panic!("queued")
+    };
+    let Enqueued::Replayed(replayed) = store.enqueue_outbound(&outbound("a again", Some("k1"))).await.expect("enqueue") else {
+        panic!("replayed")
+    };
+    assert_eq!(replayed.id, a.id);
+    store.enqueue_outbound(&outbound("b", None)).await.expect("enqueue");
+
+    let lease = Duration::seconds(30);
+    let claimed = store.claim_due_jobs("w1", lease, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|j| j.status == QueueStatus::Sending && j.locked_by.as_deref() == Some("w1")));
+    assert!(store.claim_due_jobs("w2", lease, 10).await.expect("claim").is_empty(), "leased jobs are not claimed twice");
+
+    let (job_a, job_b) = if claimed[0].message_id == a.id { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
+    let sent = store.complete_job(job_a, "chat:1").await.expect("complete");
+    assert_eq!((sent.status, sent.provider_message_id.as_deref()), (MessageStatus::Sent, Some("chat:1")));
+    store.retry_job(job_b, Utc::now() - Duration::seconds(1), Some("503")).await.expect("retry");
+    let again = store.claim_due_jobs("w2", lease, 10).await.expect("claim");
+    assert_eq!((again.len(), again[0].attempts, again[0].last_error.as_deref()), (1, 1, Some("503")));
+    let failed = store.kill_job(&again[0], "blocked").await.expect("kill");
+    assert_eq!((failed.status, failed.error.as_deref()), (MessageStatus::Failed, Some("blocked")));
+    let dead = store.list_jobs(tenant, Some(QueueStatus::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert!(store.requeue_job(Uuid::new_v4(), dead[0].id).await.expect("requeue").is_none(), "scoped by tenant");
+    let (requeued, message) = store.requeue_job(tenant, dead[0].id).await.expect("requeue").expect("dead job");
+    assert_eq!((requeued.status, requeued.attempts, message.status), (QueueStatus::Pending, 0, MessageStatus::Pending));
+
+    // An expired lease makes a SENDING job due again; release hands a worker's jobs back.
+    let held = store.claim_due_jobs("w3", Duration::milliseconds(-1), 10).await.expect("claim");
+    assert_eq!(held.len(), 1);
+    let stolen = store.claim_due_jobs("w4", lease, 10).await.expect("claim");
+    assert_eq!(stolen.len(), 1, "the expired lease is taken over");
+    assert_eq!(store.release_jobs("w4").await.expect("release"), 1);
+    assert_eq!(store.claim_due_jobs("w5", lease, 10).await.expect("claim").len(), 1);
 }

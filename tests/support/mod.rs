@@ -1,6 +1,7 @@
 //! Test support: a fresh database per test (a temp SQLite file, or a randomly named PostgreSQL
 //! database), the real host served on port 0, and an HTTP client that speaks to it as an inbox UI does.
 
+pub mod fake;
 pub mod socket;
 
 use std::net::SocketAddr;
@@ -141,8 +142,17 @@ pub async fn spawn_app(db: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(TestDb::new(db), configure).await
+}
+
+/// A second host on the database of `other` (another replica): it never drops that database.
+pub async fn spawn_replica(other: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_on(TestDb { url: other.db.url.clone(), db: other.db.db, dir, pg_name: None }, configure).await
+}
+
+async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config)) -> TestApp {
     omnichat::telemetry::init_for_tests();
-    let test_db = TestDb::new(db);
     let mut config = Config::for_tests(&test_db.url, test_db.dir.path());
     configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -357,4 +367,49 @@ pub fn telegram_text(update_id: i64, message_id: i64, user_id: i64, text: &str) 
             "text": text
         }
     })
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within` with `what`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    within: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+impl TestApp {
+    /// The conversation a customer's first Telegram message opened, as JSON.
+    pub async fn telegram_conversation(&self, session: &Session, channel_id: &str, user_id: i64) -> Value {
+        let reply = self.telegram_update(channel_id, &telegram_text(user_id, 1, user_id, "hi"), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let list = self.get(&format!("/api/conversations?channelInstanceId={channel_id}&limit=100"), &session.access_token).await;
+        list.body["data"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["externalConversationId"] == user_id.to_string()).cloned())
+            .expect("the conversation")
+    }
+
+    /// A message as the API shows it now.
+    pub async fn message(&self, session: &Session, conversation_id: &str, message_id: &str) -> Option<Value> {
+        let page = self.get(&format!("/api/conversations/{conversation_id}/messages?limit=100"), &session.access_token).await;
+        page.body["data"].as_array()?.iter().find(|m| m["id"] == message_id).cloned()
+    }
+
+    /// Waits until a message reaches `status` (SENT, FAILED) and returns it.
+    pub async fn message_with_status(&self, session: &Session, conversation_id: &str, message_id: &str, status: &str) -> Value {
+        eventually(std::time::Duration::from_secs(20), &format!("message {message_id} to be {status}"), || async {
+            self.message(session, conversation_id, message_id).await.filter(|m| m["status"] == status)
+        })
+        .await
+    }
 }

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{auth, channels, conversations, inbound, users};
+use crate::{auth, channels, conversations, inbound, outbound, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,6 +51,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conversations::handlers::messages))
         .routes(routes!(conversations::handlers::customers))
         .routes(routes!(conversations::handlers::customer))
+        .routes(routes!(outbound::handlers::send))
+        .routes(routes!(outbound::handlers::list))
+        .routes(routes!(outbound::handlers::retry))
         .routes(routes!(inbound::webhooks::telegram_bot))
         .routes(routes!(inbound::webhooks::facebook_verify, inbound::webhooks::facebook))
         .split_for_parts()

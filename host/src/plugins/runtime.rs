@@ -106,6 +106,7 @@ impl ResourceLimiter for MemoryCap {
 }
 
 /// The channel a call is made for: its context for the guest, its secrets for the host.
+#[derive(Clone)]
 pub struct ChannelCall {
     pub context: ChannelContext,
     pub secrets: ChannelSecrets,

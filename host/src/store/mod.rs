@@ -11,6 +11,7 @@ mod types;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
@@ -121,6 +122,29 @@ pub trait Store: Send + Sync + 'static {
         page: &PageQuery,
     ) -> StoreResult<Vec<Customer>>;
     async fn get_customer(&self, tenant_id: Uuid, customer_id: Uuid) -> StoreResult<Option<Customer>>;
+    /// The customer's open conversation, created when it has none.
+    async fn open_conversation_for(&self, tenant_id: Uuid, customer: &Customer) -> StoreResult<Conversation>;
+
+    // The outbound queue.
+    /// Stores the OUTBOUND message (PENDING) and its queue row in ONE transaction and moves the
+    /// conversation's `lastMessageAt`. An idempotency key used before replays the first message.
+    async fn enqueue_outbound(&self, message: &NewOutboundMessage) -> StoreResult<Enqueued>;
+    /// Leases up to `limit` due jobs (PENDING and due, or SENDING with an expired lease) to `worker`.
+    /// PostgreSQL skips rows other workers hold (`FOR UPDATE SKIP LOCKED`).
+    async fn claim_due_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<QueueJob>>;
+    async fn load_dispatch(&self, job: &QueueJob) -> StoreResult<Option<Dispatch>>;
+    /// Delivered: the job SENT, the message SENT with the provider's id.
+    async fn complete_job(&self, job: &QueueJob, provider_message_id: &str) -> StoreResult<Message>;
+    /// Back to PENDING until `next_retry_at`; `failed` counts the attempt and records the error.
+    async fn retry_job(&self, job: &QueueJob, next_retry_at: DateTime<Utc>, error: Option<&str>) -> StoreResult<()>;
+    /// Given up: the job DEAD, the message FAILED with the error.
+    async fn kill_job(&self, job: &QueueJob, error: &str) -> StoreResult<Message>;
+    /// Returns the jobs a worker holds to the queue (graceful shutdown).
+    async fn release_jobs(&self, worker: &str) -> StoreResult<u64>;
+    async fn list_jobs(&self, tenant_id: Uuid, status: Option<QueueStatus>, limit: i64) -> StoreResult<Vec<QueueJob>>;
+    async fn get_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<QueueJob>>;
+    /// Requeues a DEAD or FAILED job (attempts reset, message PENDING again).
+    async fn requeue_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<(QueueJob, Message)>>;
 }
 
 /// Which database a `DATABASE_URL` names.

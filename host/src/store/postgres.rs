@@ -50,4 +50,4 @@ impl PostgresStore {
     }
 }
 
-impl_store!(PostgresStore, "BEGIN");
+impl_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::types::{ChannelStatus, ChannelType, ConversationStatus, MessageDirection, MessageStatus, Role};
+use super::types::{ChannelStatus, ChannelType, ConversationStatus, MessageDirection, MessageStatus, QueueStatus, Role};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -239,4 +239,57 @@ pub struct ConversationPatch {
 pub struct PageQuery {
     pub after: Option<(DateTime<Utc>, Uuid)>,
     pub limit: i64,
+}
+
+/// A row of the outbound queue.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub message_id: Uuid,
+    pub status: QueueStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_retry_at: DateTime<Utc>,
+    /// The lease of the worker sending it; past it, the job is due again.
+    pub locked_until: Option<DateTime<Utc>>,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An outbound message to store and queue.
+#[derive(Debug, Clone)]
+pub struct NewOutboundMessage {
+    pub tenant_id: Uuid,
+    pub conversation: Conversation,
+    pub sender_user_id: Option<Uuid>,
+    pub sender_agent_id: Option<Uuid>,
+    pub text: Option<String>,
+    pub attachments: Value,
+    pub idempotency_key: Option<String>,
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Enqueued {
+    Queued {
+        message: Message,
+        conversation: Conversation,
+    },
+    /// The idempotency key was used before: the first request's message.
+    Replayed(Message),
+}
+
+/// Everything a dispatch needs about a job.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    pub message: Message,
+    pub conversation: Conversation,
+    pub customer: Customer,
+    pub channel: Channel,
 }

@@ -4,7 +4,7 @@
 //! (how a write transaction begins). Times are bound from Rust, never `now()`, for the same reason.
 
 macro_rules! impl_store {
-    ($store:ty, $begin:literal) => {
+    ($store:ty, $begin:literal, $skip_locked:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -547,6 +547,285 @@ macro_rules! impl_store {
                     .fetch_optional(&self.pool)
                     .await?)
             }
+            async fn open_conversation_for(&self, tenant_id: Uuid, customer: &Customer) -> StoreResult<Conversation> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let open: Option<Conversation> = sqlx::query_as(
+                    "SELECT * FROM conversations WHERE tenant_id = $1 AND customer_id = $2 AND status <> 'CLOSED'
+                     ORDER BY created_at DESC LIMIT 1",
+                )
+                .bind(tenant_id)
+                .bind(customer.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let conversation = match open {
+                    Some(conversation) => conversation,
+                    None => {
+                        let now = Utc::now();
+                        sqlx::query_as(
+                            "INSERT INTO conversations
+                               (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, NULL, 'OPEN', $5, $5, $5) RETURNING *",
+                        )
+                        .bind(Uuid::now_v7())
+                        .bind(tenant_id)
+                        .bind(customer.channel_instance_id)
+                        .bind(customer.id)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                };
+                tx.commit().await?;
+                Ok(conversation)
+            }
+
+            async fn enqueue_outbound(&self, new: &NewOutboundMessage) -> StoreResult<Enqueued> {
+                if let Some(key) = &new.idempotency_key {
+                    if let Some(message) = replayed(&self.pool, new.tenant_id, key).await? {
+                        return Ok(Enqueued::Replayed(message));
+                    }
+                }
+                let now = Utc::now();
+                let conversation = &new.conversation;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let message: Message = sqlx::query_as(
+                    "INSERT INTO messages
+                       (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
+                        attachments, sender_user_id, sender_agent_id, sent_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'OUTBOUND', 'PENDING', $6, $7, $8, $9, $10, $10, $10)
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(new.tenant_id)
+                .bind(conversation.channel_instance_id)
+                .bind(conversation.id)
+                .bind(conversation.customer_id)
+                .bind(&new.text)
+                .bind(Json(&new.attachments))
+                .bind(new.sender_user_id)
+                .bind(new.sender_agent_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let queued = sqlx::query(
+                    "INSERT INTO channel_message_queue
+                       (id, tenant_id, channel_instance_id, message_id, status, attempts, max_attempts, next_retry_at,
+                        idempotency_key, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 'PENDING', 0, $5, $6, $7, $6, $6)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(new.tenant_id)
+                .bind(conversation.channel_instance_id)
+                .bind(message.id)
+                .bind(new.max_attempts)
+                .bind(now)
+                .bind(&new.idempotency_key)
+                .execute(&mut *tx)
+                .await;
+                if let Err(err) = queued {
+                    // Two requests with one idempotency key at once: the other one won.
+                    let conflict = StoreError::from(err);
+                    tx.rollback().await?;
+                    if let (StoreError::Conflict(_), Some(key)) = (&conflict, &new.idempotency_key) {
+                        if let Some(message) = replayed(&self.pool, new.tenant_id, key).await? {
+                            return Ok(Enqueued::Replayed(message));
+                        }
+                    }
+                    return Err(conflict);
+                }
+                let conversation: Conversation = sqlx::query_as(
+                    "UPDATE conversations SET last_message_at = $2, updated_at = $2 WHERE id = $1 RETURNING *",
+                )
+                .bind(conversation.id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Enqueued::Queued { message, conversation })
+            }
+
+            async fn claim_due_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<QueueJob>> {
+                let now = Utc::now();
+                Ok(sqlx::query_as(concat!(
+                    "UPDATE channel_message_queue SET status = 'SENDING', locked_by = $1, locked_until = $2, updated_at = $3
+                     WHERE id IN (
+                       SELECT id FROM channel_message_queue
+                       WHERE (status = 'PENDING' AND next_retry_at <= $3) OR (status = 'SENDING' AND locked_until < $3)
+                       ORDER BY next_retry_at LIMIT $4 ",
+                    $skip_locked,
+                    ") RETURNING *"
+                ))
+                .bind(worker)
+                .bind(now + lease)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn load_dispatch(&self, job: &QueueJob) -> StoreResult<Option<Dispatch>> {
+                let message: Option<Message> = sqlx::query_as("SELECT * FROM messages WHERE id = $1")
+                    .bind(job.message_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(message) = message else { return Ok(None) };
+                let conversation: Option<Conversation> = sqlx::query_as("SELECT * FROM conversations WHERE id = $1")
+                    .bind(message.conversation_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(conversation) = conversation else { return Ok(None) };
+                let customer: Option<Customer> = sqlx::query_as("SELECT * FROM customers WHERE id = $1")
+                    .bind(conversation.customer_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let channel: Option<Channel> = sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1")
+                    .bind(job.channel_instance_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(customer.zip(channel).map(|(customer, channel)| Dispatch { message, conversation, customer, channel }))
+            }
+
+            async fn complete_job(&self, job: &QueueJob, provider_message_id: &str) -> StoreResult<Message> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query(
+                    "UPDATE channel_message_queue SET status = 'SENT', attempts = attempts + 1, locked_until = NULL,
+                       last_error = NULL, updated_at = $2 WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                // A provider id already taken on this channel (a re-send after a crash) is kept off the
+                // unique key rather than failing the delivery.
+                let message: Message = sqlx::query_as(
+                    "UPDATE messages SET status = 'SENT', error = NULL, updated_at = $3,
+                       provider_message_id = CASE WHEN EXISTS (
+                         SELECT 1 FROM messages other WHERE other.channel_instance_id = messages.channel_instance_id
+                           AND other.provider_message_id = $2 AND other.id <> messages.id) THEN NULL ELSE $2 END
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(job.message_id)
+                .bind(provider_message_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(message)
+            }
+
+            async fn retry_job(&self, job: &QueueJob, next_retry_at: DateTime<Utc>, error: Option<&str>) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE channel_message_queue SET status = 'PENDING', locked_until = NULL, locked_by = NULL,
+                       next_retry_at = $2,
+                       attempts = attempts + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END,
+                       last_error = COALESCE($3, last_error), updated_at = $4
+                     WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(next_retry_at)
+                .bind(error)
+                .bind(Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn kill_job(&self, job: &QueueJob, error: &str) -> StoreResult<Message> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query(
+                    "UPDATE channel_message_queue SET status = 'DEAD', attempts = attempts + 1, locked_until = NULL,
+                       last_error = $2, updated_at = $3 WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let message: Message =
+                    sqlx::query_as("UPDATE messages SET status = 'FAILED', error = $2, updated_at = $3 WHERE id = $1 RETURNING *")
+                        .bind(job.message_id)
+                        .bind(error)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(message)
+            }
+
+            async fn release_jobs(&self, worker: &str) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "UPDATE channel_message_queue SET status = 'PENDING', locked_until = NULL, locked_by = NULL, updated_at = $2
+                     WHERE status = 'SENDING' AND locked_by = $1",
+                )
+                .bind(worker)
+                .bind(Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_jobs(&self, tenant_id: Uuid, status: Option<QueueStatus>, limit: i64) -> StoreResult<Vec<QueueJob>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM channel_message_queue WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(tenant_id)
+                .bind(status)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn get_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<QueueJob>> {
+                Ok(sqlx::query_as("SELECT * FROM channel_message_queue WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(job_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn requeue_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<(QueueJob, Message)>> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let job: Option<QueueJob> = sqlx::query_as(
+                    "UPDATE channel_message_queue SET status = 'PENDING', attempts = 0, next_retry_at = $3,
+                       locked_until = NULL, locked_by = NULL, updated_at = $3
+                     WHERE tenant_id = $1 AND id = $2 AND status IN ('DEAD', 'FAILED') RETURNING *",
+                )
+                .bind(tenant_id)
+                .bind(job_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(job) = job else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let message: Message =
+                    sqlx::query_as("UPDATE messages SET status = 'PENDING', error = NULL, updated_at = $2 WHERE id = $1 RETURNING *")
+                        .bind(job.message_id)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(Some((job, message)))
+            }
+        }
+
+        async fn replayed<'e, E>(executor: E, tenant_id: Uuid, key: &str) -> StoreResult<Option<Message>>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+        {
+            Ok(sqlx::query_as(
+                "SELECT messages.* FROM messages JOIN channel_message_queue q ON q.message_id = messages.id
+                 WHERE q.tenant_id = $1 AND q.idempotency_key = $2",
+            )
+            .bind(tenant_id)
+            .bind(key)
+            .fetch_optional(executor)
+            .await?)
         }
 
         async fn insert_refresh_token<'e, E>(executor: E, token: &NewRefreshToken) -> StoreResult<()>

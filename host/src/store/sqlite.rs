@@ -49,4 +49,5 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, "BEGIN IMMEDIATE");
+// SQLite has one writer at a time, so claiming needs no row locks.
+impl_store!(SqliteStore, "BEGIN IMMEDIATE", "");

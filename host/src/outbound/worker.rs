@@ -1,0 +1,217 @@
+//! The queue worker: claims due jobs (leased, so a crashed worker's jobs come back), delivers them
+//! concurrently through the channel's adapter with a cap per channel, and records the outcome:
+//! SENT, a retry with exponential backoff and jitter (or the provider's own `retry_after`), or DEAD.
+//! Delivery is at-least-once: a crash between the provider's 200 and our commit re-sends that job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use uuid::Uuid;
+
+use crate::config::QueueConfig;
+use crate::inbound::service::channel_call;
+use crate::plugins::PluginError;
+use crate::plugins::runtime::{AttachmentKind, OutboundAttachment, OutboundMessage, SendError};
+use crate::state::AppState;
+use crate::store::{Dispatch, QueueJob};
+
+/// Wakes the worker when a job is queued, so delivery does not wait for the next poll.
+#[derive(Default)]
+pub struct QueueWorker {
+    notify: Notify,
+}
+
+impl QueueWorker {
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// One channel's share of the worker: a cap on deliveries in flight and a pause after a 429.
+struct ChannelGate {
+    slots: Arc<Semaphore>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// Runs until `shutdown` turns true, then finishes what is in flight (or hands it back).
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let config = state.config.queue.clone();
+    let worker_id = format!("worker-{}", Uuid::new_v4());
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let gates: Arc<Mutex<HashMap<Uuid, Arc<ChannelGate>>>> = Default::default();
+    let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
+    tracing::info!(worker = %worker_id, concurrency = config.concurrency, per_channel = config.per_channel, "queue worker started");
+
+    while !*shutdown.borrow() {
+        let free = slots.available_permits();
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            match state.store.claim_due_jobs(&worker_id, lease, free as i64).await {
+                Ok(jobs) => jobs,
+                Err(err) => {
+                    tracing::warn!(error = %err, "queue: cannot claim jobs");
+                    Vec::new()
+                }
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                _ = state.queue.notify.notified() => {}
+                _ = tokio::time::sleep(config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for job in claimed {
+            let Ok(slot) = slots.clone().acquire_owned().await else { break };
+            let gate = gates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(job.channel_instance_id)
+                .or_insert_with(|| {
+                    Arc::new(ChannelGate { slots: Arc::new(Semaphore::new(config.per_channel)), paused_until: Mutex::new(None) })
+                })
+                .clone();
+            let state = state.clone();
+            let config = config.clone();
+            tokio::spawn(async move {
+                let _slot: OwnedSemaphorePermit = slot;
+                deliver(&state, &config, &gate, job).await;
+            });
+        }
+    }
+
+    // Shutdown: wait a while for deliveries in flight, then hand back whatever is still claimed.
+    let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+    match state.store.release_jobs(&worker_id).await {
+        Ok(released) => tracing::info!(worker = %worker_id, released, "queue worker stopped"),
+        Err(err) => tracing::warn!(error = %err, "queue: cannot release claimed jobs; their lease will"),
+    }
+}
+
+async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job: QueueJob) {
+    // A busy or paused channel hands the job back rather than holding a worker slot.
+    let paused = *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(until) = paused.filter(|until| *until > Instant::now()) {
+        let at = Utc::now() + chrono::Duration::from_std(until - Instant::now()).unwrap_or_default();
+        return record(state.store.retry_job(&job, at, None).await);
+    }
+    let Ok(_channel_slot) = gate.slots.clone().try_acquire_owned() else {
+        return record(state.store.retry_job(&job, Utc::now() + chrono::Duration::milliseconds(50), None).await);
+    };
+
+    let dispatch = match state.store.load_dispatch(&job).await {
+        Ok(Some(dispatch)) => dispatch,
+        Ok(None) => return fail(state, &job, "the message, its conversation or its channel no longer exists").await,
+        Err(err) => {
+            tracing::warn!(job.id = %job.id, error = %err, "queue: cannot load the job");
+            return record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), None).await);
+        }
+    };
+    let outcome = send(state, &dispatch).await;
+    match outcome {
+        Ok(provider_message_id) => match state.store.complete_job(&job, &provider_message_id).await {
+            Ok(message) => state.realtime.message_updated(job.tenant_id, &message).await,
+            Err(err) => tracing::error!(job.id = %job.id, error = %err, "queue: delivered but cannot record it"),
+        },
+        Err(Failure::Permanent(error)) => fail(state, &job, &error).await,
+        Err(Failure::Transient(error)) if job.attempts + 1 >= job.max_attempts => {
+            fail(state, &job, &format!("gave up after {} attempts: {error}", job.attempts + 1)).await
+        }
+        Err(Failure::Transient(error)) => {
+            tracing::info!(job.id = %job.id, attempt = job.attempts + 1, error = %error, "queue: delivery failed, will retry");
+            record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), Some(&error)).await)
+        }
+        Err(Failure::RateLimited(wait)) => {
+            *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
+            tracing::info!(job.id = %job.id, wait_ms = wait.as_millis() as u64, "queue: provider rate limit, pausing the channel");
+            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            record(state.store.retry_job(&job, at, Some("rate limited by the provider")).await)
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    RateLimited(Duration),
+    Permanent(String),
+}
+
+/// One delivery through the channel's adapter: the provider's message id, or why not.
+async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> {
+    let recipient =
+        dispatch.conversation.external_conversation_id.clone().unwrap_or_else(|| dispatch.customer.external_id.clone());
+    let attachments = dispatch
+        .message
+        .attachments
+        .0
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|a| {
+                    Some(OutboundAttachment {
+                        kind: attachment_kind(a["kind"].as_str()?),
+                        url: a["url"].as_str()?.to_owned(),
+                        file_name: a["fileName"].as_str().map(str::to_owned),
+                        mime_type: a["mimeType"].as_str().map(str::to_owned),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = OutboundMessage {
+        message_id: dispatch.message.id.to_string(),
+        recipient,
+        text: dispatch.message.text.clone(),
+        attachments,
+    };
+    let call = channel_call(state, &dispatch.channel).map_err(|e| Failure::Transient(e.message))?;
+    match state.plugins.send(dispatch.channel.channel_type, call, &message).await {
+        Ok(Ok(receipt)) => Ok(receipt.provider_message_id),
+        Ok(Err(SendError::Transient(why))) => Err(Failure::Transient(why)),
+        Ok(Err(SendError::RateLimited(ms))) => Err(Failure::RateLimited(Duration::from_millis(ms.max(100)))),
+        Ok(Err(SendError::Permanent(why))) => Err(Failure::Permanent(why)),
+        Err(PluginError::NoPlugin(kind)) => Err(Failure::Permanent(format!("no adapter sends on {kind} channels"))),
+        Err(other) => Err(Failure::Transient(other.to_string())),
+    }
+}
+
+async fn fail(state: &AppState, job: &QueueJob, error: &str) {
+    tracing::warn!(job.id = %job.id, message.id = %job.message_id, error, "queue: job is dead");
+    match state.store.kill_job(job, error).await {
+        Ok(message) => state.realtime.message_updated(job.tenant_id, &message).await,
+        Err(err) => tracing::error!(job.id = %job.id, error = %err, "queue: cannot record the dead job"),
+    }
+}
+
+fn record(result: Result<(), crate::store::StoreError>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "queue: cannot update a job; its lease will return it");
+    }
+}
+
+/// `base * 2^(attempt-1)`, capped, times a jitter in [0.5, 1.5).
+fn backoff(config: &QueueConfig, attempt: i32) -> chrono::Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+    let delay = config.base_backoff.saturating_mul(1 << exponent).min(config.max_backoff);
+    let jitter = 0.5 + rand::random::<f64>();
+    chrono::Duration::from_std(delay.mul_f64(jitter)).unwrap_or(chrono::Duration::seconds(60))
+}
+
+fn attachment_kind(kind: &str) -> AttachmentKind {
+    match kind {
+        "image" => AttachmentKind::Image,
+        "video" => AttachmentKind::Video,
+        "audio" => AttachmentKind::Audio,
+        "voice" => AttachmentKind::Voice,
+        "sticker" => AttachmentKind::Sticker,
+        "document" => AttachmentKind::Document,
+        _ => AttachmentKind::Other,
+    }
+}

@@ -1,0 +1,103 @@
+//! A fake provider API (Telegram Bot API and Graph API shapes) on 127.0.0.1: it records every
+//! request and answers from a script, then with success.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<(u16, Value)>>,
+    delay: Mutex<Duration>,
+    counter: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct FakeProvider {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl FakeProvider {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Inner::default());
+        let app = Router::new().fallback(answer).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake provider");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, inner }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next answers, in order, before the default success.
+    pub fn script(&self, answers: impl IntoIterator<Item = (u16, Value)>) {
+        self.inner.script.lock().expect("lock").extend(answers);
+    }
+
+    /// Every answer waits this long (a slow provider).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.inner.delay.lock().expect("lock") = delay;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.requests.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Recorded> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let requests = self.requests();
+            if requests.len() >= n || tokio::time::Instant::now() >= deadline {
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn answer(State(inner): State<Arc<Inner>>, uri: Uri, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let delay = *inner.delay.lock().expect("lock");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    inner.requests.lock().expect("lock").push(Recorded {
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        body: body.clone(),
+    });
+    let scripted = inner.script.lock().expect("lock").pop_front();
+    // Provider message ids start well above the ones the tests use for inbound messages.
+    let n = inner.counter.fetch_add(1, Ordering::SeqCst) + 1001;
+    let (status, reply) = scripted.unwrap_or_else(|| {
+        if uri.path().contains("/bot") {
+            (200, json!({"ok": true, "result": {"message_id": n, "chat": {"id": body["chat_id"]}, "date": 1}}))
+        } else {
+            (200, json!({"recipient_id": body["recipient"]["id"], "message_id": format!("m_{n}")}))
+        }
+    });
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(reply)).into_response()
+}
