@@ -1,27 +1,27 @@
 -- The SQL of one inbound message (store::ingest_message on PostgreSQL), as a pgbench script: the
 -- ceiling the HTTP path is compared with. Run by `cargo bench -p omnichat-tests --bench inbound`,
 -- which passes the tenant, the channel and the number of customers:
---   pgbench -n -f bench/inbound.pgbench.sql -c 32 -j 2 -T 20 \
+--   pgbench -n -M prepared -f bench/inbound.pgbench.sql -c 32 -j 2 -T 20 \
 --     -D tenant=<uuid> -D channel=<uuid> -D users=<n> <database>
 -- Customers and their open conversations exist already (the bench warms them up), as in steady state.
 \set uid random(1, :users)
 \set mid random(1, 2000000000)
 BEGIN;
 INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
-VALUES (gen_random_uuid(), :'tenant', :'channel', 'u' || :uid, 'Bench', NULL, '{}', now(), now())
+VALUES (gen_random_uuid(), :tenant, :channel, 'u' || :uid, 'Bench', NULL, '{}', now(), now())
 ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
   name = COALESCE(excluded.name, customers.name),
   username = COALESCE(excluded.username, customers.username),
   updated_at = excluded.updated_at
 RETURNING id AS customer_id \gset
 SELECT id AS conversation_id FROM conversations
- WHERE channel_instance_id = :'channel' AND external_conversation_id = 'u' || :uid AND status <> 'CLOSED'
+ WHERE channel_instance_id = :channel AND external_conversation_id = 'u' || :uid AND status <> 'CLOSED'
  ORDER BY created_at DESC LIMIT 1 \gset
 INSERT INTO messages (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
                       attachments, raw, provider_message_id, sent_at, created_at, updated_at)
-VALUES (gen_random_uuid(), :'tenant', :'channel', :'conversation_id', :'customer_id', 'INBOUND', 'RECEIVED', 'bench message',
+VALUES (gen_random_uuid(), :tenant, :channel, :conversation_id, :customer_id, 'INBOUND', 'RECEIVED', 'bench message',
         '[]', '{"update_id": 1}', 'pg:' || :mid || ':' || :client_id, now(), now(), now())
 ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
 RETURNING id;
-UPDATE conversations SET last_message_at = now(), status = 'OPEN', updated_at = now() WHERE id = :'conversation_id' RETURNING id;
+UPDATE conversations SET last_message_at = now(), status = 'OPEN', updated_at = now() WHERE id = :conversation_id RETURNING id;
 COMMIT;

@@ -30,7 +30,10 @@ fn main() {
             .current_dir(&root)
             .args(["rustc", "--locked", "-p", package, "--profile", "plugin", "--target", TARGET, "--crate-type", "cdylib"])
             .arg("--target-dir")
-            .arg(&target_dir);
+            .arg(&target_dir)
+            // A 128 KiB stack instead of 1 MiB: a fresh instance then touches (and the pool keeps
+            // resident) far fewer pages per call.
+            .args(["--", "-C", "link-arg=-zstack-size=131072"]);
         // Flags meant for the host (coverage, sanitizers) must not reach the wasm build.
         for var in
             ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"]

@@ -42,7 +42,7 @@ async fn with_no_configuration_it_serves_on_sqlite_in_the_data_dir() {
     let port = addr.rsplit(':').next().expect("port");
     assert!(warned_about_secret, "a generated JWT secret is logged as a warning");
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    omnichat::plugins::fetch::install_crypto_provider();
     let health: serde_json::Value =
         reqwest::get(format!("http://127.0.0.1:{port}/health")).await.expect("health answers").json().await.expect("json");
     assert_eq!(health["db"], "up");

@@ -115,7 +115,7 @@ async fn main() {
         .await
         .expect("conversations for pgbench");
         let output = std::process::Command::new("pgbench")
-            .args(["-n", "-f", script, "-c", &args.concurrency.to_string(), "-j", "2", "-T", "20"])
+            .args(["-n", "-M", "prepared", "-f", script, "-c", &args.concurrency.to_string(), "-j", "2", "-T", "20"])
             .args([
                 "-D",
                 &format!("tenant={tenant}"),

@@ -88,7 +88,7 @@ async fn a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight(d
     telegram.set_delay(Duration::from_millis(20));
     let test_db = TestDb::new(db);
     let mut host = start(&test_db, &telegram.base_url());
-    let http = reqwest::Client::new();
+    let http = omnichat_tests::http_client();
 
     let auth: Value = http
         .post(format!("{}/api/auth/register", host.base))

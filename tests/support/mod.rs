@@ -168,7 +168,7 @@ async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config)) -> T
             eprintln!("server stopped: {err:#}");
         }
     });
-    TestApp { addr, state, client: reqwest::Client::new(), db: test_db, shutdown: Some(tx) }
+    TestApp { addr, state, client: http_client(), db: test_db, shutdown: Some(tx) }
 }
 
 impl Drop for TestApp {
@@ -177,6 +177,12 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// An HTTP client for tests (with the process's TLS crypto provider installed).
+pub fn http_client() -> reqwest::Client {
+    omnichat::plugins::fetch::install_crypto_provider();
+    reqwest::Client::new()
 }
 
 /// A response as a test reads it: status, headers and JSON body (`Null` when empty).

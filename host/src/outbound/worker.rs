@@ -4,6 +4,7 @@
 //! Delivery is at-least-once: a crash between the provider's 200 and our commit re-sends that job.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,9 +31,11 @@ impl QueueWorker {
     }
 }
 
-/// One channel's share of the worker: a cap on deliveries in flight and a pause after a 429.
+/// One channel's share of the worker: a cap on deliveries in flight, a cap on jobs waiting for
+/// them (so one slow channel cannot hold every worker slot), and a pause after a 429.
 struct ChannelGate {
     slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
     paused_until: Mutex<Option<Instant>>,
 }
 
@@ -46,16 +49,19 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(worker = %worker_id, concurrency = config.concurrency, per_channel = config.per_channel, "queue worker started");
 
     while !*shutdown.borrow() {
-        let free = slots.available_permits();
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match state.store.claim_due_jobs(&worker_id, lease, free as i64).await {
-                Ok(jobs) => jobs,
-                Err(err) => {
-                    tracing::warn!(error = %err, "queue: cannot claim jobs");
-                    Vec::new()
-                }
+        // Claim as many jobs as there are free slots; when none is free, wait for one.
+        if slots.available_permits() == 0 {
+            tokio::select! {
+                permit = slots.acquire() => drop(permit),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let claimed = match state.store.claim_due_jobs(&worker_id, lease, slots.available_permits() as i64).await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(error = %err, "queue: cannot claim jobs");
+                Vec::new()
             }
         };
         if claimed.is_empty() {
@@ -73,7 +79,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(job.channel_instance_id)
                 .or_insert_with(|| {
-                    Arc::new(ChannelGate { slots: Arc::new(Semaphore::new(config.per_channel)), paused_until: Mutex::new(None) })
+                    Arc::new(ChannelGate {
+                        slots: Arc::new(Semaphore::new(config.per_channel)),
+                        waiting: AtomicUsize::new(0),
+                        paused_until: Mutex::new(None),
+                    })
                 })
                 .clone();
             let state = state.clone();
@@ -101,9 +111,13 @@ async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job
         let at = Utc::now() + chrono::Duration::from_std(until - Instant::now()).unwrap_or_default();
         return record(state.store.retry_job(&job, at, None).await);
     }
-    let Ok(_channel_slot) = gate.slots.clone().try_acquire_owned() else {
-        return record(state.store.retry_job(&job, Utc::now() + chrono::Duration::milliseconds(50), None).await);
-    };
+    if gate.waiting.fetch_add(1, Ordering::SeqCst) >= config.per_channel * 2 {
+        gate.waiting.fetch_sub(1, Ordering::SeqCst);
+        return record(state.store.retry_job(&job, Utc::now() + chrono::Duration::milliseconds(100), None).await);
+    }
+    let channel_slot = gate.slots.clone().acquire_owned().await;
+    gate.waiting.fetch_sub(1, Ordering::SeqCst);
+    let Ok(_channel_slot) = channel_slot else { return };
 
     let dispatch = match state.store.load_dispatch(&job).await {
         Ok(Some(dispatch)) => dispatch,

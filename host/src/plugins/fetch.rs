@@ -124,10 +124,15 @@ pub struct Fetcher {
     allow_private: bool,
 }
 
+/// reqwest is built without a default TLS crypto provider; ring is the one sqlx already uses.
+/// Any HTTP client of the process needs it installed first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Fetcher {
     pub fn new(allow_private: bool) -> anyhow::Result<Arc<Self>> {
-        // reqwest is built without a default crypto provider; ring is the one sqlx already uses.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("omnichat/", env!("CARGO_PKG_VERSION")))

@@ -131,13 +131,18 @@ impl PluginRuntime {
             .max_core_instances_per_component(16)
             .max_memories_per_component(4)
             .max_tables_per_component(16)
-            .max_memory_size(max_memory);
+            .max_memory_size(max_memory)
+            // Re-zeroing the first pages of a slot is cheaper than faulting them in again on every
+            // call: a fresh instance touches its stack and heap at once.
+            .linear_memory_keep_resident(512 * 1024)
+            .table_keep_resident(64 * 1024)
+            .async_stack_keep_resident(128 * 1024);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .memory_reservation(max_memory as u64)
-            .memory_guard_size(64 * 1024)
+            // Adapters use no component-model async: skip its per-store bookkeeping.
+            .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| wasm_error(e, "cannot start the WebAssembly engine"))?;
         start_epoch_ticker(&engine);

@@ -37,7 +37,8 @@ impl PostgresStore {
             }
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            // Enough for many concurrent webhook transactions to share a WAL flush (group commit).
+            .max_connections(32)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
