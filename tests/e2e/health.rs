@@ -64,6 +64,17 @@ async fn the_openapi_document_lists_the_routes(db: Db) {
         ("/api/channels/{id}", "get"),
         ("/api/channels/{id}", "patch"),
         ("/api/channels/{id}", "delete"),
+        ("/api/conversations", "get"),
+        ("/api/conversations/{id}", "patch"),
+        ("/api/conversations/{id}/messages", "get"),
+        ("/api/customers", "get"),
+        ("/api/customers/{id}", "get"),
+        ("/api/messages/send", "post"),
+        ("/api/queue", "get"),
+        ("/api/queue/{id}/retry", "post"),
+        ("/api/telegram/bot/webhook/{channelInstanceId}", "post"),
+        ("/api/facebook/webhook", "get"),
+        ("/api/facebook/webhook", "post"),
     ] {
         assert!(doc.body["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
     }

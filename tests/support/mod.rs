@@ -401,7 +401,9 @@ impl TestApp {
         let list = self.get(&format!("/api/conversations?channelInstanceId={channel_id}&limit=100"), &session.access_token).await;
         list.body["data"]
             .as_array()
-            .and_then(|all| all.iter().find(|c| c["externalConversationId"] == user_id.to_string()).cloned())
+            .and_then(|all| {
+                all.iter().find(|c| c["externalConversationId"].as_str() == Some(user_id.to_string().as_str())).cloned()
+            })
             .expect("the conversation")
     }
 

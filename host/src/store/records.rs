@@ -199,6 +199,7 @@ pub struct NewInboundMessage {
 
 /// What storing an inbound message did.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // short-lived, returned once per message
 pub enum Ingested {
     Stored {
         customer: Customer,
