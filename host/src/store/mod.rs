@@ -77,8 +77,6 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation>;
     /// Revokes every live token of a family (logout). Returns how many were revoked.
     async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64>;
-    /// Revokes every live token of a user (removal, password change).
-    async fn revoke_user_refresh_tokens(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<u64>;
 
     // Channels.
     async fn create_channel(&self, tenant_id: Uuid, channel: NewChannel) -> StoreResult<Channel>;

@@ -45,10 +45,6 @@ impl PostgresStore {
             .map_err(StoreError::Unavailable)?;
         Ok(Self { pool })
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 impl_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");

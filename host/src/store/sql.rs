@@ -207,19 +207,6 @@ macro_rules! impl_store {
                 Ok(done.rows_affected())
             }
 
-            async fn revoke_user_refresh_tokens(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<u64> {
-                let done = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked_at = $1
-                     WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL",
-                )
-                .bind(Utc::now())
-                .bind(tenant_id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
             async fn create_channel(&self, tenant_id: Uuid, channel: NewChannel) -> StoreResult<Channel> {
                 let now = Utc::now();
                 Ok(sqlx::query_as(

@@ -43,10 +43,6 @@ impl SqliteStore {
             .map_err(StoreError::Unavailable)?;
         Ok(Self { pool })
     }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 // SQLite has one writer at a time, so claiming needs no row locks.
