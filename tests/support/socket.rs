@@ -16,12 +16,19 @@ pub struct SocketClient {
     pub seen: Vec<Value>,
 }
 
+/// The client script; its npm dependencies are installed on first use (`npm ci`, once per run).
 fn script() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
-    assert!(
-        dir.join("node_modules/socket.io-client").exists(),
-        "socket.io-client is not installed: run `npm ci --prefix tests/js` (CI does)"
-    );
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("node_modules/socket.io-client").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (is Node.js installed?)");
+        assert!(status.success(), "npm ci in tests/js failed");
+    }
     dir.join("socket-client.mjs")
 }
 
