@@ -28,6 +28,7 @@ pub struct Config {
     pub body_limit: usize,
     pub providers: ProviderConfig,
     pub queue: QueueConfig,
+    pub bridges: BridgeConfig,
     /// plugins.toml; `None` loads the built-in adapters with their defaults.
     pub plugins_manifest: Option<PathBuf>,
 }
@@ -50,6 +51,21 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// How often an idle worker looks for due jobs (new sends wake it at once).
     pub poll_interval: Duration,
+}
+
+/// The native bridges (Telegram user accounts; WhatsApp).
+#[derive(Clone)]
+pub struct BridgeConfig {
+    /// `TELEGRAM_API_ID` / `TELEGRAM_API_HASH` from my.telegram.org; user logins need both.
+    pub telegram_api: Option<(i32, SecretString)>,
+    /// How long a pending Telegram login (code sent, not yet confirmed) is kept.
+    pub telegram_login_ttl: Duration,
+    /// How long a replica's lease on a live session lasts; it renews at a third of that.
+    pub lease: Duration,
+    /// How often the bridges look for sessions to start (and renew their leases).
+    pub supervise_interval: Duration,
+    /// Run the bridges' session supervisors in this process (`OMNICHAT_BRIDGES`, default true).
+    pub enabled: bool,
 }
 
 /// Where the external providers are, and what the host holds for them.
@@ -87,6 +103,8 @@ impl std::fmt::Debug for Config {
             .field("telegram_api_base_url", &self.providers.telegram_api_base_url)
             .field("facebook_graph_base_url", &self.providers.facebook_graph_base_url)
             .field("allow_private_fetch", &self.providers.allow_private_fetch)
+            .field("telegram_api_id", &self.bridges.telegram_api.as_ref().map(|(id, _)| id))
+            .field("bridge_lease", &self.bridges.lease)
             .field("plugins_manifest", &self.plugins_manifest)
             .finish_non_exhaustive()
     }
@@ -204,6 +222,25 @@ impl Config {
                 lease: parse_ttl("OMNICHAT_QUEUE_LEASE", var("OMNICHAT_QUEUE_LEASE"), "60s")?,
                 poll_interval: Duration::from_millis(500),
             },
+            bridges: BridgeConfig {
+                telegram_api: match (var("TELEGRAM_API_ID"), var("TELEGRAM_API_HASH")) {
+                    (Some(id), Some(hash)) => {
+                        let id = id.trim().parse::<i32>().ok().filter(|id| *id > 0);
+                        let id = id.with_context(|| "TELEGRAM_API_ID: not a positive number".to_owned())?;
+                        Some((id, SecretString::from(hash.trim().to_owned())))
+                    }
+                    (Some(_), None) => bail!("TELEGRAM_API_HASH: required with TELEGRAM_API_ID"),
+                    (None, Some(_)) => bail!("TELEGRAM_API_ID: required with TELEGRAM_API_HASH"),
+                    (None, None) => None,
+                },
+                telegram_login_ttl: Duration::from_secs(10 * 60),
+                lease: parse_ttl("OMNICHAT_BRIDGE_LEASE", var("OMNICHAT_BRIDGE_LEASE"), "30s")?,
+                supervise_interval: Duration::from_secs(5),
+                enabled: match var("OMNICHAT_BRIDGES") {
+                    Some(v) => flag("OMNICHAT_BRIDGES", Some(v))?,
+                    None => true,
+                },
+            },
             plugins_manifest: match var("OMNICHAT_PLUGINS") {
                 Some(path) => {
                     let path = PathBuf::from(path);
@@ -240,6 +277,8 @@ impl Config {
         config.providers.allow_private_fetch = true;
         config.queue.base_backoff = Duration::from_millis(200);
         config.queue.poll_interval = Duration::from_millis(100);
+        config.bridges.lease = Duration::from_secs(2);
+        config.bridges.supervise_interval = Duration::from_millis(200);
         config
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod bridges;
 pub mod channels;
 pub mod config;
 pub mod conversations;
@@ -32,8 +33,24 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use state::{App, AppState};
 
+/// How the native bridges reach their providers: the real clients, or a test's scripted ones.
+pub struct Connectors {
+    pub telegram: Arc<dyn bridges::telegram::client::TelegramConnector>,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Self { telegram: Arc::new(bridges::telegram::client::GrammersConnector) }
+    }
+}
+
 /// Connects the store, runs migrations and assembles the application.
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
+    build_with(config, Connectors::default()).await
+}
+
+/// [`build`] with the bridges' provider clients given.
+pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Result<AppState> {
     let store = store::connect(&config.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
@@ -47,6 +64,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         plugins: Arc::new(plugins),
         auto_reply: Arc::new(agents::NoAutoReply),
         queue: Default::default(),
+        telegram: bridges::telegram::TelegramBridge::new(connectors.telegram),
         secrets: crypto::SecretBox::new(&config.secret_key),
         login_throttle: Default::default(),
         started_at: Instant::now(),
@@ -78,13 +96,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let router = http::router::router(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped)));
+    let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped.clone())));
+    let bridges = state.config.bridges.enabled.then(|| tokio::spawn(bridges::telegram::supervise(state.clone(), worker_stopped)));
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed");
-    // The worker finishes or hands back its claimed jobs before the pool closes.
+    // The worker finishes or hands back its claimed jobs, and the bridges their sessions, before the pool closes.
     let _ = stop_worker.send(true);
     if let Some(worker) = worker {
         let _ = worker.await;
+    }
+    if let Some(bridges) = bridges {
+        let _ = bridges.await;
     }
     state.store.close().await;
     served

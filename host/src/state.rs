@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::agents::AutoReply;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenService;
+use crate::bridges::telegram::TelegramBridge;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::outbound::QueueWorker;
@@ -24,6 +25,7 @@ pub struct App {
     pub realtime: Realtime,
     pub auto_reply: Arc<dyn AutoReply>,
     pub queue: QueueWorker,
+    pub telegram: TelegramBridge,
 }
 
 #[derive(Clone)]

@@ -75,6 +75,9 @@ async fn the_openapi_document_lists_the_routes(db: Db) {
         ("/api/telegram/bot/webhook/{channelInstanceId}", "post"),
         ("/api/facebook/webhook", "get"),
         ("/api/facebook/webhook", "post"),
+        ("/api/telegram/user/start", "post"),
+        ("/api/telegram/user/confirm", "post"),
+        ("/api/telegram/user/logout", "post"),
     ] {
         assert!(doc.body["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
     }

@@ -12,6 +12,7 @@ mod outbound;
 mod plugins;
 mod realtime;
 mod store_contract;
+mod telegram_user;
 mod users;
 
 use omnichat_tests::on_both_databases;

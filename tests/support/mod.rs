@@ -3,12 +3,13 @@
 
 pub mod fake;
 pub mod socket;
+pub mod telegram;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use omnichat::store::Store;
-use omnichat::{AppState, Config};
+use omnichat::{AppState, Config, Connectors};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -142,22 +143,35 @@ pub async fn spawn_app(db: Db) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: Db, configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_on(TestDb::new(db), configure).await
+    spawn_app_on(TestDb::new(db), configure, Connectors::default()).await
+}
+
+/// A host whose native bridges talk to the given (scripted) provider clients.
+pub async fn spawn_app_with_connectors(db: Db, configure: impl FnOnce(&mut Config), connectors: Connectors) -> TestApp {
+    spawn_app_on(TestDb::new(db), configure, connectors).await
 }
 
 /// A second host on the database of `other` (another replica): it never drops that database.
 pub async fn spawn_replica(other: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    spawn_app_on(TestDb { url: other.db.url.clone(), db: other.db.db, dir, pg_name: None }, configure).await
+    spawn_replica_with_connectors(other, configure, Connectors::default()).await
 }
 
-async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_replica_with_connectors(
+    other: &TestApp,
+    configure: impl FnOnce(&mut Config),
+    connectors: Connectors,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_on(TestDb { url: other.db.url.clone(), db: other.db.db, dir, pg_name: None }, configure, connectors).await
+}
+
+async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config), connectors: Connectors) -> TestApp {
     omnichat::telemetry::init_for_tests();
     let mut config = Config::for_tests(&test_db.url, test_db.dir.path());
     configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
-    let state = omnichat::build(config).await.expect("build app");
+    let state = omnichat::build_with(config, connectors).await.expect("build app");
     let (tx, rx) = oneshot::channel::<()>();
     let serving = state.clone();
     tokio::spawn(async move {
@@ -169,6 +183,15 @@ async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config)) -> T
         }
     });
     TestApp { addr, state, client: http_client(), db: test_db, shutdown: Some(tx) }
+}
+
+impl TestApp {
+    /// Shuts the host down gracefully (as SIGTERM does); the database stays for replicas.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl Drop for TestApp {

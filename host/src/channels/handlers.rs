@@ -119,19 +119,25 @@ pub async fn update(
     Ok(Json(redacted(channel)))
 }
 
-/// Deletes a channel with its customers, conversations and messages.
+/// Deletes a channel with its customers, conversations and messages; a Telegram user account is
+/// signed out first.
 #[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), channel.id = %id))]
 pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     auth.require_manager()?;
+    let channel = state.store.get_channel(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    // A live provider session is ended first (logged out, keys deleted), not left running.
+    if channel.channel_type == ChannelType::TelegramUser {
+        state.telegram.sign_out_and_forget(&state, &channel).await;
+    }
     if !state.store.delete_channel(auth.tenant_id(), id).await? {
         return Err(ApiError::not_found("channel"));
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn redacted(mut channel: Channel) -> Channel {
+pub fn redacted(mut channel: Channel) -> Channel {
     channel.config.0 = secrets::redact(&channel.config.0);
     channel
 }

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{auth, channels, conversations, inbound, outbound, users};
+use crate::{auth, bridges, channels, conversations, inbound, outbound, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(outbound::handlers::retry))
         .routes(routes!(inbound::webhooks::telegram_bot))
         .routes(routes!(inbound::webhooks::facebook_verify, inbound::webhooks::facebook))
+        .routes(routes!(bridges::telegram::handlers::start))
+        .routes(routes!(bridges::telegram::handlers::confirm))
+        .routes(routes!(bridges::telegram::handlers::logout))
         .split_for_parts()
 }
 

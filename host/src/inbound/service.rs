@@ -81,9 +81,5 @@ pub async fn mark_connected(state: &AppState, channel: &Channel) {
     if channel.status == ChannelStatus::Connected {
         return;
     }
-    match state.store.set_channel_status(channel.tenant_id, channel.id, ChannelStatus::Connected, None).await {
-        Ok(Some(_)) => state.realtime.channel_status(channel.tenant_id, channel.id, ChannelStatus::Connected).await,
-        Ok(None) => {}
-        Err(err) => tracing::warn!(channel.id = %channel.id, error = %err, "cannot mark the channel connected"),
-    }
+    crate::channels::set_status(state, channel.tenant_id, channel.id, ChannelStatus::Connected, None).await;
 }

@@ -86,7 +86,8 @@ pub async fn send(
         .get_channel(tenant_id, conversation.channel_instance_id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    if state.plugins.plugin(channel.channel_type).is_err() {
+    let bridged = channel.channel_type == crate::store::ChannelType::TelegramUser;
+    if !bridged && state.plugins.plugin(channel.channel_type).is_err() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "channel_cannot_send",

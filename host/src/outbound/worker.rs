@@ -12,12 +12,14 @@ use chrono::Utc;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
+use crate::bridges::telegram::BridgeSendError;
+use crate::bridges::telegram::client::{TelegramError, TelegramMedia, TelegramSend};
 use crate::config::QueueConfig;
 use crate::inbound::service::channel_call;
 use crate::plugins::PluginError;
 use crate::plugins::runtime::{AttachmentKind, OutboundAttachment, OutboundMessage, SendError};
 use crate::state::AppState;
-use crate::store::{Dispatch, QueueJob};
+use crate::store::{ChannelStatus, ChannelType, Dispatch, QueueJob};
 
 /// Wakes the worker when a job is queued, so delivery does not wait for the next poll.
 #[derive(Default)]
@@ -141,6 +143,10 @@ async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job
             tracing::info!(job.id = %job.id, attempt = job.attempts + 1, error = %error, "queue: delivery failed, will retry");
             record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), Some(&error)).await)
         }
+        Err(Failure::Elsewhere) => {
+            // Another replica runs this channel's session: hand the job back for its worker.
+            record(state.store.retry_job(&job, Utc::now() + chrono::Duration::seconds(1), None).await)
+        }
         Err(Failure::RateLimited(wait)) => {
             *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
             tracing::info!(job.id = %job.id, wait_ms = wait.as_millis() as u64, "queue: provider rate limit, pausing the channel");
@@ -152,6 +158,8 @@ async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job
 
 enum Failure {
     Transient(String),
+    /// The channel's session runs on another replica (native bridges).
+    Elsewhere,
     RateLimited(Duration),
     Permanent(String),
 }
@@ -185,6 +193,9 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> 
         text: dispatch.message.text.clone(),
         attachments,
     };
+    if dispatch.channel.channel_type == ChannelType::TelegramUser {
+        return send_telegram_user(state, dispatch, &message).await;
+    }
     let call = channel_call(state, &dispatch.channel).map_err(|e| Failure::Transient(e.message))?;
     match state.plugins.send(dispatch.channel.channel_type, call, &message).await {
         Ok(Ok(receipt)) => Ok(receipt.provider_message_id),
@@ -193,6 +204,39 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> 
         Ok(Err(SendError::Permanent(why))) => Err(Failure::Permanent(why)),
         Err(PluginError::NoPlugin(kind)) => Err(Failure::Permanent(format!("no adapter sends on {kind} channels"))),
         Err(other) => Err(Failure::Transient(other.to_string())),
+    }
+}
+
+/// A Telegram user account sends through the bridge's live client: text, with the first
+/// attachment by URL (Telegram fetches it): photos as photos, anything else as a document.
+async fn send_telegram_user(state: &AppState, dispatch: &Dispatch, message: &OutboundMessage) -> Result<String, Failure> {
+    let channel = &dispatch.channel;
+    if channel.status != ChannelStatus::Connected {
+        return Err(Failure::Permanent(format!("the Telegram account is not connected (status {})", channel.status)));
+    }
+    let media = message.attachments.first().map(|a| match a.kind {
+        AttachmentKind::Image => TelegramMedia::PhotoUrl(a.url.clone()),
+        _ => TelegramMedia::DocumentUrl(a.url.clone()),
+    });
+    let send = TelegramSend { text: message.text.clone(), media };
+    match state.telegram.send(channel.id, &message.recipient, &send).await {
+        Ok(provider_message_id) => Ok(provider_message_id),
+        Err(BridgeSendError::NotLiveHere) => {
+            let session = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await;
+            let held = session.ok().flatten().and_then(|s| s.lease_until).is_some_and(|until| until > Utc::now());
+            if held {
+                Err(Failure::Elsewhere)
+            } else {
+                Err(Failure::Transient("no server is running this Telegram session".into()))
+            }
+        }
+        Err(BridgeSendError::Telegram(TelegramError::FloodWait(seconds))) => {
+            Err(Failure::RateLimited(Duration::from_secs(u64::from(seconds.max(1)))))
+        }
+        Err(BridgeSendError::Telegram(err @ (TelegramError::Unauthorized(_) | TelegramError::Refused(_)))) => {
+            Err(Failure::Permanent(err.to_string()))
+        }
+        Err(BridgeSendError::Telegram(err)) => Err(Failure::Transient(err.to_string())),
     }
 }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL (production). Every method that touches tenant data takes the tenant id and scopes
 //! by it; a row of another tenant is simply not found.
 
+mod bridge_sql;
 mod postgres;
 mod records;
 mod sql;
@@ -49,7 +50,7 @@ impl From<sqlx::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: BridgeStore + Send + Sync + 'static {
     /// `SELECT 1`: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
     /// Applies the embedded migrations.
@@ -143,6 +144,44 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<QueueJob>>;
     /// Requeues a DEAD or FAILED job (attempts reset, message PENDING again).
     async fn requeue_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<(QueueJob, Message)>>;
+}
+
+/// The native bridges' session state: Telegram MTProto sessions with their peer cache, and the
+/// leases that give each live session one owner across replicas.
+#[async_trait]
+pub trait BridgeStore: Send + Sync + 'static {
+    /// The Telegram user session of a channel, created, or emptied (keys, update state, peers):
+    /// a new login starts from scratch, possibly with another account.
+    async fn reset_telegram_session(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        phone_number: &str,
+    ) -> StoreResult<TelegramSessionRow>;
+    async fn get_telegram_session(&self, session_id: Uuid) -> StoreResult<Option<TelegramSessionRow>>;
+    async fn telegram_session_of_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<Option<TelegramSessionRow>>;
+    /// The MTProto state (home DC, DC options with their sealed auth keys).
+    async fn save_telegram_session_data(&self, session_id: Uuid, data: &serde_json::Value) -> StoreResult<()>;
+    async fn save_telegram_update_state(&self, session_id: Uuid, state: &serde_json::Value) -> StoreResult<()>;
+    async fn get_telegram_peer(&self, session_id: Uuid, peer_id: i64) -> StoreResult<Option<TelegramPeerRow>>;
+    /// The logged-in user itself (`peer_kind = 'self'`).
+    async fn get_telegram_self_peer(&self, session_id: Uuid) -> StoreResult<Option<TelegramPeerRow>>;
+    /// Upserts peers in one transaction; a stored access hash is kept when the new row has none.
+    async fn put_telegram_peers(&self, session_id: Uuid, peers: &[TelegramPeerRow]) -> StoreResult<()>;
+    /// Deletes a channel's session with its peers (logout).
+    async fn delete_telegram_session(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool>;
+    /// The sessions that should be listening: user sessions of CONNECTED TELEGRAM_USER channels.
+    async fn list_live_telegram_sessions(&self) -> StoreResult<Vec<TelegramSessionRow>>;
+    /// Takes or renews the lease of a session for `owner`; false while another owner's lease is live.
+    async fn acquire_session_lease(
+        &self,
+        kind: SessionKind,
+        session_id: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up (only when `owner` holds it).
+    async fn release_session_lease(&self, kind: SessionKind, session_id: Uuid, owner: &str) -> StoreResult<()>;
 }
 
 /// Which database a `DATABASE_URL` names.

@@ -10,6 +10,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
+use super::bridge_sql::impl_bridge_store;
 use super::sql::{HasDb, impl_store};
 use super::*;
 
@@ -48,3 +49,4 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");
+impl_bridge_store!(PostgresStore, "BEGIN");

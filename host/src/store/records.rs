@@ -294,3 +294,38 @@ pub struct Dispatch {
     pub customer: Customer,
     pub channel: Channel,
 }
+
+/// A Telegram MTProto session (the seed's `TelegramSession`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TelegramSessionRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub session_type: String,
+    pub phone_number: Option<String>,
+    /// Home DC and DC options; auth keys inside are sealed with the secret key.
+    pub data: Json<Value>,
+    pub update_state: Option<Json<Value>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One cached Telegram peer: without its access hash a user cannot be messaged by id.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TelegramPeerRow {
+    /// The Bot API style dialog id (users positive, groups and channels negative).
+    pub peer_id: i64,
+    /// `self`, `user`, `bot`, `chat` or `channel`.
+    pub peer_kind: String,
+    pub access_hash: Option<i64>,
+    pub data: Json<Value>,
+}
+
+/// Which bridge's session table a lease is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Telegram,
+    WhatsApp,
+}

@@ -11,6 +11,7 @@ use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use super::bridge_sql::impl_bridge_store;
 use super::sql::{HasDb, impl_store};
 use super::*;
 
@@ -47,3 +48,4 @@ impl SqliteStore {
 
 // SQLite has one writer at a time, so claiming needs no row locks.
 impl_store!(SqliteStore, "BEGIN IMMEDIATE", "");
+impl_bridge_store!(SqliteStore, "BEGIN IMMEDIATE");

@@ -1,0 +1,314 @@
+//! The seam between the Telegram bridge and MTProto. [`TelegramConnector`] opens a
+//! [`TelegramClient`] over a database-backed session; the real implementation is grammers
+//! ([`GrammersConnector`]), and tests script their own to drive the login, listener and send paths.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use grammers_client::client::{LoginToken, PasswordToken};
+use grammers_client::message::InputMessage;
+use grammers_client::{Client, SignInError};
+use grammers_mtsender::{InvocationError, SenderPool, SenderPoolHandle, UpdatesConfiguration, UpdatesReceiver};
+use grammers_session::Session;
+use grammers_session::types::{PeerId, PeerInfo};
+use grammers_tl_types as tl;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinHandle;
+
+use super::mapping::{self, TelegramMessage};
+use super::session::DbSession;
+
+/// What went wrong talking to Telegram, sorted by what the caller should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TelegramError {
+    /// The session is not (or no longer) authorized: logged out, revoked, deactivated.
+    #[error("the Telegram session is not authorized: {0}")]
+    Unauthorized(String),
+    /// FLOOD_WAIT: try again after this many seconds.
+    #[error("Telegram asks to wait {0} s (flood control)")]
+    FloodWait(u32),
+    /// Telegram refused the request itself (bad peer, bad media, privacy): retrying will not help.
+    #[error("Telegram refused the request: {0}")]
+    Refused(String),
+    /// The network or Telegram's servers: retrying later may help.
+    #[error("Telegram is unreachable: {0}")]
+    Unavailable(String),
+}
+
+impl From<InvocationError> for TelegramError {
+    fn from(err: InvocationError) -> Self {
+        match &err {
+            InvocationError::Rpc(rpc) if rpc.code == 401 || rpc.is("USER_DEACTIVATED*") || rpc.is("SESSION_REVOKED") => {
+                TelegramError::Unauthorized(rpc.name.clone())
+            }
+            InvocationError::Rpc(rpc) if rpc.code == 420 || rpc.is("FLOOD_WAIT") || rpc.is("*FLOOD_WAIT") => {
+                TelegramError::FloodWait(rpc.value.unwrap_or(5))
+            }
+            InvocationError::Rpc(rpc) if (400..500).contains(&rpc.code) => TelegramError::Refused(rpc.name.clone()),
+            _ => TelegramError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+/// Why a login step did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SignInFailure {
+    #[error("the login code is wrong or expired")]
+    InvalidCode,
+    /// Two-step verification is on; the password is needed (with the account's hint).
+    #[error("two-step verification is enabled: the account password is required")]
+    PasswordRequired { hint: Option<String> },
+    #[error("the two-step verification password is wrong")]
+    InvalidPassword { hint: Option<String> },
+    /// The number has no Telegram account; one must be created with an official app first.
+    #[error("this phone number has no Telegram account: sign up with an official Telegram app first")]
+    SignUpRequired,
+    /// No code was requested on this client (or the password step came first).
+    #[error("no login code was requested")]
+    NoCodeRequested,
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+}
+
+/// The account a login ended in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub user_id: i64,
+    pub name: String,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// One outbound message, with the target already resolved to a Telegram dialog id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelegramSend {
+    pub text: Option<String>,
+    /// At most one attachment per message: photo, or any other file sent as a document.
+    pub media: Option<TelegramMedia>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TelegramMedia {
+    /// Telegram fetches the URL itself.
+    PhotoUrl(String),
+    DocumentUrl(String),
+}
+
+/// Opens clients over stored sessions.
+#[async_trait]
+pub trait TelegramConnector: Send + Sync + 'static {
+    async fn connect(
+        &self,
+        session: Arc<DbSession>,
+        api_id: i32,
+        api_hash: &SecretString,
+    ) -> Result<Arc<dyn TelegramClient>, TelegramError>;
+}
+
+/// One connected MTProto client, bound to one session.
+#[async_trait]
+pub trait TelegramClient: Send + Sync + 'static {
+    async fn is_authorized(&self) -> Result<bool, TelegramError>;
+    /// Sends the login code; the login token stays inside the client for [`Self::sign_in`].
+    async fn request_login_code(&self, phone: &str) -> Result<(), TelegramError>;
+    async fn sign_in(&self, code: &str) -> Result<SignedIn, SignInFailure>;
+    /// Completes a login that answered [`SignInFailure::PasswordRequired`].
+    async fn check_password(&self, password: &str) -> Result<SignedIn, SignInFailure>;
+    async fn sign_out(&self) -> Result<(), TelegramError>;
+    /// The next new message (incoming, or written from the account's own apps), with catch-up on
+    /// what arrived while offline. Asking for the next message acknowledges the previous one as
+    /// handled: the update state moves past a batch only once all of it was. `Ok(None)`: the
+    /// connection ended.
+    async fn next_message(&self) -> Result<Option<TelegramMessage>, TelegramError>;
+    /// Saves the update state, when every message returned so far was handled (shutdown).
+    async fn save_update_state(&self) -> Result<(), TelegramError>;
+    async fn send(&self, dialog_id: i64, message: &TelegramSend) -> Result<i32, TelegramError>;
+    fn disconnect(&self);
+}
+
+/// The real thing: grammers over the database-backed session.
+pub struct GrammersConnector;
+
+#[async_trait]
+impl TelegramConnector for GrammersConnector {
+    async fn connect(
+        &self,
+        session: Arc<DbSession>,
+        api_id: i32,
+        api_hash: &SecretString,
+    ) -> Result<Arc<dyn TelegramClient>, TelegramError> {
+        let SenderPool { runner, updates, handle } = SenderPool::new(session.clone(), api_id);
+        let client = Client::new(handle.clone());
+        let runner = tokio::spawn(runner.run());
+        Ok(Arc::new(GrammersClient {
+            client,
+            handle: handle.thin.clone(),
+            session,
+            api_hash: api_hash.clone(),
+            runner,
+            updates: tokio::sync::Mutex::new(Updates::NotStarted(updates)),
+            login: Mutex::new(None),
+            password: Mutex::new(None),
+        }))
+    }
+}
+
+/// The update feed: grammers' receiver (message box with gap recovery and catch-up) and the
+/// mapped messages of the batch being handled.
+enum Updates {
+    NotStarted(tokio::sync::mpsc::Receiver<grammers_session::updates::UpdatesLike>),
+    Streaming { receiver: Box<UpdatesReceiver>, pending: VecDeque<TelegramMessage> },
+    Gone,
+}
+
+struct GrammersClient {
+    client: Client,
+    handle: SenderPoolHandle,
+    session: Arc<DbSession>,
+    api_hash: SecretString,
+    runner: JoinHandle<()>,
+    updates: tokio::sync::Mutex<Updates>,
+    login: Mutex<Option<LoginToken>>,
+    password: Mutex<Option<PasswordToken>>,
+}
+
+impl GrammersClient {
+    fn sign_in_result(&self, result: Result<grammers_client::peer::User, SignInError>) -> Result<SignedIn, SignInFailure> {
+        match result {
+            Ok(user) => Ok(SignedIn {
+                user_id: user.id().bare_id().unwrap_or_default(),
+                name: user.full_name(),
+                username: user.username().map(str::to_owned),
+                phone: user.phone().map(str::to_owned),
+            }),
+            Err(SignInError::PasswordRequired(token)) => {
+                let hint = token.hint().map(str::to_owned);
+                *self.password.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+                Err(SignInFailure::PasswordRequired { hint })
+            }
+            Err(SignInError::InvalidPassword(token)) => {
+                let hint = token.hint().map(str::to_owned);
+                *self.password.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+                Err(SignInFailure::InvalidPassword { hint })
+            }
+            Err(SignInError::InvalidCode) => Err(SignInFailure::InvalidCode),
+            Err(SignInError::SignUpRequired) => Err(SignInFailure::SignUpRequired),
+            Err(SignInError::Other(err)) => Err(SignInFailure::Telegram(err.into())),
+        }
+    }
+}
+
+#[async_trait]
+impl TelegramClient for GrammersClient {
+    async fn is_authorized(&self) -> Result<bool, TelegramError> {
+        Ok(self.client.is_authorized().await?)
+    }
+
+    async fn request_login_code(&self, phone: &str) -> Result<(), TelegramError> {
+        let token = self.client.request_login_code(phone, self.api_hash.expose_secret()).await?;
+        *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        Ok(())
+    }
+
+    async fn sign_in(&self, code: &str) -> Result<SignedIn, SignInFailure> {
+        let token = self.login.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(SignInFailure::NoCodeRequested)?;
+        let result = self.client.sign_in(&token, code).await;
+        if matches!(result, Err(SignInError::InvalidCode)) {
+            // A mistyped code may be tried again with the same token.
+            *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        }
+        self.sign_in_result(result)
+    }
+
+    async fn check_password(&self, password: &str) -> Result<SignedIn, SignInFailure> {
+        let token = self.password.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(SignInFailure::NoCodeRequested)?;
+        let result = self.client.check_password(token, password.as_bytes()).await;
+        self.sign_in_result(result)
+    }
+
+    async fn sign_out(&self) -> Result<(), TelegramError> {
+        self.client.sign_out().await?;
+        Ok(())
+    }
+
+    async fn next_message(&self) -> Result<Option<TelegramMessage>, TelegramError> {
+        let mut updates = self.updates.lock().await;
+        if let Updates::NotStarted(_) = &*updates {
+            let Updates::NotStarted(receiver) = std::mem::replace(&mut *updates, Updates::Gone) else { unreachable!() };
+            let session: Arc<grammers_session::storages::ErasedSession> = grammers_session::storages::erase(self.session.clone());
+            let configuration = UpdatesConfiguration { catch_up: true };
+            let receiver = UpdatesReceiver::create(self.handle.clone(), session, receiver, configuration)
+                .await
+                .map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+            *updates = Updates::Streaming { receiver: Box::new(receiver), pending: VecDeque::new() };
+        }
+        let Updates::Streaming { receiver, pending } = &mut *updates else { return Ok(None) };
+        loop {
+            if let Some(message) = pending.pop_front() {
+                return Ok(Some(message));
+            }
+            // Everything fetched so far was handled: only now may the state move past it.
+            receiver.sync_update_state().await.map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+            let (batch, users, chats) = match receiver.next().await {
+                Ok(batch) => batch,
+                Err(InvocationError::Dropped(_)) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            let peers: Vec<PeerInfo> = users
+                .iter()
+                .cloned()
+                .map(PeerInfo::from)
+                .chain(chats.iter().cloned().map(PeerInfo::from))
+                .filter(|info| info.auth().is_some())
+                .collect();
+            if let Err(err) = self.session.cache_peers(peers).await {
+                tracing::warn!(error = %err, "telegram: cannot cache peers");
+            }
+            let names = mapping::peer_names(&users, &chats);
+            for (update, _state) in batch {
+                let raw = match update {
+                    tl::enums::Update::NewMessage(u) => u.message,
+                    tl::enums::Update::NewChannelMessage(u) => u.message,
+                    _ => continue,
+                };
+                if let Some(message) = mapping::map_with_names(&raw, &names) {
+                    pending.push_back(message);
+                }
+            }
+        }
+    }
+
+    async fn save_update_state(&self) -> Result<(), TelegramError> {
+        if let Updates::Streaming { receiver, pending } = &*self.updates.lock().await
+            && pending.is_empty()
+        {
+            receiver.sync_update_state().await.map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, dialog_id: i64, message: &TelegramSend) -> Result<i32, TelegramError> {
+        let peer_id = PeerId::from_bot_api_dialog_id(dialog_id)
+            .ok_or_else(|| TelegramError::Refused(format!("{dialog_id} is not a Telegram chat id")))?;
+        let peer =
+            self.session.peer_ref(peer_id).await.map_err(|e| TelegramError::Unavailable(e.to_string()))?.ok_or_else(|| {
+                TelegramError::Refused(format!(
+                    "chat {dialog_id} is not in this account's peer cache (no access hash): it must write first"
+                ))
+            })?;
+        let mut input = InputMessage::new().text(message.text.clone().unwrap_or_default());
+        input = match &message.media {
+            Some(TelegramMedia::PhotoUrl(url)) => input.photo_url(url.clone()),
+            Some(TelegramMedia::DocumentUrl(url)) => input.document_url(url.clone()),
+            None => input,
+        };
+        let sent = self.client.send_message(peer, input).await?;
+        Ok(sent.id())
+    }
+
+    fn disconnect(&self) {
+        self.client.disconnect();
+        self.runner.abort();
+    }
+}

@@ -1,0 +1,662 @@
+//! The Telegram user-account bridge (MTProto through grammers).
+//!
+//! - Login (`/api/telegram/user/start`, `/confirm`): the code is requested on a client that stays
+//!   open, in memory, on the replica that sent it, until the login completes or expires: grammers'
+//!   login token cannot be serialised, so a confirm must reach that same replica.
+//! - Listening: a supervisor on every replica leases each CONNECTED account's session (one owner
+//!   across replicas), runs a listener for the sessions it owns and renews their leases; a lease
+//!   it loses stops its listener. The listener stores every new message through
+//!   `handle_inbound_message` before the update state may move past it, reconnects with backoff on
+//!   network errors, and sets the channel ERROR when Telegram says the session is gone.
+//! - Sending: the queue worker hands TELEGRAM_USER jobs to [`TelegramBridge::send`], which sends
+//!   on the live client of the replica that owns the session.
+
+pub mod client;
+pub mod handlers;
+pub mod mapping;
+pub mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
+use self::session::DbSession;
+use crate::channels::set_status;
+use crate::error::{ApiError, ApiResult};
+use crate::inbound::service::handle_inbound_message;
+use crate::state::AppState;
+use crate::store::{Channel, ChannelStatus, ChannelType, NewChannel, SessionKind, StoreError};
+
+/// How many recently sent message ids a live session remembers (to tell its own sends apart).
+const REMEMBERED_SENDS: usize = 512;
+
+pub struct TelegramBridge {
+    connector: Arc<dyn TelegramConnector>,
+    owner: String,
+    pending: Mutex<HashMap<Uuid, PendingLogin>>,
+    live: Mutex<HashMap<Uuid, LiveSession>>,
+    halted: std::sync::atomic::AtomicBool,
+}
+
+/// A login between the code and its confirmation.
+struct PendingLogin {
+    tenant_id: Uuid,
+    session_id: Uuid,
+    client: Arc<dyn TelegramClient>,
+    expires_at: Instant,
+    /// The code was right; two-step verification wants the password (with this hint).
+    awaiting_password: Option<Option<String>>,
+}
+
+struct LiveSession {
+    session_id: Uuid,
+    current: Arc<Current>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What the listener and the senders of one live session share.
+#[derive(Default)]
+struct Current {
+    /// The connected client; `None` while reconnecting.
+    client: RwLock<Option<Arc<dyn TelegramClient>>>,
+    /// Held while sending, so the listener can wait for a send before it judges an outgoing message.
+    sending: tokio::sync::Mutex<()>,
+    /// Provider ids of messages the queue sent: they come back as outgoing messages and are
+    /// already stored.
+    sent: Mutex<VecDeque<String>>,
+}
+
+impl Current {
+    fn client(&self) -> Option<Arc<dyn TelegramClient>> {
+        self.client.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_client(&self, client: Option<Arc<dyn TelegramClient>>) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+    }
+
+    fn remember_sent(&self, provider_message_id: String) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.push_back(provider_message_id);
+        while sent.len() > REMEMBERED_SENDS {
+            sent.pop_front();
+        }
+    }
+
+    fn was_sent_here(&self, provider_message_id: &str) -> bool {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|id| id == provider_message_id)
+    }
+}
+
+/// `POST /api/telegram/user/start` succeeded: the code is on its way.
+pub struct LoginStarted {
+    pub channel: Channel,
+    pub phone_number: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a send through the bridge did not happen.
+#[derive(Debug)]
+pub enum BridgeSendError {
+    /// This replica does not run the session (another does, or it is reconnecting).
+    NotLiveHere,
+    Telegram(TelegramError),
+}
+
+impl TelegramBridge {
+    pub fn new(connector: Arc<dyn TelegramConnector>) -> Self {
+        Self {
+            connector,
+            owner: crate::bridges::replica_id(),
+            pending: Default::default(),
+            live: Default::default(),
+            halted: Default::default(),
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, PendingLogin>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<Uuid, LiveSession>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this replica runs the session of a channel now.
+    pub fn is_live_here(&self, channel_id: Uuid) -> bool {
+        self.live().get(&channel_id).is_some_and(|live| !live.task.is_finished())
+    }
+
+    /// Creates (or reuses) the tenant's TELEGRAM_USER channel and sends the login code.
+    pub async fn start_login(
+        &self,
+        state: &AppState,
+        tenant_id: Uuid,
+        phone_number: &str,
+        channel_id: Option<Uuid>,
+        name: Option<&str>,
+    ) -> ApiResult<LoginStarted> {
+        let (api_id, api_hash) = credentials(state)?;
+        let phone = normalize_phone(phone_number)?;
+        let channel = match channel_id {
+            Some(id) => user_channel(state, tenant_id, id).await?,
+            None => channel_for_phone(state, tenant_id, &phone, name).await?,
+        };
+        if channel.status == ChannelStatus::Connected || self.is_live_here(channel.id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_connected",
+                "this Telegram account is logged in: log out first (POST /api/telegram/user/logout)",
+            ));
+        }
+        let row = state.store.reset_telegram_session(tenant_id, channel.id, &phone).await?;
+        let session = DbSession::load(state.store.clone(), state.secrets.clone(), row.id).await.map_err(ApiError::internal)?;
+        let client = self.connector.connect(session, api_id, &api_hash).await.map_err(telegram_failure)?;
+        if let Err(err) = client.request_login_code(&phone).await {
+            client.disconnect();
+            return Err(telegram_failure(err));
+        }
+        let ttl = state.config.bridges.telegram_login_ttl;
+        let pending =
+            PendingLogin { tenant_id, session_id: row.id, client, expires_at: Instant::now() + ttl, awaiting_password: None };
+        if let Some(previous) = self.pending().insert(channel.id, pending) {
+            previous.client.disconnect();
+        }
+        tracing::info!(channel.id = %channel.id, "telegram: login code sent");
+        let channel =
+            set_status(state, tenant_id, channel.id, ChannelStatus::Connecting, Some("login code sent")).await.unwrap_or(channel);
+        Ok(LoginStarted {
+            channel,
+            phone_number: phone,
+            expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default(),
+        })
+    }
+
+    /// Completes a login with the code (and the two-step verification password, when the account
+    /// has one). On success the channel is CONNECTED and this replica starts listening.
+    pub async fn confirm_login(
+        &self,
+        state: &AppState,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        code: Option<&str>,
+        password: Option<&str>,
+    ) -> ApiResult<(Channel, SignedIn)> {
+        let channel = user_channel(state, tenant_id, channel_id).await?;
+        let (client, session_id, awaiting_password) = {
+            let mut pending = self.pending();
+            let Some(login) = pending.get(&channel_id).filter(|login| login.tenant_id == tenant_id) else {
+                return Err(no_pending_login());
+            };
+            if login.expires_at <= Instant::now() {
+                if let Some(expired) = pending.remove(&channel_id) {
+                    expired.client.disconnect();
+                }
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "login_expired",
+                    "the login code expired: request a new one (POST /api/telegram/user/start)",
+                ));
+            }
+            (login.client.clone(), login.session_id, login.awaiting_password.clone())
+        };
+        let result = match (awaiting_password, password) {
+            (Some(_), Some(password)) => client.check_password(password).await,
+            (Some(hint), None) => Err(SignInFailure::PasswordRequired { hint }),
+            (None, _) => {
+                let code = code.map(str::trim).filter(|c| !c.is_empty());
+                let code = code.ok_or_else(|| ApiError::validation("code is required"))?;
+                match (client.sign_in(code).await, password) {
+                    (Err(SignInFailure::PasswordRequired { .. }), Some(password)) => client.check_password(password).await,
+                    (other, _) => other,
+                }
+            }
+        };
+        let signed_in = match result {
+            Ok(signed_in) => signed_in,
+            Err(failure) => {
+                if let SignInFailure::PasswordRequired { hint } | SignInFailure::InvalidPassword { hint } = &failure
+                    && let Some(login) = self.pending().get_mut(&channel_id)
+                {
+                    login.awaiting_password = Some(hint.clone());
+                }
+                return Err(sign_in_failure(failure));
+            }
+        };
+        self.pending().remove(&channel_id);
+        tracing::info!(channel.id = %channel_id, telegram.user = signed_in.user_id, "telegram: logged in");
+        let channel = set_status(state, tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
+        // Listen on the client that logged in, when this replica can take the session's lease.
+        let until = Utc::now() + lease_duration(state);
+        match state.store.acquire_session_lease(SessionKind::Telegram, session_id, &self.owner, until).await {
+            Ok(true) => self.start_listener(state, tenant_id, channel_id, session_id, Some(client)),
+            other => {
+                tracing::info!(channel.id = %channel_id, ?other, "telegram: another replica will listen");
+                client.disconnect();
+            }
+        }
+        Ok((channel, signed_in))
+    }
+
+    /// Signs the account out at Telegram (best effort), stops listening and deletes the session.
+    pub async fn logout(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
+        let channel = user_channel(state, tenant_id, channel_id).await?;
+        self.sign_out_and_forget(state, &channel).await;
+        let channel =
+            set_status(state, tenant_id, channel_id, ChannelStatus::Disconnected, Some("logged out")).await.unwrap_or(channel);
+        Ok(channel)
+    }
+
+    /// Ends a channel's Telegram session everywhere: signs out (on the live or pending client, or a
+    /// short-lived one over the stored session), stops the local listener and deletes the session.
+    /// Used by logout and by channel deletion.
+    pub async fn sign_out_and_forget(&self, state: &AppState, channel: &Channel) {
+        let pending = self.pending().remove(&channel.id).map(|login| login.client);
+        let live = self.stop_local(state, channel.id, false).await;
+        let client = match live.or(pending) {
+            Some(client) => Some(client),
+            None => self.connect_stored(state, channel).await,
+        };
+        if let Some(client) = client {
+            match tokio::time::timeout(Duration::from_secs(10), client.sign_out()).await {
+                Ok(Ok(())) => tracing::info!(channel.id = %channel.id, "telegram: signed out"),
+                Ok(Err(err)) => {
+                    tracing::warn!(channel.id = %channel.id, error = %err, "telegram: sign-out failed; the session is deleted anyway")
+                }
+                Err(_) => tracing::warn!(channel.id = %channel.id, "telegram: sign-out timed out; the session is deleted anyway"),
+            }
+            client.disconnect();
+        }
+        if let Err(err) = state.store.delete_telegram_session(channel.tenant_id, channel.id).await {
+            tracing::warn!(channel.id = %channel.id, error = %err, "telegram: cannot delete the session");
+        }
+    }
+
+    /// A client over the stored session of a channel that is not live here (for signing out).
+    async fn connect_stored(&self, state: &AppState, channel: &Channel) -> Option<Arc<dyn TelegramClient>> {
+        let (api_id, api_hash) = state.config.bridges.telegram_api.clone()?;
+        let row = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await.ok()??;
+        let session = DbSession::load(state.store.clone(), state.secrets.clone(), row.id).await.ok()?;
+        match tokio::time::timeout(Duration::from_secs(10), self.connector.connect(session, api_id, &api_hash)).await {
+            Ok(Ok(client)) => Some(client),
+            _ => None,
+        }
+    }
+
+    /// Sends one message on the live session of a channel; answers the provider message id.
+    pub async fn send(&self, channel_id: Uuid, recipient: &str, message: &TelegramSend) -> Result<String, BridgeSendError> {
+        let current = self.live().get(&channel_id).map(|live| live.current.clone()).ok_or(BridgeSendError::NotLiveHere)?;
+        let dialog_id: i64 = recipient
+            .trim()
+            .parse()
+            .map_err(|_| BridgeSendError::Telegram(TelegramError::Refused(format!("{recipient:?} is not a Telegram chat id"))))?;
+        let _sending = current.sending.lock().await;
+        let client = current.client().ok_or(BridgeSendError::NotLiveHere)?;
+        let message_id = client.send(dialog_id, message).await.map_err(BridgeSendError::Telegram)?;
+        let provider_message_id = mapping::provider_message_id(dialog_id, message_id);
+        current.remember_sent(provider_message_id.clone());
+        Ok(provider_message_id)
+    }
+
+    fn start_listener(
+        &self,
+        state: &AppState,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        session_id: Uuid,
+        client: Option<Arc<dyn TelegramClient>>,
+    ) {
+        let current = Arc::new(Current::default());
+        let (stop, stopped) = watch::channel(false);
+        let listener =
+            Listener { state: state.clone(), tenant_id, channel_id, session_id, current: current.clone(), stop: stopped };
+        let task = tokio::spawn(listener.run(client));
+        tracing::info!(channel.id = %channel_id, session.id = %session_id, "telegram: listening");
+        if let Some(previous) = self.live().insert(channel_id, LiveSession { session_id, current, stop, task }) {
+            let _ = previous.stop.send(true);
+        }
+    }
+
+    /// Stops the local listener of a channel (if any) and answers its client, still connected.
+    async fn stop_local(&self, state: &AppState, channel_id: Uuid, release: bool) -> Option<Arc<dyn TelegramClient>> {
+        let live = self.live().remove(&channel_id)?;
+        let _ = live.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), live.task).await;
+        if release && let Err(err) = state.store.release_session_lease(SessionKind::Telegram, live.session_id, &self.owner).await
+        {
+            tracing::warn!(channel.id = %channel_id, error = %err, "telegram: cannot release the session lease");
+        }
+        live.current.client()
+    }
+
+    /// Stops every listener at once and supervises no more, keeping the leases until they expire:
+    /// what a crashed replica leaves behind (the takeover tests use it).
+    pub fn halt(&self) {
+        self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, live) in self.live().drain() {
+            let _ = live.stop.send(true);
+            live.task.abort();
+            if let Some(client) = live.current.client() {
+                client.disconnect();
+            }
+        }
+    }
+
+    /// One supervisor round: drops expired logins, then leases, starts, renews and stops listeners
+    /// so that this replica runs exactly the sessions it owns.
+    pub async fn reconcile(&self, state: &AppState) {
+        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let expired: Vec<Arc<dyn TelegramClient>> = {
+            let mut pending = self.pending();
+            let now = Instant::now();
+            let gone: Vec<Uuid> = pending.iter().filter(|(_, login)| login.expires_at <= now).map(|(id, _)| *id).collect();
+            gone.into_iter().filter_map(|id| pending.remove(&id)).map(|login| login.client).collect()
+        };
+        for client in expired {
+            client.disconnect();
+        }
+        let sessions = match state.store.list_live_telegram_sessions().await {
+            Ok(sessions) => sessions,
+            Err(err) => return tracing::warn!(error = %err, "telegram: cannot list sessions"),
+        };
+        // Listeners whose channel is no longer CONNECTED (or that ended) stop.
+        let stale: Vec<Uuid> = self
+            .live()
+            .iter()
+            .filter(|(_, live)| live.task.is_finished() || !sessions.iter().any(|s| s.id == live.session_id))
+            .map(|(channel_id, _)| *channel_id)
+            .collect();
+        for channel_id in stale {
+            if let Some(client) = self.stop_local(state, channel_id, true).await {
+                client.disconnect();
+            }
+        }
+        if state.config.bridges.telegram_api.is_none() {
+            if !sessions.is_empty() {
+                tracing::warn!(
+                    sessions = sessions.len(),
+                    "telegram: sessions are waiting for TELEGRAM_API_ID and TELEGRAM_API_HASH"
+                );
+            }
+            return;
+        }
+        let until = Utc::now() + lease_duration(state);
+        for row in sessions {
+            let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
+            match state.store.acquire_session_lease(SessionKind::Telegram, row.id, &self.owner, until).await {
+                Ok(true) if !running => self.start_listener(state, row.tenant_id, row.channel_instance_id, row.id, None),
+                Ok(true) => {}
+                Ok(false) if running => {
+                    tracing::warn!(channel.id = %row.channel_instance_id, "telegram: lost the session lease; stopping");
+                    if let Some(client) = self.stop_local(state, row.channel_instance_id, false).await {
+                        client.disconnect();
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(channel.id = %row.channel_instance_id, error = %err, "telegram: cannot renew the lease")
+                }
+            }
+        }
+    }
+
+    /// Stops every local listener and gives their leases back (shutdown).
+    pub async fn stop_all(&self, state: &AppState) {
+        let channels: Vec<Uuid> = self.live().keys().copied().collect();
+        for channel_id in channels {
+            if let Some(client) = self.stop_local(state, channel_id, true).await {
+                client.disconnect();
+            }
+        }
+        for (_, login) in self.pending().drain() {
+            login.client.disconnect();
+        }
+    }
+}
+
+/// Runs the supervisor until `shutdown` turns true, then stops every local session.
+pub async fn supervise(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(state.config.bridges.supervise_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.telegram.reconcile(&state).await,
+            _ = shutdown.changed() => break,
+        }
+    }
+    state.telegram.stop_all(&state).await;
+}
+
+/// The listener of one live session.
+struct Listener {
+    state: AppState,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    session_id: Uuid,
+    current: Arc<Current>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Listener {
+    async fn run(mut self, mut client: Option<Arc<dyn TelegramClient>>) {
+        let mut failures: u32 = 0;
+        while !*self.stop.borrow() {
+            let connected = match client.take() {
+                Some(client) => Ok(client),
+                None => self.connect().await,
+            };
+            let outcome = match connected {
+                Ok(client) => {
+                    let outcome = self.serve(&client, failures).await;
+                    self.current.set_client(None);
+                    client.disconnect();
+                    outcome
+                }
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(TelegramError::Unauthorized(why)) => return self.revoked(&why).await,
+                Err(err) => {
+                    failures += 1;
+                    let wait = Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(Duration::from_secs(60));
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, retry_in_ms = wait.as_millis() as u64, "telegram: connection lost; reconnecting");
+                    let reason = format!("reconnecting: {err}");
+                    set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Connected, Some(&reason)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Arc<dyn TelegramClient>, TelegramError> {
+        let (api_id, api_hash) = self
+            .state
+            .config
+            .bridges
+            .telegram_api
+            .clone()
+            .ok_or_else(|| TelegramError::Unavailable("TELEGRAM_API_ID and TELEGRAM_API_HASH are not set".into()))?;
+        let session = DbSession::load(self.state.store.clone(), self.state.secrets.clone(), self.session_id)
+            .await
+            .map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+        self.state.telegram.connector.connect(session, api_id, &api_hash).await
+    }
+
+    /// Handles messages until the connection ends (`Err`) or the listener is stopped (`Ok`).
+    async fn serve(&mut self, client: &Arc<dyn TelegramClient>, failures: u32) -> Result<(), TelegramError> {
+        if !client.is_authorized().await? {
+            return Err(TelegramError::Unauthorized("the session has no logged-in account".into()));
+        }
+        self.current.set_client(Some(client.clone()));
+        if failures > 0 {
+            set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Connected, None).await;
+        }
+        loop {
+            let next = tokio::select! {
+                next = client.next_message() => next?,
+                _ = self.stop.changed() => return Ok(()),
+            };
+            let Some(message) = next else {
+                return Err(TelegramError::Unavailable("the connection closed".into()));
+            };
+            if message.outgoing {
+                // The queue's own sends come back as outgoing messages: already stored.
+                let _sending = self.current.sending.lock().await;
+                if self.current.was_sent_here(&message.provider_message_id()) {
+                    continue;
+                }
+            }
+            if !self.store(message.to_payload(self.tenant_id, self.channel_id)).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Stores one message, retrying while the database is unavailable: the update state must not
+    /// move past a message that is not stored. `false` when stopped first.
+    async fn store(&mut self, payload: crate::store::NewInboundMessage) -> bool {
+        loop {
+            match handle_inbound_message(&self.state, payload.clone()).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, "telegram: cannot store a message; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.stop.changed() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Telegram says the session is gone: ERROR with the reason, and no reconnect loop.
+    async fn revoked(&self, why: &str) {
+        tracing::warn!(channel.id = %self.channel_id, reason = why, "telegram: session revoked; the channel needs a new login");
+        let reason = format!("Telegram session revoked or logged out ({why}): log in again");
+        set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Error, Some(&reason)).await;
+    }
+}
+
+fn lease_duration(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30))
+}
+
+fn credentials(state: &AppState) -> ApiResult<(i32, SecretString)> {
+    state.config.bridges.telegram_api.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "telegram_not_configured",
+            "Telegram user accounts need TELEGRAM_API_ID and TELEGRAM_API_HASH (from my.telegram.org) set on the server",
+        )
+    })
+}
+
+/// `+` and 7 to 15 digits (E.164); spaces, dashes and brackets are dropped.
+fn normalize_phone(phone: &str) -> ApiResult<String> {
+    let digits: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let bare = digits.strip_prefix('+').unwrap_or(&digits);
+    if !(7..=15).contains(&bare.len()) || !bare.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::validation("phoneNumber must be a phone number in international format, like +4915112345678"));
+    }
+    Ok(format!("+{bare}"))
+}
+
+/// A TELEGRAM_USER channel of the tenant.
+async fn user_channel(state: &AppState, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
+    let channel = state.store.get_channel(tenant_id, channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    if channel.channel_type != ChannelType::TelegramUser {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_channel_type",
+            format!("channel {channel_id} is a {} channel, not TELEGRAM_USER", channel.channel_type),
+        ));
+    }
+    Ok(channel)
+}
+
+/// The tenant's TELEGRAM_USER channel for this phone number, created when it has none.
+async fn channel_for_phone(state: &AppState, tenant_id: Uuid, phone: &str, name: Option<&str>) -> ApiResult<Channel> {
+    let existing = state
+        .store
+        .list_channels(tenant_id)
+        .await?
+        .into_iter()
+        .find(|channel| channel.channel_type == ChannelType::TelegramUser && channel.external_id.as_deref() == Some(phone));
+    if let Some(channel) = existing {
+        return Ok(channel);
+    }
+    let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => crate::validate::name("name", name)?,
+        None => format!("Telegram {phone}"),
+    };
+    let channel = NewChannel {
+        channel_type: ChannelType::TelegramUser,
+        name,
+        external_id: Some(phone.to_owned()),
+        config: serde_json::json!({}),
+        metadata: serde_json::json!({}),
+    };
+    state.store.create_channel(tenant_id, channel).await.map_err(|err| match err {
+        StoreError::Conflict(_) => ApiError::conflict(format!("{phone} is already connected as a TELEGRAM_USER channel")),
+        other => other.into(),
+    })
+}
+
+fn no_pending_login() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_pending_login",
+        "no login is waiting for a code on this channel: call POST /api/telegram/user/start first (a pending login lives in \
+         the memory of the server that sent the code, for 10 minutes)",
+    )
+}
+
+fn sign_in_failure(failure: SignInFailure) -> ApiError {
+    let with_hint = |text: &str, hint: &Option<String>| match hint {
+        Some(hint) if !hint.is_empty() => format!("{text} (hint: {hint})"),
+        _ => text.to_owned(),
+    };
+    match &failure {
+        SignInFailure::InvalidCode => ApiError::new(StatusCode::BAD_REQUEST, "invalid_code", failure.to_string()),
+        SignInFailure::PasswordRequired { hint } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "password_required",
+            with_hint("two-step verification is enabled: send the account password as `password`", hint),
+        ),
+        SignInFailure::InvalidPassword { hint } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_password",
+            with_hint("the two-step verification password is wrong", hint),
+        ),
+        SignInFailure::SignUpRequired => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "sign_up_required", failure.to_string()),
+        SignInFailure::NoCodeRequested => no_pending_login(),
+        SignInFailure::Telegram(err) => telegram_failure(err.clone()),
+    }
+}
+
+fn telegram_failure(err: TelegramError) -> ApiError {
+    match err {
+        TelegramError::FloodWait(seconds) => {
+            ApiError::too_many_requests(format!("Telegram asks to wait {seconds} s before trying again"), u64::from(seconds))
+        }
+        TelegramError::Refused(name) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "telegram_refused", format!("Telegram refused the request: {name}"))
+        }
+        other => ApiError::new(StatusCode::BAD_GATEWAY, "telegram_unavailable", other.to_string()),
+    }
+}

@@ -1,0 +1,178 @@
+//! The SQL behind [`BridgeStore`](super::BridgeStore): the native bridges' session state, written
+//! once for both databases like `sql.rs`.
+
+macro_rules! impl_bridge_store {
+    ($store:ty, $begin:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::BridgeStore for $store {
+            async fn reset_telegram_session(
+                &self,
+                tenant_id: Uuid,
+                channel_id: Uuid,
+                phone_number: &str,
+            ) -> StoreResult<TelegramSessionRow> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let row: TelegramSessionRow = sqlx::query_as(
+                    "INSERT INTO telegram_sessions (id, tenant_id, channel_instance_id, session_type, phone_number, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'user', $4, $5, $5)
+                     ON CONFLICT (channel_instance_id) DO UPDATE SET phone_number = excluded.phone_number, data = '{}',
+                       update_state = NULL, updated_at = excluded.updated_at
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(tenant_id)
+                .bind(channel_id)
+                .bind(phone_number)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM telegram_peers WHERE session_id = $1").bind(row.id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn get_telegram_session(&self, session_id: Uuid) -> StoreResult<Option<TelegramSessionRow>> {
+                Ok(sqlx::query_as("SELECT * FROM telegram_sessions WHERE id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn telegram_session_of_channel(
+                &self,
+                tenant_id: Uuid,
+                channel_id: Uuid,
+            ) -> StoreResult<Option<TelegramSessionRow>> {
+                Ok(sqlx::query_as("SELECT * FROM telegram_sessions WHERE tenant_id = $1 AND channel_instance_id = $2")
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn save_telegram_session_data(&self, session_id: Uuid, data: &serde_json::Value) -> StoreResult<()> {
+                sqlx::query("UPDATE telegram_sessions SET data = $2, updated_at = $3 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(Json(data))
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn save_telegram_update_state(&self, session_id: Uuid, state: &serde_json::Value) -> StoreResult<()> {
+                sqlx::query("UPDATE telegram_sessions SET update_state = $2, updated_at = $3 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(Json(state))
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_telegram_peer(&self, session_id: Uuid, peer_id: i64) -> StoreResult<Option<TelegramPeerRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT peer_id, peer_kind, access_hash, data FROM telegram_peers WHERE session_id = $1 AND peer_id = $2",
+                )
+                .bind(session_id)
+                .bind(peer_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn get_telegram_self_peer(&self, session_id: Uuid) -> StoreResult<Option<TelegramPeerRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT peer_id, peer_kind, access_hash, data FROM telegram_peers
+                     WHERE session_id = $1 AND peer_kind = 'self' LIMIT 1",
+                )
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn put_telegram_peers(&self, session_id: Uuid, peers: &[TelegramPeerRow]) -> StoreResult<()> {
+                if peers.is_empty() {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                for peer in peers {
+                    sqlx::query(
+                        "INSERT INTO telegram_peers (session_id, peer_id, peer_kind, access_hash, data, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (session_id, peer_id) DO UPDATE SET peer_kind = excluded.peer_kind,
+                           access_hash = COALESCE(excluded.access_hash, telegram_peers.access_hash),
+                           data = excluded.data, updated_at = excluded.updated_at",
+                    )
+                    .bind(session_id)
+                    .bind(peer.peer_id)
+                    .bind(&peer.peer_kind)
+                    .bind(peer.access_hash)
+                    .bind(&peer.data)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_telegram_session(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM telegram_sessions WHERE tenant_id = $1 AND channel_instance_id = $2")
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_live_telegram_sessions(&self) -> StoreResult<Vec<TelegramSessionRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT s.* FROM telegram_sessions s JOIN channel_instances c ON c.id = s.channel_instance_id
+                     WHERE s.session_type = 'user' AND c.type = 'TELEGRAM_USER' AND c.status = 'CONNECTED'
+                     ORDER BY s.created_at, s.id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn acquire_session_lease(
+                &self,
+                kind: SessionKind,
+                session_id: Uuid,
+                owner: &str,
+                until: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let sql = match kind {
+                    SessionKind::Telegram => {
+                        "UPDATE telegram_sessions SET lease_owner = $2, lease_until = $3
+                         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until IS NULL OR lease_until < $4)"
+                    }
+                    SessionKind::WhatsApp => {
+                        "UPDATE whatsapp_sessions SET lease_owner = $2, lease_until = $3
+                         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until IS NULL OR lease_until < $4)"
+                    }
+                };
+                let done =
+                    sqlx::query(sql).bind(session_id).bind(owner).bind(until).bind(Utc::now()).execute(&self.pool).await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_session_lease(&self, kind: SessionKind, session_id: Uuid, owner: &str) -> StoreResult<()> {
+                let sql = match kind {
+                    SessionKind::Telegram => {
+                        "UPDATE telegram_sessions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2"
+                    }
+                    SessionKind::WhatsApp => {
+                        "UPDATE whatsapp_sessions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2"
+                    }
+                };
+                sqlx::query(sql).bind(session_id).bind(owner).execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_bridge_store;
