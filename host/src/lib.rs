@@ -36,11 +36,15 @@ pub use state::{App, AppState};
 /// How the native bridges reach their providers: the real clients, or a test's scripted ones.
 pub struct Connectors {
     pub telegram: Arc<dyn bridges::telegram::client::TelegramConnector>,
+    pub whatsapp: Arc<dyn bridges::whatsapp::client::WhatsAppConnector>,
 }
 
 impl Default for Connectors {
     fn default() -> Self {
-        Self { telegram: Arc::new(bridges::telegram::client::GrammersConnector) }
+        Self {
+            telegram: Arc::new(bridges::telegram::client::GrammersConnector),
+            whatsapp: Arc::new(bridges::whatsapp::client::RustConnector),
+        }
     }
 }
 
@@ -65,6 +69,7 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         auto_reply: Arc::new(agents::NoAutoReply),
         queue: Default::default(),
         telegram: bridges::telegram::TelegramBridge::new(connectors.telegram),
+        whatsapp: bridges::whatsapp::WhatsAppBridge::new(connectors.whatsapp),
         secrets: crypto::SecretBox::new(&config.secret_key),
         login_throttle: Default::default(),
         started_at: Instant::now(),
@@ -97,7 +102,7 @@ pub async fn serve(
     let router = http::router::router(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped.clone())));
-    let bridges = state.config.bridges.enabled.then(|| tokio::spawn(bridges::telegram::supervise(state.clone(), worker_stopped)));
+    let bridges = state.config.bridges.enabled.then(|| tokio::spawn(bridges::supervise(state.clone(), worker_stopped)));
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed");
     // The worker finishes or hands back its claimed jobs, and the bridges their sessions, before the pool closes.

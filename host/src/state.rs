@@ -7,6 +7,7 @@ use crate::agents::AutoReply;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenService;
 use crate::bridges::telegram::TelegramBridge;
+use crate::bridges::whatsapp::WhatsAppBridge;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::outbound::QueueWorker;
@@ -26,6 +27,7 @@ pub struct App {
     pub auto_reply: Arc<dyn AutoReply>,
     pub queue: QueueWorker,
     pub telegram: TelegramBridge,
+    pub whatsapp: WhatsAppBridge,
 }
 
 #[derive(Clone)]

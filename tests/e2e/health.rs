@@ -78,6 +78,11 @@ async fn the_openapi_document_lists_the_routes(db: Db) {
         ("/api/telegram/user/start", "post"),
         ("/api/telegram/user/confirm", "post"),
         ("/api/telegram/user/logout", "post"),
+        ("/api/channels/{id}/connect", "post"),
+        ("/api/channels/{id}/disconnect", "post"),
+        ("/api/channels/{id}/whatsapp/qr", "get"),
+        ("/api/channels/{id}/whatsapp/pair-code", "post"),
+        ("/api/messages/{id}/media", "get"),
     ] {
         assert!(doc.body["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
     }

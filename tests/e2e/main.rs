@@ -14,5 +14,6 @@ mod realtime;
 mod store_contract;
 mod telegram_user;
 mod users;
+mod whatsapp;
 
 use omnichat_tests::on_both_databases;

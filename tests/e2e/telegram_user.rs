@@ -35,7 +35,7 @@ on_both_databases!(
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn app(db: Db, script: &Arc<TelegramScript>) -> TestApp {
-    spawn_app_with_connectors(db, configure, Connectors { telegram: script.connector() }).await
+    spawn_app_with_connectors(db, configure, Connectors { telegram: script.connector(), ..Default::default() }).await
 }
 
 fn configure(config: &mut omnichat::Config) {
@@ -396,7 +396,8 @@ async fn a_restart_resumes_from_the_saved_update_state(db: Db) {
 
     // A second host on the same database; the first shuts down (and hands its lease back).
     let mut first = first;
-    let second = spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector() }).await;
+    let second =
+        spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector(), ..Default::default() }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!live_here(&second, &channel_id), "the first host still owns the session");
     first.shut_down();
@@ -423,8 +424,10 @@ async fn one_replica_owns_a_session_and_another_takes_over(db: Db) {
     let script = TelegramScript::new();
     let first = app(db, &script).await;
     let (_owner, channel_id) = logged_in(&first, "owner@lease.test").await;
-    let second = spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector() }).await;
-    let third = spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector() }).await;
+    let second =
+        spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector(), ..Default::default() }).await;
+    let third =
+        spawn_replica_with_connectors(&first, configure, Connectors { telegram: script.connector(), ..Default::default() }).await;
     // Several supervisor rounds: still exactly one listener.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let owners = [&first, &second, &third].iter().filter(|app| live_here(app, &channel_id)).count();

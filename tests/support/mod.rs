@@ -4,6 +4,7 @@
 pub mod fake;
 pub mod socket;
 pub mod telegram;
+pub mod whatsapp;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;

@@ -49,7 +49,7 @@ pub struct UpdateChannelRequest {
     pub external_id: Option<Option<String>>,
 }
 
-/// Creates a channel instance (status `DISCONNECTED`).
+/// Creates a channel instance (status `DISCONNECTED`; a WHATSAPP channel starts pairing: `CONNECTING`).
 #[utoipa::path(post, path = "/api/channels", tag = "channels", security(("bearer" = [])), request_body = CreateChannelRequest,
     responses((status = 201, body = Channel), (status = 403, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
         (status = 422, body = ApiErrorBody)))]
@@ -68,8 +68,12 @@ pub async fn create(
         config: secrets::seal(&state.secrets, config, None),
         metadata: object("metadata", req.metadata)?,
     };
-    let channel = state.store.create_channel(auth.tenant_id(), channel).await.map_err(external_id_conflict)?;
+    let mut channel = state.store.create_channel(auth.tenant_id(), channel).await.map_err(external_id_conflict)?;
     tracing::info!(channel.id = %channel.id, "channel created");
+    // A WhatsApp channel starts pairing at once: QR codes follow as `whatsapp-qr`.
+    if channel.channel_type == ChannelType::Whatsapp {
+        channel = state.whatsapp.connect(&state, &channel).await?;
+    }
     Ok((StatusCode::CREATED, Json(redacted(channel))))
 }
 
@@ -119,8 +123,8 @@ pub async fn update(
     Ok(Json(redacted(channel)))
 }
 
-/// Deletes a channel with its customers, conversations and messages; a Telegram user account is
-/// signed out first.
+/// Deletes a channel with its customers, conversations and messages; a WhatsApp device or
+/// Telegram user account is logged out first.
 #[utoipa::path(delete, path = "/api/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), channel.id = %id))]
@@ -128,8 +132,10 @@ pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): 
     auth.require_manager()?;
     let channel = state.store.get_channel(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
     // A live provider session is ended first (logged out, keys deleted), not left running.
-    if channel.channel_type == ChannelType::TelegramUser {
-        state.telegram.sign_out_and_forget(&state, &channel).await;
+    match channel.channel_type {
+        ChannelType::TelegramUser => state.telegram.sign_out_and_forget(&state, &channel).await,
+        ChannelType::Whatsapp => state.whatsapp.disconnect(&state, &channel).await,
+        _ => {}
     }
     if !state.store.delete_channel(auth.tenant_id(), id).await? {
         return Err(ApiError::not_found("channel"));

@@ -59,6 +59,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bridges::telegram::handlers::start))
         .routes(routes!(bridges::telegram::handlers::confirm))
         .routes(routes!(bridges::telegram::handlers::logout))
+        .routes(routes!(bridges::whatsapp::handlers::connect))
+        .routes(routes!(bridges::whatsapp::handlers::disconnect))
+        .routes(routes!(bridges::whatsapp::handlers::qr))
+        .routes(routes!(bridges::whatsapp::handlers::pair_code))
+        .routes(routes!(bridges::whatsapp::handlers::media))
         .split_for_parts()
 }
 

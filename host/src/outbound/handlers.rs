@@ -86,7 +86,7 @@ pub async fn send(
         .get_channel(tenant_id, conversation.channel_instance_id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    let bridged = channel.channel_type == crate::store::ChannelType::TelegramUser;
+    let bridged = matches!(channel.channel_type, crate::store::ChannelType::TelegramUser | crate::store::ChannelType::Whatsapp);
     if !bridged && state.plugins.plugin(channel.channel_type).is_err() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -14,9 +14,12 @@ use uuid::Uuid;
 
 use crate::bridges::telegram::BridgeSendError;
 use crate::bridges::telegram::client::{TelegramError, TelegramMedia, TelegramSend};
+use crate::bridges::whatsapp::WhatsAppSendError;
+use crate::bridges::whatsapp::client::{WaMedia, WaMediaKind, WaSendError};
 use crate::config::QueueConfig;
 use crate::inbound::service::channel_call;
 use crate::plugins::PluginError;
+use crate::plugins::fetch::{FetchFailure, FetchRequest};
 use crate::plugins::runtime::{AttachmentKind, OutboundAttachment, OutboundMessage, SendError};
 use crate::state::AppState;
 use crate::store::{ChannelStatus, ChannelType, Dispatch, QueueJob};
@@ -193,8 +196,10 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> 
         text: dispatch.message.text.clone(),
         attachments,
     };
-    if dispatch.channel.channel_type == ChannelType::TelegramUser {
-        return send_telegram_user(state, dispatch, &message).await;
+    match dispatch.channel.channel_type {
+        ChannelType::TelegramUser => return send_telegram_user(state, dispatch, &message).await,
+        ChannelType::Whatsapp => return send_whatsapp(state, dispatch, &message).await,
+        _ => {}
     }
     let call = channel_call(state, &dispatch.channel).map_err(|e| Failure::Transient(e.message))?;
     match state.plugins.send(dispatch.channel.channel_type, call, &message).await {
@@ -238,6 +243,86 @@ async fn send_telegram_user(state: &AppState, dispatch: &Dispatch, message: &Out
         }
         Err(BridgeSendError::Telegram(err)) => Err(Failure::Transient(err.to_string())),
     }
+}
+
+/// WhatsApp sends through the bridge's live client (paced per number): the first attachment is
+/// fetched from its URL with the guarded fetcher (http(s), no private addresses, size cap),
+/// uploaded and sent with the text as caption; a kind WhatsApp cannot send this way (a sticker)
+/// falls back to the text with the link.
+async fn send_whatsapp(state: &AppState, dispatch: &Dispatch, message: &OutboundMessage) -> Result<String, Failure> {
+    let channel = &dispatch.channel;
+    match channel.status {
+        ChannelStatus::Connected => {}
+        ChannelStatus::Connecting => return Err(Failure::Transient("the WhatsApp channel is not paired yet".into())),
+        other => return Err(Failure::Permanent(format!("the WhatsApp channel is not connected (status {other})"))),
+    }
+    let mut text = message.text.clone();
+    let media = match message.attachments.first() {
+        None => None,
+        Some(attachment) => match whatsapp_media_kind(attachment.kind) {
+            Some(kind) => Some(fetch_media(state, attachment, kind, text.take()).await?),
+            None => {
+                text = Some(format!("{}{}", text.map(|t| format!("{t}\n")).unwrap_or_default(), attachment.url));
+                None
+            }
+        },
+    };
+    match state.whatsapp.send(channel.id, &message.recipient, text.as_deref(), media).await {
+        Ok(id) => Ok(id),
+        Err(WhatsAppSendError::NotLiveHere) => {
+            let session = state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await;
+            let held = session.ok().flatten().and_then(|s| s.lease_until).is_some_and(|until| until > Utc::now());
+            if held {
+                Err(Failure::Elsewhere)
+            } else {
+                Err(Failure::Transient("no server is running this WhatsApp session".into()))
+            }
+        }
+        Err(WhatsAppSendError::WhatsApp(WaSendError::Refused(why))) => Err(Failure::Permanent(why)),
+        Err(WhatsAppSendError::WhatsApp(WaSendError::Unavailable(why))) => Err(Failure::Transient(why)),
+    }
+}
+
+fn whatsapp_media_kind(kind: AttachmentKind) -> Option<WaMediaKind> {
+    match kind {
+        AttachmentKind::Image => Some(WaMediaKind::Image),
+        AttachmentKind::Video => Some(WaMediaKind::Video),
+        AttachmentKind::Audio => Some(WaMediaKind::Audio),
+        AttachmentKind::Voice => Some(WaMediaKind::Voice),
+        AttachmentKind::Document => Some(WaMediaKind::Document),
+        _ => None,
+    }
+}
+
+/// Fetches a user-given media URL through the guarded fetcher (never the host's own network).
+async fn fetch_media(
+    state: &AppState,
+    attachment: &OutboundAttachment,
+    kind: WaMediaKind,
+    caption: Option<String>,
+) -> Result<WaMedia, Failure> {
+    let host = reqwest::Url::parse(&attachment.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fetched = state.plugins.fetcher().fetch(request, &[host], &Default::default(), deadline).await;
+    let response = match fetched {
+        Ok(response) if (200..300).contains(&response.status) => response,
+        Ok(response) if (400..500).contains(&response.status) => {
+            return Err(Failure::Permanent(format!("the media URL answered {}", response.status)));
+        }
+        Ok(response) => return Err(Failure::Transient(format!("the media URL answered {}", response.status))),
+        Err(FetchFailure::Timeout) => return Err(Failure::Transient("fetching the media timed out".into())),
+        Err(FetchFailure::Failed(why)) => return Err(Failure::Transient(format!("cannot fetch the media: {why}"))),
+        Err(FetchFailure::TooLarge) => return Err(Failure::Permanent("the media is larger than the 8 MiB limit".into())),
+        Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) => {
+            return Err(Failure::Permanent(format!("the media URL is refused: {why}")));
+        }
+    };
+    let mime_type = attachment.mime_type.clone().or_else(|| {
+        response.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, value)| value.clone())
+    });
+    let file_name = attachment.file_name.clone().or_else(|| attachment.url.rsplit('/').next().map(str::to_owned));
+    Ok(WaMedia { kind, bytes: response.body, mime_type, file_name, caption })
 }
 
 async fn fail(state: &AppState, job: &QueueJob, error: &str) {

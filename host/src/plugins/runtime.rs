@@ -67,6 +67,14 @@ pub struct PluginRuntime {
     slots: Arc<Semaphore>,
 }
 
+impl PluginRuntime {
+    /// The guarded HTTP client (no private addresses unless allowed, no redirects, size cap),
+    /// also used by the native bridges to fetch media from user-given URLs.
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+}
+
 /// Per-call state of a `Store`.
 pub struct CallState {
     wasi: WasiCtx,

@@ -79,7 +79,8 @@ impl Realtime {
         self.emit(tenant_id, channel_id, "channel-status", &payload).await;
     }
 
-    async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
+    /// Emits `event` to a channel's room and its tenant's room.
+    pub async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
         let rooms = [channel_id.to_string(), tenant_room(tenant_id)];
         if let Err(err) = self.io.to(rooms).emit(event, payload).await {
             tracing::warn!(event, channel.id = %channel_id, error = %err, "socket.io emit failed");

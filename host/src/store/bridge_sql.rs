@@ -137,6 +137,161 @@ macro_rules! impl_bridge_store {
                 .await?)
             }
 
+            async fn whatsapp_session_for_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<WhatsAppSessionRow> {
+                let now = Utc::now();
+                Ok(sqlx::query_as(
+                    "INSERT INTO whatsapp_sessions (id, tenant_id, channel_instance_id, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $4)
+                     ON CONFLICT (channel_instance_id) DO UPDATE SET updated_at = whatsapp_sessions.updated_at
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(tenant_id)
+                .bind(channel_id)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn get_whatsapp_session(&self, session_id: Uuid) -> StoreResult<Option<WhatsAppSessionRow>> {
+                Ok(sqlx::query_as("SELECT * FROM whatsapp_sessions WHERE id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn whatsapp_session_of_channel(
+                &self,
+                tenant_id: Uuid,
+                channel_id: Uuid,
+            ) -> StoreResult<Option<WhatsAppSessionRow>> {
+                Ok(sqlx::query_as("SELECT * FROM whatsapp_sessions WHERE tenant_id = $1 AND channel_instance_id = $2")
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn save_whatsapp_device(&self, session_id: Uuid, device: Option<&[u8]>) -> StoreResult<()> {
+                sqlx::query("UPDATE whatsapp_sessions SET device = $2, updated_at = $3 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(device)
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_whatsapp_qr(
+                &self,
+                session_id: Uuid,
+                qr: Option<&str>,
+                expires_at: Option<DateTime<Utc>>,
+            ) -> StoreResult<()> {
+                sqlx::query("UPDATE whatsapp_sessions SET qr = $2, qr_expires_at = $3, updated_at = $4 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(qr)
+                    .bind(expires_at)
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn whatsapp_keys_get(
+                &self,
+                session_id: Uuid,
+                key_type: &str,
+                key_ids: &[String],
+            ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+                let mut found = Vec::with_capacity(key_ids.len());
+                for key_id in key_ids {
+                    let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT key_id, value FROM whatsapp_keys WHERE session_id = $1 AND key_type = $2 AND key_id = $3",
+                    )
+                    .bind(session_id)
+                    .bind(key_type)
+                    .bind(key_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    found.extend(row);
+                }
+                Ok(found)
+            }
+
+            async fn whatsapp_keys_put(&self, session_id: Uuid, key_type: &str, entries: &[(String, Vec<u8>)]) -> StoreResult<()> {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                for (key_id, value) in entries {
+                    sqlx::query(
+                        "INSERT INTO whatsapp_keys (session_id, key_type, key_id, value, updated_at) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (session_id, key_type, key_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    )
+                    .bind(session_id)
+                    .bind(key_type)
+                    .bind(key_id)
+                    .bind(value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn whatsapp_keys_delete(&self, session_id: Uuid, key_type: &str, key_ids: &[String]) -> StoreResult<u64> {
+                let mut deleted = 0;
+                let mut tx = self.pool.begin_with($begin).await?;
+                for key_id in key_ids {
+                    let done = sqlx::query("DELETE FROM whatsapp_keys WHERE session_id = $1 AND key_type = $2 AND key_id = $3")
+                        .bind(session_id)
+                        .bind(key_type)
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    deleted += done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn whatsapp_keys_list(&self, session_id: Uuid, key_type: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+                Ok(sqlx::query_as(
+                    "SELECT key_id, value FROM whatsapp_keys
+                     WHERE session_id = $1 AND key_type = $2 AND substr(key_id, 1, length($3)) = $3 ORDER BY key_id",
+                )
+                .bind(session_id)
+                .bind(key_type)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn clear_whatsapp_session(&self, session_id: Uuid) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query("DELETE FROM whatsapp_keys WHERE session_id = $1").bind(session_id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE whatsapp_sessions SET device = NULL, qr = NULL, qr_expires_at = NULL, updated_at = $2 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_live_whatsapp_sessions(&self) -> StoreResult<Vec<WhatsAppSessionRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT s.* FROM whatsapp_sessions s JOIN channel_instances c ON c.id = s.channel_instance_id
+                     WHERE c.type = 'WHATSAPP' AND c.status IN ('CONNECTED', 'CONNECTING')
+                     ORDER BY s.created_at, s.id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn acquire_session_lease(
                 &self,
                 kind: SessionKind,

@@ -121,6 +121,7 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
         page: &PageQuery,
     ) -> StoreResult<Vec<Customer>>;
     async fn get_customer(&self, tenant_id: Uuid, customer_id: Uuid) -> StoreResult<Option<Customer>>;
+    async fn get_message(&self, tenant_id: Uuid, message_id: Uuid) -> StoreResult<Option<Message>>;
     /// The customer's open conversation, created when it has none.
     async fn open_conversation_for(&self, tenant_id: Uuid, customer: &Customer) -> StoreResult<Conversation>;
 
@@ -172,6 +173,31 @@ pub trait BridgeStore: Send + Sync + 'static {
     async fn delete_telegram_session(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool>;
     /// The sessions that should be listening: user sessions of CONNECTED TELEGRAM_USER channels.
     async fn list_live_telegram_sessions(&self) -> StoreResult<Vec<TelegramSessionRow>>;
+    /// The WhatsApp session row of a channel (the seed's `WhatsAppSession`), created when missing.
+    async fn whatsapp_session_for_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<WhatsAppSessionRow>;
+    async fn get_whatsapp_session(&self, session_id: Uuid) -> StoreResult<Option<WhatsAppSessionRow>>;
+    async fn whatsapp_session_of_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<Option<WhatsAppSessionRow>>;
+    /// The paired device (sealed), or `None` to forget it.
+    async fn save_whatsapp_device(&self, session_id: Uuid, device: Option<&[u8]>) -> StoreResult<()>;
+    /// The current pairing QR code and when it expires (`None`: no QR to show).
+    async fn set_whatsapp_qr(&self, session_id: Uuid, qr: Option<&str>, expires_at: Option<DateTime<Utc>>) -> StoreResult<()>;
+    /// The seed's `WhatsAppKey`: a key-value table per session, by (type, id). Missing ids are left out.
+    async fn whatsapp_keys_get(
+        &self,
+        session_id: Uuid,
+        key_type: &str,
+        key_ids: &[String],
+    ) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Upserts in one transaction.
+    async fn whatsapp_keys_put(&self, session_id: Uuid, key_type: &str, entries: &[(String, Vec<u8>)]) -> StoreResult<()>;
+    /// Deletes in one transaction; answers how many existed.
+    async fn whatsapp_keys_delete(&self, session_id: Uuid, key_type: &str, key_ids: &[String]) -> StoreResult<u64>;
+    /// Every key of a type whose id starts with `prefix` (`""`: all), ordered by id.
+    async fn whatsapp_keys_list(&self, session_id: Uuid, key_type: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Forgets the device and every key of a session (logout): the next connect pairs anew.
+    async fn clear_whatsapp_session(&self, session_id: Uuid) -> StoreResult<()>;
+    /// Sessions that should be running: those of WHATSAPP channels CONNECTED or CONNECTING.
+    async fn list_live_whatsapp_sessions(&self) -> StoreResult<Vec<WhatsAppSessionRow>>;
     /// Takes or renews the lease of a session for `owner`; false while another owner's lease is live.
     async fn acquire_session_lease(
         &self,

@@ -312,6 +312,22 @@ pub struct TelegramSessionRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A WhatsApp session (the seed's `WhatsAppSession`); its keys live in `whatsapp_keys`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WhatsAppSessionRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    /// The paired device (keys and identity), sealed; `None` until paired.
+    pub device: Option<Vec<u8>>,
+    pub qr: Option<String>,
+    pub qr_expires_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// One cached Telegram peer: without its access hash a user cannot be messaged by id.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TelegramPeerRow {

@@ -527,6 +527,14 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn get_message(&self, tenant_id: Uuid, message_id: Uuid) -> StoreResult<Option<Message>> {
+                Ok(sqlx::query_as("SELECT * FROM messages WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(message_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn get_customer(&self, tenant_id: Uuid, customer_id: Uuid) -> StoreResult<Option<Customer>> {
                 Ok(sqlx::query_as("SELECT * FROM customers WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant_id)

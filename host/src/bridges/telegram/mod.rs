@@ -425,19 +425,6 @@ impl TelegramBridge {
     }
 }
 
-/// Runs the supervisor until `shutdown` turns true, then stops every local session.
-pub async fn supervise(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(state.config.bridges.supervise_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => state.telegram.reconcile(&state).await,
-            _ = shutdown.changed() => break,
-        }
-    }
-    state.telegram.stop_all(&state).await;
-}
-
 /// The listener of one live session.
 struct Listener {
     state: AppState,

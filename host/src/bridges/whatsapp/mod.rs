@@ -1,0 +1,331 @@
+//! The WhatsApp bridge (whatsapp-rust, a linked device of the business's phone).
+//!
+//! - A WHATSAPP channel that is CONNECTING or CONNECTED should have a running client. Creating
+//!   one (or `POST /api/channels/:id/connect`) makes it CONNECTING; the supervisor on each replica
+//!   leases such sessions (one owner across replicas) and starts their clients.
+//! - The client reports events: each pairing QR is stored with its expiry and emitted as
+//!   `whatsapp-qr`; open makes the channel CONNECTED (`whatsapp-connected`, `channel-status`);
+//!   QR codes exhausted, logout, device removal, bans and replaced streams stop the client with
+//!   the reason in the channel status (a logout also clears the keys): no reconnect loop. A
+//!   transient drop is the client's to reconnect and changes nothing.
+//! - Messages are stored through `handle_inbound_message`; sends come from the queue worker,
+//!   paced per session.
+
+pub mod client;
+pub mod handlers;
+pub mod mapping;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
+use self::store::DbBackend;
+use crate::channels::set_status;
+use crate::inbound::service::handle_inbound_message;
+use crate::state::AppState;
+use crate::store::{Channel, ChannelStatus, NewInboundMessage, SessionKind};
+
+/// The least time between two sends of one number: WhatsApp answers 429 around 3 messages/s and
+/// bans numbers that burst.
+const SEND_INTERVAL: Duration = Duration::from_millis(400);
+
+pub struct WhatsAppBridge {
+    connector: Arc<dyn WhatsAppConnector>,
+    owner: String,
+    live: Mutex<HashMap<Uuid, LiveSession>>,
+    halted: AtomicBool,
+}
+
+struct LiveSession {
+    session_id: Uuid,
+    client: Arc<dyn WhatsAppClient>,
+    task: JoinHandle<()>,
+    /// When this session may send next.
+    next_send: Arc<tokio::sync::Mutex<Instant>>,
+}
+
+/// Why a send through the bridge did not happen.
+#[derive(Debug)]
+pub enum WhatsAppSendError {
+    NotLiveHere,
+    WhatsApp(WaSendError),
+}
+
+impl WhatsAppBridge {
+    pub fn new(connector: Arc<dyn WhatsAppConnector>) -> Self {
+        Self { connector, owner: crate::bridges::replica_id(), live: Default::default(), halted: Default::default() }
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<Uuid, LiveSession>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this replica runs the client of a channel now.
+    pub fn is_live_here(&self, channel_id: Uuid) -> bool {
+        self.live().get(&channel_id).is_some_and(|live| !live.task.is_finished())
+    }
+
+    fn client(&self, channel_id: Uuid) -> Option<Arc<dyn WhatsAppClient>> {
+        self.live().get(&channel_id).filter(|live| !live.task.is_finished()).map(|live| live.client.clone())
+    }
+
+    /// Starts (or resumes) a channel's session: CONNECTING now, and running on the replica that
+    /// takes its lease (this one, when free).
+    pub async fn connect(&self, state: &AppState, channel: &Channel) -> Result<Channel, crate::store::StoreError> {
+        state.store.whatsapp_session_for_channel(channel.tenant_id, channel.id).await?;
+        let status =
+            if channel.status == ChannelStatus::Connected { ChannelStatus::Connected } else { ChannelStatus::Connecting };
+        let updated = set_status(state, channel.tenant_id, channel.id, status, None).await.unwrap_or_else(|| channel.clone());
+        self.reconcile(state).await;
+        Ok(updated)
+    }
+
+    /// Logs the device out (when this replica runs it), stops the client and clears the keys.
+    pub async fn disconnect(&self, state: &AppState, channel: &Channel) {
+        let local = self.live().remove(&channel.id);
+        if let Some(live) = local {
+            live.task.abort();
+            live.client.logout().await;
+            self.release(state, live.session_id).await;
+        }
+        match state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await {
+            Ok(Some(session)) => {
+                if let Err(err) = state.store.clear_whatsapp_session(session.id).await {
+                    tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot clear the session");
+                }
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot find the session"),
+        }
+    }
+
+    /// Asks WhatsApp for a pairing code for `phone_digits` on the running client.
+    pub async fn pair_code(&self, channel_id: Uuid, phone_digits: &str) -> Result<String, WhatsAppSendError> {
+        let client = self.client(channel_id).ok_or(WhatsAppSendError::NotLiveHere)?;
+        client.pair_code(phone_digits).await.map_err(|e| WhatsAppSendError::WhatsApp(WaSendError::Unavailable(e)))
+    }
+
+    /// Downloads an inbound attachment through the running client.
+    pub async fn download(&self, channel_id: Uuid, extra: &Value) -> Result<Vec<u8>, WhatsAppSendError> {
+        let client = self.client(channel_id).ok_or(WhatsAppSendError::NotLiveHere)?;
+        client.download(extra).await.map_err(|e| WhatsAppSendError::WhatsApp(WaSendError::Unavailable(e)))
+    }
+
+    /// Sends text, or media with the text as caption, paced per session.
+    pub async fn send(
+        &self,
+        channel_id: Uuid,
+        to: &str,
+        text: Option<&str>,
+        media: Option<WaMedia>,
+    ) -> Result<String, WhatsAppSendError> {
+        let (client, next_send) = {
+            let live = self.live();
+            let live = live.get(&channel_id).filter(|live| !live.task.is_finished()).ok_or(WhatsAppSendError::NotLiveHere)?;
+            (live.client.clone(), live.next_send.clone())
+        };
+        {
+            let mut next = next_send.lock().await;
+            tokio::time::sleep_until((*next).into()).await;
+            *next = Instant::now() + SEND_INTERVAL;
+        }
+        let sent = match media {
+            Some(media) => client.send_media(to, media).await,
+            None => client.send_text(to, text.unwrap_or_default()).await,
+        };
+        sent.map_err(WhatsAppSendError::WhatsApp)
+    }
+
+    async fn start(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid) {
+        let backend = Arc::new(DbBackend::new(state.store.clone(), state.secrets.clone(), session_id));
+        let (events, received) = mpsc::unbounded_channel();
+        let client = match self.connector.start(backend, events).await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(channel.id = %channel_id, error = %err, "whatsapp: cannot start the client");
+                return;
+            }
+        };
+        let session = Session { state: state.clone(), tenant_id, channel_id, session_id, client: client.clone() };
+        let task = tokio::spawn(session.run(received));
+        tracing::info!(channel.id = %channel_id, session.id = %session_id, "whatsapp: client started");
+        let live = LiveSession { session_id, client, task, next_send: Arc::new(tokio::sync::Mutex::new(Instant::now())) };
+        if let Some(previous) = self.live().insert(channel_id, live) {
+            previous.task.abort();
+        }
+    }
+
+    async fn stop_local(&self, state: &AppState, channel_id: Uuid, release: bool) {
+        let Some(live) = self.live().remove(&channel_id) else { return };
+        live.task.abort();
+        live.client.stop().await;
+        if release {
+            self.release(state, live.session_id).await;
+        }
+    }
+
+    async fn release(&self, state: &AppState, session_id: Uuid) {
+        if let Err(err) = state.store.release_session_lease(SessionKind::WhatsApp, session_id, &self.owner).await {
+            tracing::warn!(session.id = %session_id, error = %err, "whatsapp: cannot release the lease");
+        }
+    }
+
+    /// One supervisor round: leases, starts, renews and stops clients so that this replica runs
+    /// exactly the sessions it owns.
+    pub async fn reconcile(&self, state: &AppState) {
+        if self.halted.load(Ordering::SeqCst) {
+            return;
+        }
+        let sessions = match state.store.list_live_whatsapp_sessions().await {
+            Ok(sessions) => sessions,
+            Err(err) => return tracing::warn!(error = %err, "whatsapp: cannot list sessions"),
+        };
+        let stale: Vec<Uuid> = self
+            .live()
+            .iter()
+            .filter(|(_, live)| live.task.is_finished() || !sessions.iter().any(|s| s.id == live.session_id))
+            .map(|(channel_id, _)| *channel_id)
+            .collect();
+        for channel_id in stale {
+            self.stop_local(state, channel_id, true).await;
+        }
+        let until = Utc::now() + chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30));
+        for row in sessions {
+            let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
+            match state.store.acquire_session_lease(SessionKind::WhatsApp, row.id, &self.owner, until).await {
+                Ok(true) if !running => self.start(state, row.tenant_id, row.channel_instance_id, row.id).await,
+                Ok(true) => {}
+                Ok(false) if running => {
+                    tracing::warn!(channel.id = %row.channel_instance_id, "whatsapp: lost the session lease; stopping");
+                    self.stop_local(state, row.channel_instance_id, false).await;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(channel.id = %row.channel_instance_id, error = %err, "whatsapp: cannot renew the lease")
+                }
+            }
+        }
+    }
+
+    /// Stops every local client and gives the leases back (shutdown).
+    pub async fn stop_all(&self, state: &AppState) {
+        let channels: Vec<Uuid> = self.live().keys().copied().collect();
+        for channel_id in channels {
+            self.stop_local(state, channel_id, true).await;
+        }
+    }
+
+    /// Stops every client at once and supervises no more, keeping the leases until they expire:
+    /// what a crashed replica leaves behind (the takeover tests use it).
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::SeqCst);
+        for (_, live) in self.live().drain() {
+            live.task.abort();
+        }
+    }
+}
+
+/// The event loop of one running client.
+struct Session {
+    state: AppState,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    session_id: Uuid,
+    client: Arc<dyn WhatsAppClient>,
+}
+
+impl Session {
+    async fn run(self, mut events: mpsc::UnboundedReceiver<WaEvent>) {
+        while let Some(event) = events.recv().await {
+            if !self.handle(event).await {
+                return;
+            }
+        }
+    }
+
+    /// Handles one event; `false` when the session ended.
+    async fn handle(&self, event: WaEvent) -> bool {
+        let (state, tenant_id, channel_id) = (&self.state, self.tenant_id, self.channel_id);
+        match event {
+            WaEvent::Qr { code, ttl } => {
+                let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+                if let Err(err) = state.store.set_whatsapp_qr(self.session_id, Some(&code), Some(expires_at)).await {
+                    tracing::warn!(channel.id = %channel_id, error = %err, "whatsapp: cannot store the QR code");
+                }
+                let payload = json!({ "channelInstanceId": channel_id, "qr": code, "expiresAt": expires_at });
+                state.realtime.emit(tenant_id, channel_id, "whatsapp-qr", &payload).await;
+                true
+            }
+            WaEvent::Connected => {
+                let _ = state.store.set_whatsapp_qr(self.session_id, None, None).await;
+                set_status(state, tenant_id, channel_id, ChannelStatus::Connected, None).await;
+                state
+                    .realtime
+                    .emit(tenant_id, channel_id, "whatsapp-connected", &json!({ "channelInstanceId": channel_id }))
+                    .await;
+                tracing::info!(channel.id = %channel_id, "whatsapp: connected");
+                true
+            }
+            WaEvent::Disconnected { reason } => {
+                tracing::info!(channel.id = %channel_id, reason, "whatsapp: connection dropped; the client reconnects");
+                true
+            }
+            WaEvent::Messages(batch) => {
+                for (message, info) in batch {
+                    if let Some(mapped) = mapping::map_message(&message, &info) {
+                        self.store(mapped.to_payload(tenant_id, channel_id)).await;
+                    }
+                }
+                true
+            }
+            WaEvent::QrExhausted => {
+                self.end(ChannelStatus::Disconnected, "the QR codes expired before one was scanned: connect again", false).await
+            }
+            WaEvent::LoggedOut { reason } => {
+                let why = format!("logged out or removed on the phone ({reason}): connect and pair again");
+                self.end(ChannelStatus::Disconnected, &why, true).await
+            }
+            WaEvent::Banned { reason } => self.end(ChannelStatus::Error, &reason, false).await,
+            WaEvent::Replaced => self.end(ChannelStatus::Error, "another connection replaced this WhatsApp session", false).await,
+        }
+    }
+
+    /// The session is over: stop the client (then clear the keys, so a final save cannot bring
+    /// them back), and record why. No reconnect follows.
+    async fn end(&self, status: ChannelStatus, reason: &str, clear_keys: bool) -> bool {
+        tracing::warn!(channel.id = %self.channel_id, %status, reason, "whatsapp: session ended");
+        self.client.stop().await;
+        let state = &self.state;
+        let _ = state.store.set_whatsapp_qr(self.session_id, None, None).await;
+        if clear_keys && let Err(err) = state.store.clear_whatsapp_session(self.session_id).await {
+            tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: cannot clear the keys");
+        }
+        set_status(state, self.tenant_id, self.channel_id, status, Some(reason)).await;
+        false
+    }
+
+    /// Stores one message, retrying while the database is unavailable.
+    async fn store(&self, payload: NewInboundMessage) {
+        for attempt in 1.. {
+            match handle_inbound_message(&self.state, payload.clone()).await {
+                Ok(_) => return,
+                Err(err) if attempt < 30 => {
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: cannot store a message; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => {
+                    return tracing::error!(channel.id = %self.channel_id, error = %err, "whatsapp: message dropped after 30 attempts");
+                }
+            }
+        }
+    }
+}
