@@ -53,7 +53,10 @@ fn start(db: &TestDb, telegram: &str) -> Host {
         .env("TELEGRAM_API_BASE_URL", telegram)
         .env("OMNICHAT_ALLOW_PRIVATE_FETCH", "true")
         .env("OMNICHAT_QUEUE_PER_CHANNEL", PER_CHANNEL.to_string())
-        .env("OMNICHAT_QUEUE_LEASE", "2s")
+        // Long enough that a delivery slowed by a loaded CI machine is not claimed again while it
+        // is still running (that would be a duplicate the kill did not cause); short enough that
+        // the jobs in flight at the kill come back soon after the restart.
+        .env("OMNICHAT_QUEUE_LEASE", "8s")
         .env("OMNICHAT_QUEUE_BACKOFF", "200ms")
         .stderr(Stdio::piped())
         .spawn()

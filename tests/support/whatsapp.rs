@@ -46,6 +46,9 @@ pub struct WaScriptState {
     pub media: Vec<u8>,
     /// The event senders of the running clients, by session.
     clients: HashMap<Uuid, (UnboundedSender<WaEvent>, Arc<DbBackend>)>,
+    /// The device each running client holds in memory: saved again when it stops, as
+    /// whatsapp-rust's shutdown does.
+    devices: HashMap<Uuid, wacore::store::Device>,
     next_id: u32,
 }
 
@@ -81,6 +84,7 @@ impl WhatsAppScript {
         device.pn = Some(format!("{OWN_NUMBER}:7@s.whatsapp.net").parse().expect("jid"));
         device.push_name = "Acme Support".into();
         backend.save(&device).await.expect("save");
+        self.state().devices.insert(backend.session_id(), device);
         self.emit(WaEvent::Connected);
     }
 }
@@ -94,11 +98,13 @@ impl WhatsAppConnector for ScriptedConnector {
         if !backend.exists().await.map_err(|e| e.to_string())? {
             backend.create().await.map_err(|e| e.to_string())?;
         }
-        let paired = backend.load().await.map_err(|e| e.to_string())?.is_some_and(|d| d.pn.is_some());
+        let device = backend.load().await.map_err(|e| e.to_string())?.unwrap_or_default();
+        let paired = device.pn.is_some();
         let session = backend.session_id();
         {
             let mut s = self.0.state();
             s.starts.push(session);
+            s.devices.insert(session, device);
             s.clients.insert(session, (events.clone(), backend));
             if !paired {
                 s.qr_codes.push(session);
@@ -160,8 +166,14 @@ impl WhatsAppClient for ScriptedClient {
     }
 
     async fn stop(&self) {
-        let mut s = self.script.state();
-        s.stopped.push(self.session);
-        s.clients.remove(&self.session);
+        let (client, device) = {
+            let mut s = self.script.state();
+            s.stopped.push(self.session);
+            (s.clients.remove(&self.session), s.devices.remove(&self.session))
+        };
+        // The final save of the in-memory device, as the real client's shutdown does.
+        if let (Some((_, backend)), Some(device)) = (client, device) {
+            backend.save(&device).await.expect("final save");
+        }
     }
 }

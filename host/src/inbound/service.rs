@@ -17,7 +17,8 @@ use crate::store::{Channel, ChannelStatus, ChannelType, Ingested, MessageDirecti
 /// and `conversation-updated` to the channel's and the tenant's rooms and calls the auto-reply
 /// hook. A redelivered message writes and emits nothing.
 #[tracing::instrument(skip_all, fields(tenant.id = %message.tenant_id, channel.id = %message.channel_instance_id))]
-pub async fn handle_inbound_message(state: &AppState, message: NewInboundMessage) -> Result<Ingested, StoreError> {
+pub async fn handle_inbound_message(state: &AppState, mut message: NewInboundMessage) -> Result<Ingested, StoreError> {
+    without_nul(&mut message);
     let ingested = state.store.ingest_message(&message).await?;
     match &ingested {
         Ingested::Stored { conversation, message: stored, conversation_created, .. } => {
@@ -31,6 +32,40 @@ pub async fn handle_inbound_message(state: &AppState, message: NewInboundMessage
         Ingested::Duplicate => tracing::debug!(provider_message_id = ?message.provider_message_id, "duplicate delivery ignored"),
     }
     Ok(ingested)
+}
+
+/// PostgreSQL's TEXT and JSONB refuse U+0000 (SQLite takes it): a NUL in a provider's text or
+/// name would make a message impossible to store on one database only. It is dropped.
+fn without_nul(message: &mut NewInboundMessage) {
+    fn strip(text: &mut String) {
+        if text.contains('\0') {
+            text.retain(|c| c != '\0');
+        }
+    }
+    fn strip_json(value: &mut Value) {
+        match value {
+            Value::String(text) => strip(text),
+            Value::Array(items) => items.iter_mut().for_each(strip_json),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    let cleaned = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', ""), v)).collect();
+                    *map = cleaned;
+                }
+                map.values_mut().for_each(strip_json);
+            }
+            _ => {}
+        }
+    }
+    strip(&mut message.external_user_id);
+    for text in [&mut message.external_conversation_id, &mut message.provider_message_id, &mut message.sender_name]
+        .into_iter()
+        .chain([&mut message.sender_username, &mut message.text])
+        .flatten()
+    {
+        strip(text);
+    }
+    strip_json(&mut message.attachments);
+    strip_json(&mut message.raw);
 }
 
 /// The context a plugin sees (config with secrets redacted) and the secrets the host keeps for it.

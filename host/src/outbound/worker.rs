@@ -227,13 +227,9 @@ async fn send_telegram_user(state: &AppState, dispatch: &Dispatch, message: &Out
     match state.telegram.send(channel.id, &message.recipient, &send).await {
         Ok(provider_message_id) => Ok(provider_message_id),
         Err(BridgeSendError::NotLiveHere) => {
-            let session = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await;
-            let held = session.ok().flatten().and_then(|s| s.lease_until).is_some_and(|until| until > Utc::now());
-            if held {
-                Err(Failure::Elsewhere)
-            } else {
-                Err(Failure::Transient("no server is running this Telegram session".into()))
-            }
+            let session = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await.ok().flatten();
+            let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
+            Err(not_live_here(lease, state.telegram.owner(), "Telegram"))
         }
         Err(BridgeSendError::Telegram(TelegramError::FloodWait(seconds))) => {
             Err(Failure::RateLimited(Duration::from_secs(u64::from(seconds.max(1)))))
@@ -270,16 +266,22 @@ async fn send_whatsapp(state: &AppState, dispatch: &Dispatch, message: &Outbound
     match state.whatsapp.send(channel.id, &message.recipient, text.as_deref(), media).await {
         Ok(id) => Ok(id),
         Err(WhatsAppSendError::NotLiveHere) => {
-            let session = state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await;
-            let held = session.ok().flatten().and_then(|s| s.lease_until).is_some_and(|until| until > Utc::now());
-            if held {
-                Err(Failure::Elsewhere)
-            } else {
-                Err(Failure::Transient("no server is running this WhatsApp session".into()))
-            }
+            let session = state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await.ok().flatten();
+            let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
+            Err(not_live_here(lease, state.whatsapp.owner(), "WhatsApp"))
         }
         Err(WhatsAppSendError::WhatsApp(WaSendError::Refused(why))) => Err(Failure::Permanent(why)),
         Err(WhatsAppSendError::WhatsApp(WaSendError::Unavailable(why))) => Err(Failure::Transient(why)),
+    }
+}
+
+/// A bridged session that does not run here: another replica holding a live lease sends it (the
+/// job goes back without counting an attempt); otherwise nobody can now (ours is reconnecting, or
+/// no replica runs it): a retry that counts.
+fn not_live_here(lease: Option<(String, chrono::DateTime<Utc>)>, ours: &str, bridge: &str) -> Failure {
+    match lease {
+        Some((owner, until)) if owner != ours && until > Utc::now() => Failure::Elsewhere,
+        _ => Failure::Transient(format!("the {bridge} session is not running (reconnecting, or no server runs it)")),
     }
 }
 

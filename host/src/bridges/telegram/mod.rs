@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
 use self::session::DbSession;
+use crate::bridges::{LeaseRound, lease_duration, lease_round, lease_running_out};
 use crate::channels::set_status;
 use crate::error::{ApiError, ApiResult};
 use crate::inbound::service::handle_inbound_message;
@@ -44,6 +45,8 @@ pub struct TelegramBridge {
     pending: Mutex<HashMap<Uuid, PendingLogin>>,
     live: Mutex<HashMap<Uuid, LiveSession>>,
     halted: std::sync::atomic::AtomicBool,
+    /// One supervisor round (or login hand-over) at a time, so a session is never started twice.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 /// A login between the code and its confirmation.
@@ -61,6 +64,9 @@ struct LiveSession {
     current: Arc<Current>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Until when our lease is known to hold: past it (the database unreachable for renewals)
+    /// the listener stops rather than run beside a replica that took the session over.
+    lease_until: DateTime<Utc>,
 }
 
 /// What the listener and the senders of one live session share.
@@ -120,6 +126,7 @@ impl TelegramBridge {
             pending: Default::default(),
             live: Default::default(),
             halted: Default::default(),
+            reconciling: Default::default(),
         }
     }
 
@@ -129,6 +136,11 @@ impl TelegramBridge {
 
     fn live(&self) -> MutexGuard<'_, HashMap<Uuid, LiveSession>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This replica's name on the leases it holds.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Whether this replica runs the session of a channel now.
@@ -236,9 +248,10 @@ impl TelegramBridge {
         tracing::info!(channel.id = %channel_id, telegram.user = signed_in.user_id, "telegram: logged in");
         let channel = set_status(state, tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
         // Listen on the client that logged in, when this replica can take the session's lease.
+        let _round = self.reconciling.lock().await;
         let until = Utc::now() + lease_duration(state);
         match state.store.acquire_session_lease(SessionKind::Telegram, session_id, &self.owner, until).await {
-            Ok(true) => self.start_listener(state, tenant_id, channel_id, session_id, Some(client)),
+            Ok(true) => self.start_listener(state, tenant_id, channel_id, session_id, Some(client), until),
             other => {
                 tracing::info!(channel.id = %channel_id, ?other, "telegram: another replica will listen");
                 client.disconnect();
@@ -301,7 +314,10 @@ impl TelegramBridge {
             .map_err(|_| BridgeSendError::Telegram(TelegramError::Refused(format!("{recipient:?} is not a Telegram chat id"))))?;
         let _sending = current.sending.lock().await;
         let client = current.client().ok_or(BridgeSendError::NotLiveHere)?;
-        let message_id = client.send(dialog_id, message).await.map_err(BridgeSendError::Telegram)?;
+        let message_id = tokio::time::timeout(crate::bridges::SEND_TIMEOUT, client.send(dialog_id, message))
+            .await
+            .unwrap_or_else(|_| Err(TelegramError::Unavailable("the send timed out".into())))
+            .map_err(BridgeSendError::Telegram)?;
         let provider_message_id = mapping::provider_message_id(dialog_id, message_id);
         current.remember_sent(provider_message_id.clone());
         Ok(provider_message_id)
@@ -314,6 +330,7 @@ impl TelegramBridge {
         channel_id: Uuid,
         session_id: Uuid,
         client: Option<Arc<dyn TelegramClient>>,
+        lease_until: DateTime<Utc>,
     ) {
         let current = Arc::new(Current::default());
         let (stop, stopped) = watch::channel(false);
@@ -321,16 +338,23 @@ impl TelegramBridge {
             Listener { state: state.clone(), tenant_id, channel_id, session_id, current: current.clone(), stop: stopped };
         let task = tokio::spawn(listener.run(client));
         tracing::info!(channel.id = %channel_id, session.id = %session_id, "telegram: listening");
-        if let Some(previous) = self.live().insert(channel_id, LiveSession { session_id, current, stop, task }) {
+        let live = LiveSession { session_id, current, stop, task, lease_until };
+        if let Some(previous) = self.live().insert(channel_id, live) {
             let _ = previous.stop.send(true);
+            previous.task.abort();
+            if let Some(client) = previous.current.client() {
+                client.disconnect();
+            }
         }
     }
 
     /// Stops the local listener of a channel (if any) and answers its client, still connected.
     async fn stop_local(&self, state: &AppState, channel_id: Uuid, release: bool) -> Option<Arc<dyn TelegramClient>> {
-        let live = self.live().remove(&channel_id)?;
+        let mut live = self.live().remove(&channel_id)?;
         let _ = live.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), live.task).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut live.task).await.is_err() {
+            live.task.abort();
+        }
         if release && let Err(err) = state.store.release_session_lease(SessionKind::Telegram, live.session_id, &self.owner).await
         {
             tracing::warn!(channel.id = %channel_id, error = %err, "telegram: cannot release the session lease");
@@ -357,6 +381,7 @@ impl TelegramBridge {
         if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        let _round = self.reconciling.lock().await;
         let expired: Vec<Arc<dyn TelegramClient>> = {
             let mut pending = self.pending();
             let now = Instant::now();
@@ -391,22 +416,25 @@ impl TelegramBridge {
             }
             return;
         }
-        let until = Utc::now() + lease_duration(state);
         for row in sessions {
             let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
-            match state.store.acquire_session_lease(SessionKind::Telegram, row.id, &self.owner, until).await {
-                Ok(true) if !running => self.start_listener(state, row.tenant_id, row.channel_instance_id, row.id, None),
-                Ok(true) => {}
-                Ok(false) if running => {
-                    tracing::warn!(channel.id = %row.channel_instance_id, "telegram: lost the session lease; stopping");
-                    if let Some(client) = self.stop_local(state, row.channel_instance_id, false).await {
-                        client.disconnect();
+            let fenced = match lease_round(state, SessionKind::Telegram, row.id, &self.owner, running).await {
+                Some(LeaseRound::Start { until }) => {
+                    self.start_listener(state, row.tenant_id, row.channel_instance_id, row.id, None, until);
+                    false
+                }
+                Some(LeaseRound::Renewed { until }) => {
+                    if let Some(live) = self.live().get_mut(&row.channel_instance_id) {
+                        live.lease_until = until;
                     }
+                    false
                 }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(channel.id = %row.channel_instance_id, error = %err, "telegram: cannot renew the lease")
-                }
+                Some(LeaseRound::Lost) => true,
+                Some(LeaseRound::HeldElsewhere) => false,
+                None => self.live().get(&row.channel_instance_id).is_some_and(|live| lease_running_out(live.lease_until, state)),
+            };
+            if fenced && let Some(client) = self.stop_local(state, row.channel_instance_id, false).await {
+                client.disconnect();
             }
         }
     }
@@ -520,12 +548,18 @@ impl Listener {
         loop {
             match handle_inbound_message(&self.state, payload.clone()).await {
                 Ok(_) => return true,
-                Err(err) => {
-                    tracing::warn!(channel.id = %self.channel_id, error = %err, "telegram: cannot store a message; retrying");
+                Err(err @ StoreError::Unavailable(_)) => {
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, "telegram: database unavailable; retrying the message");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = self.stop.changed() => return false,
                     }
+                }
+                Err(err) => {
+                    // The message itself cannot be stored: skip it rather than stall the account.
+                    tracing::error!(channel.id = %self.channel_id, error = %err, provider_message_id = ?payload.provider_message_id,
+                        "telegram: message cannot be stored; skipped");
+                    return true;
                 }
             }
         }
@@ -533,14 +567,16 @@ impl Listener {
 
     /// Telegram says the session is gone: ERROR with the reason, and no reconnect loop.
     async fn revoked(&self, why: &str) {
+        // A logout through the API (on any replica) also ends in Unauthorized: that is not news.
+        let session = self.state.store.get_telegram_session(self.session_id).await.ok().flatten();
+        let channel = self.state.store.get_channel(self.tenant_id, self.channel_id).await.ok().flatten();
+        if session.is_none() || channel.is_none_or(|c| c.status != ChannelStatus::Connected) {
+            return;
+        }
         tracing::warn!(channel.id = %self.channel_id, reason = why, "telegram: session revoked; the channel needs a new login");
         let reason = format!("Telegram session revoked or logged out ({why}): log in again");
         set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Error, Some(&reason)).await;
     }
-}
-
-fn lease_duration(state: &AppState) -> chrono::Duration {
-    chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30))
 }
 
 fn credentials(state: &AppState) -> ApiResult<(i32, SecretString)> {

@@ -186,16 +186,17 @@ pub async fn media(
             ApiError::new(StatusCode::BAD_GATEWAY, "media_unavailable", why)
         }
     })?;
+    // The sender chose the type: served as a download, never rendered inline by a browser.
     let mime = attachment["mimeType"].as_str().unwrap_or("application/octet-stream");
     let mut response = bytes.into_response();
-    if let Ok(value) = HeaderValue::from_str(mime) {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
-    }
-    if let Some(name) = attachment["fileName"].as_str()
-        && let Ok(value) =
-            HeaderValue::from_str(&format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\r', '\n'], "_")))
-    {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
-    }
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let name = attachment["fileName"].as_str().map(|n| n.replace(|c: char| c == '"' || c == '\\' || c.is_control(), "_"));
+    let disposition = name
+        .and_then(|name| HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).ok())
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
     Ok(response)
 }

@@ -32,13 +32,18 @@ pub struct WhatsAppMessage {
 }
 
 impl WhatsAppMessage {
+    /// Message ids are unique per chat (not across chats), so the chat is part of the key.
+    pub fn provider_message_id(&self) -> String {
+        format!("{}:{}", self.chat, self.id)
+    }
+
     pub fn to_payload(&self, tenant_id: Uuid, channel_id: Uuid) -> NewInboundMessage {
         NewInboundMessage {
             tenant_id,
             channel_instance_id: channel_id,
             external_user_id: self.customer.clone(),
             external_conversation_id: Some(self.chat.clone()),
-            provider_message_id: Some(self.id.clone()),
+            provider_message_id: Some(self.provider_message_id()),
             sender_name: if self.from_me { None } else { self.push_name.clone() },
             sender_username: None,
             text: self.text.clone(),
@@ -206,7 +211,7 @@ mod tests {
         assert_eq!(m.id, "3EB0ABCDEF");
         let payload = m.to_payload(Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(payload.direction, MessageDirection::Inbound);
-        assert_eq!(payload.provider_message_id.as_deref(), Some("3EB0ABCDEF"));
+        assert_eq!(payload.provider_message_id.as_deref(), Some("4915112345678@s.whatsapp.net:3EB0ABCDEF"));
         assert_eq!(payload.sender_name.as_deref(), Some("Ada"));
     }
 

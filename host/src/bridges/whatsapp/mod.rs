@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,10 +29,11 @@ use uuid::Uuid;
 
 use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
+use crate::bridges::{LeaseRound, lease_round, lease_running_out};
 use crate::channels::set_status;
 use crate::inbound::service::handle_inbound_message;
 use crate::state::AppState;
-use crate::store::{Channel, ChannelStatus, NewInboundMessage, SessionKind};
+use crate::store::{Channel, ChannelStatus, NewInboundMessage, SessionKind, StoreError};
 
 /// The least time between two sends of one number: WhatsApp answers 429 around 3 messages/s and
 /// bans numbers that burst.
@@ -43,6 +44,8 @@ pub struct WhatsAppBridge {
     owner: String,
     live: Mutex<HashMap<Uuid, LiveSession>>,
     halted: AtomicBool,
+    /// One supervisor round (or disconnect) at a time, so a session is never started twice.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 struct LiveSession {
@@ -51,6 +54,8 @@ struct LiveSession {
     task: JoinHandle<()>,
     /// When this session may send next.
     next_send: Arc<tokio::sync::Mutex<Instant>>,
+    /// Until when our lease is known to hold (see `lease_running_out`).
+    lease_until: DateTime<Utc>,
 }
 
 /// Why a send through the bridge did not happen.
@@ -62,7 +67,18 @@ pub enum WhatsAppSendError {
 
 impl WhatsAppBridge {
     pub fn new(connector: Arc<dyn WhatsAppConnector>) -> Self {
-        Self { connector, owner: crate::bridges::replica_id(), live: Default::default(), halted: Default::default() }
+        Self {
+            connector,
+            owner: crate::bridges::replica_id(),
+            live: Default::default(),
+            halted: Default::default(),
+            reconciling: Default::default(),
+        }
+    }
+
+    /// This replica's name on the leases it holds.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<Uuid, LiveSession>> {
@@ -89,14 +105,14 @@ impl WhatsAppBridge {
         Ok(updated)
     }
 
-    /// Logs the device out (when this replica runs it), stops the client and clears the keys.
+    /// Ends a channel's session: DISCONNECTED first (so no supervisor round starts it again),
+    /// then, on the replica that runs it, the device is logged out (unlinked at WhatsApp) and
+    /// stopped, and the keys cleared after the client's last save. Another replica's client is
+    /// logged out by its own supervisor, which sees the channel is no longer live.
     pub async fn disconnect(&self, state: &AppState, channel: &Channel) {
-        let local = self.live().remove(&channel.id);
-        if let Some(live) = local {
-            live.task.abort();
-            live.client.logout().await;
-            self.release(state, live.session_id).await;
-        }
+        set_status(state, channel.tenant_id, channel.id, ChannelStatus::Disconnected, Some("disconnected")).await;
+        let _round = self.reconciling.lock().await;
+        self.stop_local(state, channel.id, Ending::Logout).await;
         match state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await {
             Ok(Some(session)) => {
                 if let Err(err) = state.store.clear_whatsapp_session(session.id).await {
@@ -138,44 +154,60 @@ impl WhatsAppBridge {
             tokio::time::sleep_until((*next).into()).await;
             *next = Instant::now() + SEND_INTERVAL;
         }
-        let sent = match media {
-            Some(media) => client.send_media(to, media).await,
-            None => client.send_text(to, text.unwrap_or_default()).await,
+        let sent = async {
+            match media {
+                Some(media) => client.send_media(to, media).await,
+                None => client.send_text(to, text.unwrap_or_default()).await,
+            }
         };
+        let sent = tokio::time::timeout(crate::bridges::SEND_TIMEOUT, sent)
+            .await
+            .unwrap_or_else(|_| Err(WaSendError::Unavailable("the send timed out".into())));
         sent.map_err(WhatsAppSendError::WhatsApp)
     }
 
-    async fn start(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid) {
+    async fn start(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid, lease_until: DateTime<Utc>) {
         let backend = Arc::new(DbBackend::new(state.store.clone(), state.secrets.clone(), session_id));
         let (events, received) = mpsc::unbounded_channel();
-        let client = match self.connector.start(backend, events).await {
+        let client = match self.connector.start(backend.clone(), events).await {
             Ok(client) => client,
             Err(err) => {
                 tracing::warn!(channel.id = %channel_id, error = %err, "whatsapp: cannot start the client");
                 return;
             }
         };
-        let session = Session { state: state.clone(), tenant_id, channel_id, session_id, client: client.clone() };
+        let session = Session { state: state.clone(), tenant_id, channel_id, session_id, client: client.clone(), backend };
         let task = tokio::spawn(session.run(received));
         tracing::info!(channel.id = %channel_id, session.id = %session_id, "whatsapp: client started");
-        let live = LiveSession { session_id, client, task, next_send: Arc::new(tokio::sync::Mutex::new(Instant::now())) };
-        if let Some(previous) = self.live().insert(channel_id, live) {
+        let next_send = Arc::new(tokio::sync::Mutex::new(Instant::now()));
+        let previous = self.live().insert(channel_id, LiveSession { session_id, client, task, next_send, lease_until });
+        if let Some(previous) = previous {
+            previous.client.stop().await;
             previous.task.abort();
         }
     }
 
-    async fn stop_local(&self, state: &AppState, channel_id: Uuid, release: bool) {
-        let Some(live) = self.live().remove(&channel_id) else { return };
-        live.task.abort();
-        live.client.stop().await;
-        if release {
-            self.release(state, live.session_id).await;
+    /// Stops the local client of a channel: first the client (so its last events are handed
+    /// over), then its event loop once it has drained them; a logout also unlinks the device and
+    /// clears its keys after the client's final save. The lease is released unless lost.
+    async fn stop_local(&self, state: &AppState, channel_id: Uuid, ending: Ending) {
+        let Some(mut live) = self.live().remove(&channel_id) else { return };
+        match ending {
+            Ending::Logout => live.client.logout().await,
+            Ending::Stop | Ending::LeaseLost => live.client.stop().await,
         }
-    }
-
-    async fn release(&self, state: &AppState, session_id: Uuid) {
-        if let Err(err) = state.store.release_session_lease(SessionKind::WhatsApp, session_id, &self.owner).await {
-            tracing::warn!(session.id = %session_id, error = %err, "whatsapp: cannot release the lease");
+        if tokio::time::timeout(Duration::from_secs(10), &mut live.task).await.is_err() {
+            live.task.abort();
+        }
+        if ending == Ending::Logout
+            && let Err(err) = state.store.clear_whatsapp_session(live.session_id).await
+        {
+            tracing::warn!(channel.id = %channel_id, error = %err, "whatsapp: cannot clear the keys");
+        }
+        if ending != Ending::LeaseLost
+            && let Err(err) = state.store.release_session_lease(SessionKind::WhatsApp, live.session_id, &self.owner).await
+        {
+            tracing::warn!(session.id = %live.session_id, error = %err, "whatsapp: cannot release the lease");
         }
     }
 
@@ -185,42 +217,51 @@ impl WhatsAppBridge {
         if self.halted.load(Ordering::SeqCst) {
             return;
         }
+        let _round = self.reconciling.lock().await;
         let sessions = match state.store.list_live_whatsapp_sessions().await {
             Ok(sessions) => sessions,
             Err(err) => return tracing::warn!(error = %err, "whatsapp: cannot list sessions"),
         };
-        let stale: Vec<Uuid> = self
+        // A session that ended by itself (logout, ban, QR codes exhausted) just goes; one whose
+        // channel was disconnected or deleted elsewhere is logged out here, where it runs.
+        let stale: Vec<(Uuid, Ending)> = self
             .live()
             .iter()
             .filter(|(_, live)| live.task.is_finished() || !sessions.iter().any(|s| s.id == live.session_id))
-            .map(|(channel_id, _)| *channel_id)
+            .map(|(channel_id, live)| (*channel_id, if live.task.is_finished() { Ending::Stop } else { Ending::Logout }))
             .collect();
-        for channel_id in stale {
-            self.stop_local(state, channel_id, true).await;
+        for (channel_id, ending) in stale {
+            self.stop_local(state, channel_id, ending).await;
         }
-        let until = Utc::now() + chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30));
         for row in sessions {
             let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
-            match state.store.acquire_session_lease(SessionKind::WhatsApp, row.id, &self.owner, until).await {
-                Ok(true) if !running => self.start(state, row.tenant_id, row.channel_instance_id, row.id).await,
-                Ok(true) => {}
-                Ok(false) if running => {
-                    tracing::warn!(channel.id = %row.channel_instance_id, "whatsapp: lost the session lease; stopping");
-                    self.stop_local(state, row.channel_instance_id, false).await;
+            let fenced = match lease_round(state, SessionKind::WhatsApp, row.id, &self.owner, running).await {
+                Some(LeaseRound::Start { until }) => {
+                    self.start(state, row.tenant_id, row.channel_instance_id, row.id, until).await;
+                    false
                 }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(channel.id = %row.channel_instance_id, error = %err, "whatsapp: cannot renew the lease")
+                Some(LeaseRound::Renewed { until }) => {
+                    if let Some(live) = self.live().get_mut(&row.channel_instance_id) {
+                        live.lease_until = until;
+                    }
+                    false
                 }
+                Some(LeaseRound::Lost) => true,
+                Some(LeaseRound::HeldElsewhere) => false,
+                None => self.live().get(&row.channel_instance_id).is_some_and(|live| lease_running_out(live.lease_until, state)),
+            };
+            if fenced {
+                self.stop_local(state, row.channel_instance_id, Ending::LeaseLost).await;
             }
         }
     }
 
     /// Stops every local client and gives the leases back (shutdown).
     pub async fn stop_all(&self, state: &AppState) {
+        let _round = self.reconciling.lock().await;
         let channels: Vec<Uuid> = self.live().keys().copied().collect();
         for channel_id in channels {
-            self.stop_local(state, channel_id, true).await;
+            self.stop_local(state, channel_id, Ending::Stop).await;
         }
     }
 
@@ -230,8 +271,20 @@ impl WhatsAppBridge {
         self.halted.store(true, Ordering::SeqCst);
         for (_, live) in self.live().drain() {
             live.task.abort();
+            tokio::spawn(async move { live.client.stop().await });
         }
     }
+}
+
+/// How a local client ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Stopped, still paired (shutdown, or the session ended by itself).
+    Stop,
+    /// Unlinked at WhatsApp and its keys cleared (disconnect, channel deleted).
+    Logout,
+    /// Another replica holds the lease now: stop without touching it.
+    LeaseLost,
 }
 
 /// The event loop of one running client.
@@ -241,6 +294,7 @@ struct Session {
     channel_id: Uuid,
     session_id: Uuid,
     client: Arc<dyn WhatsAppClient>,
+    backend: Arc<DbBackend>,
 }
 
 impl Session {
@@ -281,7 +335,8 @@ impl Session {
             }
             WaEvent::Messages(batch) => {
                 for (message, info) in batch {
-                    if let Some(mapped) = mapping::map_message(&message, &info) {
+                    if let Some(mut mapped) = mapping::map_message(&message, &info) {
+                        self.resolve_lid(&mut mapped).await;
                         self.store(mapped.to_payload(tenant_id, channel_id)).await;
                     }
                 }
@@ -313,17 +368,33 @@ impl Session {
         false
     }
 
-    /// Stores one message, retrying while the database is unavailable.
+    /// A sender known only by its `@lid` is the phone's customer when the session has learnt
+    /// that LID's phone number (WhatsApp's LID-PN mapping, kept in the key store).
+    async fn resolve_lid(&self, mapped: &mut mapping::WhatsAppMessage) {
+        use wacore::store::traits::ProtocolStore;
+        let Some(lid) = mapped.customer.strip_suffix("@lid") else { return };
+        if let Ok(Some(entry)) = self.backend.get_lid_mapping(lid).await {
+            let phone = format!("{}@s.whatsapp.net", entry.phone_number);
+            if mapped.chat == mapped.customer {
+                mapped.chat = phone.clone();
+            }
+            mapped.customer = phone;
+        }
+    }
+
+    /// Stores one message, retrying while the database is unavailable (the client has already
+    /// acknowledged it to WhatsApp); a message that cannot be stored at all is logged and skipped.
     async fn store(&self, payload: NewInboundMessage) {
-        for attempt in 1.. {
+        loop {
             match handle_inbound_message(&self.state, payload.clone()).await {
                 Ok(_) => return,
-                Err(err) if attempt < 30 => {
-                    tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: cannot store a message; retrying");
+                Err(err @ StoreError::Unavailable(_)) => {
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: database unavailable; retrying the message");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(err) => {
-                    return tracing::error!(channel.id = %self.channel_id, error = %err, "whatsapp: message dropped after 30 attempts");
+                    return tracing::error!(channel.id = %self.channel_id, error = %err, provider_message_id = ?payload.provider_message_id,
+                        "whatsapp: message cannot be stored; skipped");
                 }
             }
         }
