@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -52,6 +52,8 @@ struct LiveSession {
     session_id: Uuid,
     client: Arc<dyn WhatsAppClient>,
     task: JoinHandle<()>,
+    /// Tells the event loop the client was stopped (it drains what was delivered, then ends).
+    stop: watch::Sender<bool>,
     /// When this session may send next.
     next_send: Arc<tokio::sync::Mutex<Instant>>,
     /// Until when our lease is known to hold (see `lease_running_out`).
@@ -177,10 +179,12 @@ impl WhatsAppBridge {
             }
         };
         let session = Session { state: state.clone(), tenant_id, channel_id, session_id, client: client.clone(), backend };
-        let task = tokio::spawn(session.run(received));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(session.run(received, stopped));
         tracing::info!(channel.id = %channel_id, session.id = %session_id, "whatsapp: client started");
         let next_send = Arc::new(tokio::sync::Mutex::new(Instant::now()));
-        let previous = self.live().insert(channel_id, LiveSession { session_id, client, task, next_send, lease_until });
+        let live = LiveSession { session_id, client, task, stop, next_send, lease_until };
+        let previous = self.live().insert(channel_id, live);
         if let Some(previous) = previous {
             previous.client.stop().await;
             previous.task.abort();
@@ -196,6 +200,7 @@ impl WhatsAppBridge {
             Ending::Logout => live.client.logout().await,
             Ending::Stop | Ending::LeaseLost => live.client.stop().await,
         }
+        let _ = live.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(10), &mut live.task).await.is_err() {
             live.task.abort();
         }
@@ -298,8 +303,23 @@ struct Session {
 }
 
 impl Session {
-    async fn run(self, mut events: mpsc::UnboundedReceiver<WaEvent>) {
-        while let Some(event) = events.recv().await {
+    /// Handles events until the client ends the session, or until `stopped` (the client was
+    /// stopped): then what it had already delivered is still handled.
+    async fn run(self, mut events: mpsc::UnboundedReceiver<WaEvent>, mut stopped: watch::Receiver<bool>) {
+        loop {
+            let event = tokio::select! {
+                biased;
+                event = events.recv() => event,
+                _ = stopped.changed() => {
+                    while let Ok(event) = events.try_recv() {
+                        if !self.handle(event).await {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            };
+            let Some(event) = event else { return };
             if !self.handle(event).await {
                 return;
             }
