@@ -17,45 +17,43 @@ pub(crate) enum LeaseRound {
     Start { until: DateTime<Utc> },
     /// Ours and running: renewed until `until`.
     Renewed { until: DateTime<Utc> },
-    /// Running here, but another replica holds the lease now: stop.
-    Lost,
-    /// Another replica runs it.
-    HeldElsewhere,
+    /// Stop the local client: another replica holds the lease now, or ours could not be renewed
+    /// and runs out within a third of a lease (so it never runs beside the replica taking over).
+    Stop,
+    /// Nothing to do: another replica runs it, or ours is still good while the database is away.
+    Keep,
 }
 
 pub(crate) fn lease_duration(state: &AppState) -> chrono::Duration {
     chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30))
 }
 
-/// Takes or renews a session's lease for this replica and says what follows for its client;
-/// `None` when the database did not answer (the client, if any, keeps running until its lease is
-/// taken).
+/// Takes or renews a session's lease for this replica and says what follows for its client.
+/// `running_until`: the lease a local client holds, when one runs here.
 pub(crate) async fn lease_round(
     state: &AppState,
     kind: SessionKind,
     session_id: Uuid,
     owner: &str,
-    running: bool,
-) -> Option<LeaseRound> {
+    running_until: Option<DateTime<Utc>>,
+) -> LeaseRound {
     let until = Utc::now() + lease_duration(state);
-    match state.store.acquire_session_lease(kind, session_id, owner, until).await {
-        Ok(true) => Some(if running { LeaseRound::Renewed { until } } else { LeaseRound::Start { until } }),
-        Ok(false) if running => {
+    match (state.store.acquire_session_lease(kind, session_id, owner, until).await, running_until) {
+        (Ok(true), None) => LeaseRound::Start { until },
+        (Ok(true), Some(_)) => LeaseRound::Renewed { until },
+        (Ok(false), Some(_)) => {
             tracing::warn!(session.id = %session_id, ?kind, "lost the session lease to another replica; stopping here");
-            Some(LeaseRound::Lost)
+            LeaseRound::Stop
         }
-        Ok(false) => Some(LeaseRound::HeldElsewhere),
-        Err(err) => {
+        (Ok(false), None) => LeaseRound::Keep,
+        (Err(err), running_until) => {
             tracing::warn!(session.id = %session_id, ?kind, error = %err, "cannot renew the session lease");
-            None
+            match running_until {
+                Some(held) if held - lease_duration(state) / 3 <= Utc::now() => LeaseRound::Stop,
+                _ => LeaseRound::Keep,
+            }
         }
     }
-}
-
-/// A client whose lease could not be renewed stops a third of a lease before it runs out, so it
-/// never runs beside the replica that takes the session over.
-pub(crate) fn lease_running_out(lease_until: DateTime<Utc>, state: &AppState) -> bool {
-    lease_until - lease_duration(state) / 3 <= Utc::now()
 }
 
 /// The longest a bridge send may take: well inside the queue's job lease, so a job still being

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
 use self::session::DbSession;
-use crate::bridges::{LeaseRound, lease_duration, lease_round, lease_running_out};
+use crate::bridges::{LeaseRound, lease_duration, lease_round};
 use crate::channels::set_status;
 use crate::error::{ApiError, ApiResult};
 use crate::inbound::service::handle_inbound_message;
@@ -417,24 +417,23 @@ impl TelegramBridge {
             return;
         }
         for row in sessions {
-            let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
-            let fenced = match lease_round(state, SessionKind::Telegram, row.id, &self.owner, running).await {
-                Some(LeaseRound::Start { until }) => {
-                    self.start_listener(state, row.tenant_id, row.channel_instance_id, row.id, None, until);
-                    false
+            let running_until =
+                self.live().get(&row.channel_instance_id).filter(|live| live.session_id == row.id).map(|live| live.lease_until);
+            match lease_round(state, SessionKind::Telegram, row.id, &self.owner, running_until).await {
+                LeaseRound::Start { until } => {
+                    self.start_listener(state, row.tenant_id, row.channel_instance_id, row.id, None, until)
                 }
-                Some(LeaseRound::Renewed { until }) => {
+                LeaseRound::Renewed { until } => {
                     if let Some(live) = self.live().get_mut(&row.channel_instance_id) {
                         live.lease_until = until;
                     }
-                    false
                 }
-                Some(LeaseRound::Lost) => true,
-                Some(LeaseRound::HeldElsewhere) => false,
-                None => self.live().get(&row.channel_instance_id).is_some_and(|live| lease_running_out(live.lease_until, state)),
-            };
-            if fenced && let Some(client) = self.stop_local(state, row.channel_instance_id, false).await {
-                client.disconnect();
+                LeaseRound::Stop => {
+                    if let Some(client) = self.stop_local(state, row.channel_instance_id, false).await {
+                        client.disconnect();
+                    }
+                }
+                LeaseRound::Keep => {}
             }
         }
     }

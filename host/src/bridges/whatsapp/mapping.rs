@@ -127,39 +127,37 @@ fn media(
             "extra": { "mediaType": media_type, "download": extra } })
 }
 
+/// What a download needs; every media message type has these fields by the same names.
+macro_rules! download_keys {
+    ($m:expr) => {
+        json!({ "directPath": $m.direct_path, "mediaKey": b64(&$m.media_key), "fileSha256": b64(&$m.file_sha256),
+                "fileEncSha256": b64(&$m.file_enc_sha256), "fileLength": $m.file_length })
+    };
+}
+
 fn attachment(m: &wa::Message) -> Option<Value> {
     if let Some(image) = m.image_message.as_option() {
-        let keys = json!({ "directPath": image.direct_path, "mediaKey": b64(&image.media_key),
-            "fileSha256": b64(&image.file_sha256), "fileEncSha256": b64(&image.file_enc_sha256), "fileLength": image.file_length });
-        return Some(media("image", "image", &image.mimetype, None, image.file_length, keys));
+        return Some(media("image", "image", &image.mimetype, None, image.file_length, download_keys!(image)));
     }
     if let Some(video) = m.video_message.as_option().or(m.ptv_message.as_option()) {
-        let keys = json!({ "directPath": video.direct_path, "mediaKey": b64(&video.media_key),
-            "fileSha256": b64(&video.file_sha256), "fileEncSha256": b64(&video.file_enc_sha256), "fileLength": video.file_length });
-        return Some(media("video", "video", &video.mimetype, None, video.file_length, keys));
+        return Some(media("video", "video", &video.mimetype, None, video.file_length, download_keys!(video)));
     }
     if let Some(audio) = m.audio_message.as_option() {
-        let keys = json!({ "directPath": audio.direct_path, "mediaKey": b64(&audio.media_key),
-            "fileSha256": b64(&audio.file_sha256), "fileEncSha256": b64(&audio.file_enc_sha256), "fileLength": audio.file_length });
         let kind = if audio.ptt == Some(true) { "voice" } else { "audio" };
-        return Some(media(kind, "audio", &audio.mimetype, None, audio.file_length, keys));
+        return Some(media(kind, "audio", &audio.mimetype, None, audio.file_length, download_keys!(audio)));
     }
     if let Some(doc) = m.document_message.as_option() {
-        let keys = json!({ "directPath": doc.direct_path, "mediaKey": b64(&doc.media_key),
-            "fileSha256": b64(&doc.file_sha256), "fileEncSha256": b64(&doc.file_enc_sha256), "fileLength": doc.file_length });
         return Some(media(
             "document",
             "document",
             &doc.mimetype,
             doc.file_name.as_ref().or(doc.title.as_ref()),
             doc.file_length,
-            keys,
+            download_keys!(doc),
         ));
     }
     if let Some(sticker) = m.sticker_message.as_option() {
-        let keys = json!({ "directPath": sticker.direct_path, "mediaKey": b64(&sticker.media_key),
-            "fileSha256": b64(&sticker.file_sha256), "fileEncSha256": b64(&sticker.file_enc_sha256), "fileLength": sticker.file_length });
-        return Some(media("sticker", "sticker", &sticker.mimetype, None, sticker.file_length, keys));
+        return Some(media("sticker", "sticker", &sticker.mimetype, None, sticker.file_length, download_keys!(sticker)));
     }
     if let Some(location) = m.location_message.as_option() {
         return Some(json!({ "kind": "location", "url": location.url, "mimeType": null, "fileName": null, "size": null,

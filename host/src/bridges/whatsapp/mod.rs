@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
-use crate::bridges::{LeaseRound, lease_round, lease_running_out};
+use crate::bridges::{LeaseRound, lease_round};
 use crate::channels::set_status;
 use crate::inbound::service::handle_inbound_message;
 use crate::state::AppState;
@@ -56,7 +56,7 @@ struct LiveSession {
     stop: watch::Sender<bool>,
     /// When this session may send next.
     next_send: Arc<tokio::sync::Mutex<Instant>>,
-    /// Until when our lease is known to hold (see `lease_running_out`).
+    /// Until when our lease is known to hold (see `bridges::lease_round`).
     lease_until: DateTime<Utc>,
 }
 
@@ -239,24 +239,17 @@ impl WhatsAppBridge {
             self.stop_local(state, channel_id, ending).await;
         }
         for row in sessions {
-            let running = self.live().get(&row.channel_instance_id).is_some_and(|live| live.session_id == row.id);
-            let fenced = match lease_round(state, SessionKind::WhatsApp, row.id, &self.owner, running).await {
-                Some(LeaseRound::Start { until }) => {
-                    self.start(state, row.tenant_id, row.channel_instance_id, row.id, until).await;
-                    false
-                }
-                Some(LeaseRound::Renewed { until }) => {
+            let running_until =
+                self.live().get(&row.channel_instance_id).filter(|live| live.session_id == row.id).map(|live| live.lease_until);
+            match lease_round(state, SessionKind::WhatsApp, row.id, &self.owner, running_until).await {
+                LeaseRound::Start { until } => self.start(state, row.tenant_id, row.channel_instance_id, row.id, until).await,
+                LeaseRound::Renewed { until } => {
                     if let Some(live) = self.live().get_mut(&row.channel_instance_id) {
                         live.lease_until = until;
                     }
-                    false
                 }
-                Some(LeaseRound::Lost) => true,
-                Some(LeaseRound::HeldElsewhere) => false,
-                None => self.live().get(&row.channel_instance_id).is_some_and(|live| lease_running_out(live.lease_until, state)),
-            };
-            if fenced {
-                self.stop_local(state, row.channel_instance_id, Ending::LeaseLost).await;
+                LeaseRound::Stop => self.stop_local(state, row.channel_instance_id, Ending::LeaseLost).await,
+                LeaseRound::Keep => {}
             }
         }
     }
