@@ -273,6 +273,8 @@ impl TelegramBridge {
     /// short-lived one over the stored session), stops the local listener and deletes the session.
     /// Used by logout and by channel deletion.
     pub async fn sign_out_and_forget(&self, state: &AppState, channel: &Channel) {
+        // No supervisor round may start the session again between the stop and the delete.
+        let _round = self.reconciling.lock().await;
         let pending = self.pending().remove(&channel.id).map(|login| login.client);
         let live = self.stop_local(state, channel.id, false).await;
         let client = match live.or(pending) {
