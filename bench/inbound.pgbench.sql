@@ -14,14 +14,15 @@ ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
   username = COALESCE(excluded.username, customers.username),
   updated_at = excluded.updated_at
 RETURNING id AS customer_id \gset
-SELECT id AS conversation_id FROM conversations
- WHERE channel_instance_id = :channel AND external_conversation_id = 'u' || :uid AND status <> 'CLOSED'
- ORDER BY created_at DESC LIMIT 1 \gset
+UPDATE conversations SET last_message_at = now(), status = 'OPEN', updated_at = now()
+ WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+   WHERE channel_instance_id = :channel AND external_conversation_id = 'u' || :uid AND status <> 'CLOSED'
+   ORDER BY created_at DESC LIMIT 1)
+RETURNING id AS conversation_id \gset
 INSERT INTO messages (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
                       attachments, raw, provider_message_id, sent_at, created_at, updated_at)
 VALUES (gen_random_uuid(), :tenant, :channel, :conversation_id, :customer_id, 'INBOUND', 'RECEIVED', 'bench message',
         '[]', '{"update_id": 1}', 'pg:' || :mid || ':' || :client_id, now(), now(), now())
 ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
 RETURNING id;
-UPDATE conversations SET last_message_at = now(), status = 'OPEN', updated_at = now() WHERE id = :conversation_id RETURNING id;
 COMMIT;

@@ -3,12 +3,16 @@
 //! On PostgreSQL it then runs pgbench with bench/inbound.pgbench.sql (the same SQL) at the same
 //! concurrency on the same database, the ceiling the HTTP path is compared with.
 //!
-//!   cargo bench -p omnichat-tests --bench inbound -- --db postgres [--messages 20000] [--concurrency 32]
+//!   cargo bench -p omnichat-tests --bench inbound -- --db postgres [--messages 20000] [--concurrency 32] [--wrk]
+//!
+//! `--wrk` sends with `wrk` (another process, 20 s, bench/inbound.wrk.lua) instead of reqwest
+//! tasks inside the benchmark process: the load generator then costs what pgbench's client does,
+//! next to nothing, instead of sharing the host's runtime.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omnichat_tests::{Db, id_of, spawn_app, telegram_text};
+use omnichat_tests::{Db, TestApp, id_of, spawn_app, telegram_text};
 use serde_json::json;
 
 struct Args {
@@ -16,10 +20,11 @@ struct Args {
     messages: usize,
     concurrency: usize,
     users: i64,
+    wrk: bool,
 }
 
 fn args() -> Args {
-    let mut args = Args { db: Db::Sqlite, messages: 20_000, concurrency: 32, users: 1000 };
+    let mut args = Args { db: Db::Sqlite, messages: 20_000, concurrency: 32, users: 1000, wrk: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -28,6 +33,7 @@ fn args() -> Args {
             "--messages" => args.messages = value().parse().expect("--messages N"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--users" => args.users = value().parse().expect("--users N"),
+            "--wrk" => args.wrk = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -52,43 +58,14 @@ async fn main() {
         assert!(reply.status.is_success(), "{}", reply.body);
     }
 
-    let per_sender = args.messages / args.concurrency;
-    let started = Instant::now();
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|sender| {
-            let app = app.clone();
-            let channel = channel.clone();
-            let users = args.users;
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_sender);
-                for i in 0..per_sender {
-                    let n = (sender * per_sender + i) as i64;
-                    let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
-                    let sent = Instant::now();
-                    let reply = app.telegram_update(&channel, &update, None).await;
-                    latencies.push(sent.elapsed());
-                    assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(args.messages);
-    for sender in senders {
-        latencies.extend(sender.await.expect("sender"));
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    let (stored, elapsed, p50, p99) =
+        if args.wrk { with_wrk(&app, &channel, &args).await } else { with_reqwest(&app, &channel, &args).await };
+    let rate = stored as f64 / elapsed.as_secs_f64();
     println!(
-        "inbound webhook -> commit -> 200, {:?}, {} senders: {} messages in {:.2?} = {:.0} msg/s; p50 {:.2?}, p99 {:.2?}",
+        "inbound webhook -> commit -> 200, {:?}, {} senders ({}): {stored} messages in {elapsed:.2?} = {rate:.0} msg/s; p50 {p50:.2?}, p99 {p99:.2?}",
         args.db,
         args.concurrency,
-        latencies.len(),
-        elapsed,
-        rate,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99)
+        if args.wrk { "wrk" } else { "reqwest, in process" },
     );
 
     if args.db == Db::Postgres {
@@ -137,4 +114,91 @@ async fn main() {
             eprintln!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
         }
     }
+}
+
+/// `--concurrency` reqwest tasks in this process, `--messages` in all: (stored, elapsed, p50, p99).
+async fn with_reqwest(app: &Arc<TestApp>, channel: &str, args: &Args) -> (usize, Duration, Duration, Duration) {
+    let per_sender = args.messages / args.concurrency;
+    let started = Instant::now();
+    let senders: Vec<_> = (0..args.concurrency)
+        .map(|sender| {
+            let app = app.clone();
+            let channel = channel.to_owned();
+            let users = args.users;
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_sender);
+                for i in 0..per_sender {
+                    let n = (sender * per_sender + i) as i64;
+                    let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
+                    let sent = Instant::now();
+                    let reply = app.telegram_update(&channel, &update, None).await;
+                    latencies.push(sent.elapsed());
+                    assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(args.messages);
+    for sender in senders {
+        latencies.extend(sender.await.expect("sender"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (latencies.len(), elapsed, percentile(&latencies, 0.50), percentile(&latencies, 0.99))
+}
+
+/// `wrk` for 20 s at `--concurrency` connections; every request must have stored one message.
+async fn with_wrk(app: &Arc<TestApp>, channel: &str, args: &Args) -> (usize, Duration, Duration, Duration) {
+    let before = inbound_messages(app).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/inbound.wrk.lua");
+    let url = app.url(&format!("/api/telegram/bot/webhook/{channel}"));
+    let output = tokio::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{}", args.concurrency), "-d20s", "--latency", "-s", script, &url])
+        .env("USERS", args.users.to_string())
+        .output()
+        .await
+        .expect("wrk runs (apt-get install wrk)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && !stdout.contains("Non-2xx"), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stored = inbound_messages(app).await - before;
+    let field = |prefix: &str| -> String {
+        let line = stdout.lines().map(str::trim).find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {stdout}"));
+        line[prefix.len()..].trim().to_owned()
+    };
+    let requests: usize = stdout
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count: {stdout}"));
+    // Requests still in flight when wrk stops may be stored without being counted.
+    let extra = stored - requests as i64;
+    assert!((0..=args.concurrency as i64).contains(&extra), "{requests} requests stored {stored} messages");
+    let rate: f64 = field("Requests/sec:").parse().expect("rate");
+    let elapsed = Duration::from_secs_f64(requests as f64 / rate);
+    (requests, elapsed, wrk_duration(&field("50%")), wrk_duration(&field("99%")))
+}
+
+/// wrk's `12.34ms` / `1.02s` / `950.00us`.
+fn wrk_duration(text: &str) -> Duration {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let value: f64 = text[..split].parse().unwrap_or_else(|_| panic!("not a wrk duration: {text}"));
+    let unit = match &text[split..] {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        other => panic!("unknown wrk unit {other}"),
+    };
+    Duration::from_secs_f64(value * unit)
+}
+
+async fn inbound_messages(app: &TestApp) -> i64 {
+    let sql = "SELECT COUNT(*) FROM messages WHERE direction = 'INBOUND'";
+    match app.db.db {
+        Db::Sqlite => sqlx::query_scalar(sql).fetch_one(&sqlx::SqlitePool::connect(&app.db.url).await.expect("sqlite")).await,
+        Db::Postgres => sqlx::query_scalar(sql).fetch_one(&sqlx::PgPool::connect(&app.db.url).await.expect("postgres")).await,
+    }
+    .expect("message count")
 }

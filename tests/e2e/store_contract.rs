@@ -19,6 +19,7 @@ on_both_databases!(
     migrations_run_twice_without_harm,
     an_inbound_message_is_stored_once_with_its_customer_and_conversation,
     queued_jobs_are_leased_completed_retried_and_killed,
+    a_batch_of_jobs_is_loaded_and_completed_together,
 );
 
 fn new_user(email: &str, role: Role) -> NewUser {
@@ -272,8 +273,8 @@ async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {
     assert!(store.claim_due_jobs("w2", lease, 10).await.expect("claim").is_empty(), "leased jobs are not claimed twice");
 
     let (job_a, job_b) = if claimed[0].message_id == a.id { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
-    let sent = store.complete_job(job_a, "chat:1").await.expect("complete");
-    assert_eq!((sent.status, sent.provider_message_id.as_deref()), (MessageStatus::Sent, Some("chat:1")));
+    let sent = store.complete_jobs(&[(job_a.clone(), "chat:1".to_owned())]).await.expect("complete");
+    assert_eq!((sent[0].status, sent[0].provider_message_id.as_deref()), (MessageStatus::Sent, Some("chat:1")));
     store.retry_job(job_b, Utc::now() - Duration::seconds(1), Some("503")).await.expect("retry");
     let again = store.claim_due_jobs("w2", lease, 10).await.expect("claim");
     assert_eq!((again.len(), again[0].attempts, again[0].last_error.as_deref()), (1, 1, Some("503")));
@@ -292,4 +293,62 @@ async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {
     assert_eq!(stolen.len(), 1, "the expired lease is taken over");
     assert_eq!(store.release_jobs("w4").await.expect("release"), 1);
     assert_eq!(store.claim_due_jobs("w5", lease, 10).await.expect("claim").len(), 1);
+}
+
+async fn a_batch_of_jobs_is_loaded_and_completed_together(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch@c.io").await;
+    let mut conversations = Vec::new();
+    for user in ["u1", "u2"] {
+        let Ingested::Stored { conversation, .. } =
+            store.ingest_message(&inbound(tenant, channel, user, &format!("in-{user}"))).await.expect("ingest")
+        else {
+            panic!("stored")
+        };
+        conversations.push(conversation);
+    }
+    for i in 0..4 {
+        let message = NewOutboundMessage {
+            tenant_id: tenant,
+            conversation: conversations[i % 2].clone(),
+            sender_user_id: None,
+            sender_agent_id: None,
+            text: Some(format!("out {i}")),
+            attachments: json!([]),
+            idempotency_key: None,
+            max_attempts: 3,
+        };
+        store.enqueue_outbound(&message).await.expect("enqueue");
+    }
+    let jobs = store.claim_due_jobs("w", Duration::seconds(30), 10).await.expect("claim");
+    assert_eq!(jobs.len(), 4);
+
+    let dispatches = store.load_dispatches(&jobs).await.expect("load");
+    assert_eq!(dispatches.len(), 4);
+    for (job, dispatch) in jobs.iter().zip(&dispatches) {
+        let dispatch = dispatch.as_ref().expect("every job loads");
+        assert_eq!((dispatch.message.id, dispatch.channel.id), (job.message_id, job.channel_instance_id));
+        assert_eq!(dispatch.conversation.id, dispatch.message.conversation_id);
+        assert_eq!(dispatch.customer.id, dispatch.conversation.customer_id);
+    }
+
+    // The inbound message already holds provider id "in-u1" on this channel: the job given it
+    // (a re-send after a crash would be) is still SENT, its id kept off the unique key.
+    let delivered: Vec<_> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| (job.clone(), if i == 3 { "in-u1".to_owned() } else { format!("chat:{i}") }))
+        .collect();
+    let sent = store.complete_jobs(&delivered).await.expect("complete");
+    assert_eq!(sent.len(), 4);
+    for (i, (message, (job, _))) in sent.iter().zip(&delivered).enumerate() {
+        assert_eq!((message.id, message.status), (job.message_id, MessageStatus::Sent));
+        let expected = if i == 3 { None } else { Some(format!("chat:{i}")) };
+        assert_eq!(message.provider_message_id, expected);
+    }
+    let done = store.list_jobs(tenant, Some(QueueStatus::Sent), 10).await.expect("list");
+    assert_eq!(done.len(), 4);
+    assert!(done.iter().all(|j| j.attempts == 1 && j.locked_until.is_none()));
+    assert!(store.claim_due_jobs("w", Duration::seconds(30), 10).await.expect("claim").is_empty());
 }

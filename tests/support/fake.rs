@@ -69,9 +69,10 @@ impl FakeProvider {
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Recorded> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let requests = self.requests();
-            if requests.len() >= n || tokio::time::Instant::now() >= deadline {
-                return requests;
+            // Counted under the lock; cloned once, at the end (a bench records thousands).
+            let arrived = self.inner.requests.lock().expect("lock").len();
+            if arrived >= n || tokio::time::Instant::now() >= deadline {
+                return self.requests();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use super::service::{channel_call, handle_inbound_message, mark_connected};
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::{ApiPath, ApiQuery};
+use crate::plugins::PluginError;
 use crate::plugins::runtime::{AttachmentKind, Header, InboundMessage, VerifyError, WebhookRequest};
-use crate::plugins::{ChannelCall, PluginError};
 use crate::state::AppState;
 use crate::store::{Channel, ChannelType, Ingested, MessageDirection, NewInboundMessage};
 
@@ -108,21 +108,17 @@ pub async fn facebook(
     if channels.is_empty() {
         return Err(ApiError::not_found("FACEBOOK channel for these pages"));
     }
-    // Every page's signature is checked before anything is stored.
+    // Every page's signature is checked (and its messages read) before anything is stored.
     let mut verified = Vec::with_capacity(channels.len());
     for channel in channels {
         let call = channel_call(&state, &channel)?;
-        state
-            .plugins
-            .verify(channel.channel_type, call.clone(), &request)
-            .await
-            .map_err(plugin_failure)?
-            .map_err(verify_failure)?;
-        verified.push((channel, call));
+        let messages =
+            state.plugins.receive(channel.channel_type, call, &request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
+        verified.push((channel, messages));
     }
     let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
-    for (channel, call) in verified {
-        store_messages(&state, &channel, call, &request, &mut receipt).await?;
+    for (channel, messages) in verified {
+        store_messages(&state, &channel, messages, &mut receipt).await?;
     }
     Ok(Json(receipt))
 }
@@ -130,18 +126,17 @@ pub async fn facebook(
 /// Verify, normalize and store one delivery for one channel.
 async fn receive(state: &AppState, channel: &Channel, request: &WebhookRequest, receipt: &mut WebhookReceipt) -> ApiResult<()> {
     let call = channel_call(state, channel)?;
-    state.plugins.verify(channel.channel_type, call.clone(), request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
-    store_messages(state, channel, call, request, receipt).await
+    let messages =
+        state.plugins.receive(channel.channel_type, call, request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
+    store_messages(state, channel, messages, receipt).await
 }
 
 async fn store_messages(
     state: &AppState,
     channel: &Channel,
-    call: ChannelCall,
-    request: &WebhookRequest,
+    messages: Vec<InboundMessage>,
     receipt: &mut WebhookReceipt,
 ) -> ApiResult<()> {
-    let messages = state.plugins.normalize(channel.channel_type, call, request).await.map_err(plugin_failure)?;
     mark_connected(state, channel).await;
     for message in messages {
         match handle_inbound_message(state, to_payload(channel, message)).await? {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::bridges::telegram::BridgeSendError;
@@ -44,23 +44,43 @@ struct ChannelGate {
     paused_until: Mutex<Option<Instant>>,
 }
 
+/// The most jobs one completion commit records.
+const COMPLETION_BATCH: usize = 256;
+
 /// Runs until `shutdown` turns true, then finishes what is in flight (or hands it back).
+///
+/// Jobs are claimed in batches (one statement) and loaded in batches (four queries per batch);
+/// deliveries run concurrently; successes are recorded by one completer task that commits every
+/// delivery that finished while its previous commit ran, so a commit (a WAL flush) is shared by
+/// many jobs. Until that commit a delivered job stays SENDING under its lease: a crash in between
+/// re-sends it, as any at-least-once queue does.
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let config = state.config.queue.clone();
     let worker_id = format!("worker-{}", Uuid::new_v4());
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let gates: Arc<Mutex<HashMap<Uuid, Arc<ChannelGate>>>> = Default::default();
     let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(60));
+    let (completed, completions) = mpsc::unbounded_channel();
+    let completer = tokio::spawn(complete_deliveries(state.clone(), completions));
+    // Claim once a quarter of the slots is free (or shortly after any is), not per freed slot.
+    let batch_floor = (config.concurrency / 4).max(1);
     tracing::info!(worker = %worker_id, concurrency = config.concurrency, per_channel = config.per_channel, "queue worker started");
 
     while !*shutdown.borrow() {
-        // Claim as many jobs as there are free slots; when none is free, wait for one.
-        if slots.available_permits() == 0 {
+        if slots.available_permits() < batch_floor {
+            let floor = u32::try_from(batch_floor).unwrap_or(u32::MAX);
             tokio::select! {
-                permit = slots.acquire() => drop(permit),
-                _ = shutdown.changed() => {}
+                permits = slots.acquire_many(floor) => drop(permits),
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                _ = shutdown.changed() => continue,
             }
-            continue;
+            if slots.available_permits() == 0 {
+                tokio::select! {
+                    permit = slots.acquire() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
         }
         let claimed = match state.store.claim_due_jobs(&worker_id, lease, slots.available_permits() as i64).await {
             Ok(jobs) => jobs,
@@ -77,7 +97,14 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        for job in claimed {
+        let dispatches = match state.store.load_dispatches(&claimed).await {
+            Ok(dispatches) => dispatches.into_iter().map(Ok).collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "queue: cannot load the claimed jobs");
+                claimed.iter().map(|_| Err(())).collect::<Vec<_>>()
+            }
+        };
+        for (job, dispatch) in claimed.into_iter().zip(dispatches) {
             let Ok(slot) = slots.clone().acquire_owned().await else { break };
             let gate = gates
                 .lock()
@@ -93,23 +120,71 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 .clone();
             let state = state.clone();
             let config = config.clone();
+            let completed = completed.clone();
             tokio::spawn(async move {
                 let _slot: OwnedSemaphorePermit = slot;
-                deliver(&state, &config, &gate, job).await;
+                deliver(&state, &config, &gate, &completed, job, dispatch).await;
             });
         }
     }
 
-    // Shutdown: wait a while for deliveries in flight, then hand back whatever is still claimed.
+    // Shutdown: wait a while for deliveries in flight, record what they delivered, then hand back
+    // whatever is still claimed.
     let all = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+    drop(completed);
+    // Deliveries still running past the wait hold the completer open; give them a little longer.
+    let _ = tokio::time::timeout(Duration::from_secs(5), completer).await;
     match state.store.release_jobs(&worker_id).await {
         Ok(released) => tracing::info!(worker = %worker_id, released, "queue worker stopped"),
         Err(err) => tracing::warn!(error = %err, "queue: cannot release claimed jobs; their lease will"),
     }
 }
 
-async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job: QueueJob) {
+/// A delivery the provider accepted, waiting for its commit.
+type Delivered = (QueueJob, String);
+
+/// Records deliveries in batches: every one that arrived while the previous commit ran goes into
+/// the next. A batch the database refuses (say, two re-sends given one provider id) is recorded
+/// job by job, so one bad row does not hold back the rest. Ends when every sender is gone.
+async fn complete_deliveries(state: AppState, mut completions: mpsc::UnboundedReceiver<Delivered>) {
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+        let recorded = match state.store.complete_jobs(&batch).await {
+            Ok(messages) => messages,
+            Err(err) if batch.len() > 1 => {
+                tracing::warn!(error = %err, jobs = batch.len(), "queue: cannot record a batch of deliveries; recording them one by one");
+                let mut messages = Vec::new();
+                for delivered in batch.chunks(1) {
+                    match state.store.complete_jobs(delivered).await {
+                        Ok(mut one) => messages.append(&mut one),
+                        Err(err) => {
+                            tracing::error!(job.id = %delivered[0].0.id, error = %err, "queue: delivered but cannot record it")
+                        }
+                    }
+                }
+                messages
+            }
+            Err(err) => {
+                tracing::error!(job.id = %batch[0].0.id, error = %err, "queue: delivered but cannot record it");
+                Vec::new()
+            }
+        };
+        for message in &recorded {
+            state.realtime.message_updated(message.tenant_id, message).await;
+        }
+        batch.clear();
+    }
+}
+
+async fn deliver(
+    state: &AppState,
+    config: &QueueConfig,
+    gate: &ChannelGate,
+    completed: &mpsc::UnboundedSender<Delivered>,
+    job: QueueJob,
+    dispatch: Result<Option<Dispatch>, ()>,
+) {
     // A busy or paused channel hands the job back rather than holding a worker slot.
     let paused = *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(until) = paused.filter(|until| *until > Instant::now()) {
@@ -124,20 +199,17 @@ async fn deliver(state: &AppState, config: &QueueConfig, gate: &ChannelGate, job
     gate.waiting.fetch_sub(1, Ordering::SeqCst);
     let Ok(_channel_slot) = channel_slot else { return };
 
-    let dispatch = match state.store.load_dispatch(&job).await {
+    let dispatch = match dispatch {
         Ok(Some(dispatch)) => dispatch,
         Ok(None) => return fail(state, &job, "the message, its conversation or its channel no longer exists").await,
-        Err(err) => {
-            tracing::warn!(job.id = %job.id, error = %err, "queue: cannot load the job");
-            return record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), None).await);
-        }
+        Err(()) => return record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), None).await),
     };
-    let outcome = send(state, &dispatch).await;
-    match outcome {
-        Ok(provider_message_id) => match state.store.complete_job(&job, &provider_message_id).await {
-            Ok(message) => state.realtime.message_updated(job.tenant_id, &message).await,
-            Err(err) => tracing::error!(job.id = %job.id, error = %err, "queue: delivered but cannot record it"),
-        },
+    match send(state, &dispatch).await {
+        Ok(provider_message_id) => {
+            if let Err(mpsc::error::SendError((job, _))) = completed.send((job, provider_message_id)) {
+                tracing::error!(job.id = %job.id, "queue: delivered after the completer stopped; its lease will re-send it");
+            }
+        }
         Err(Failure::Permanent(error)) => fail(state, &job, &error).await,
         Err(Failure::Transient(error)) if job.attempts + 1 >= job.max_attempts => {
             fail(state, &job, &format!("gave up after {} attempts: {error}", job.attempts + 1)).await

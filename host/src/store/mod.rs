@@ -132,9 +132,12 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     /// Leases up to `limit` due jobs (PENDING and due, or SENDING with an expired lease) to `worker`.
     /// PostgreSQL skips rows other workers hold (`FOR UPDATE SKIP LOCKED`).
     async fn claim_due_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<QueueJob>>;
-    async fn load_dispatch(&self, job: &QueueJob) -> StoreResult<Option<Dispatch>>;
-    /// Delivered: the job SENT, the message SENT with the provider's id.
-    async fn complete_job(&self, job: &QueueJob, provider_message_id: &str) -> StoreResult<Message>;
+    /// What each job needs to be sent, in the order of `jobs` (four queries for the whole batch);
+    /// `None` where the message, its conversation or its channel is gone.
+    async fn load_dispatches(&self, jobs: &[QueueJob]) -> StoreResult<Vec<Option<Dispatch>>>;
+    /// Delivered, in ONE transaction for the whole batch: each job SENT, its message SENT with the
+    /// provider's id. Returns the updated messages.
+    async fn complete_jobs(&self, delivered: &[(QueueJob, String)]) -> StoreResult<Vec<Message>>;
     /// Back to PENDING until `next_retry_at`; `failed` counts the attempt and records the error.
     async fn retry_job(&self, job: &QueueJob, next_retry_at: DateTime<Utc>, error: Option<&str>) -> StoreResult<()>;
     /// Given up: the job DEAD, the message FAILED with the error.

@@ -1,5 +1,6 @@
 //! PostgreSQL: production and multi-replica. The database named by the URL is created when missing.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             // Enough for many concurrent webhook transactions to share a WAL flush (group commit).
             .max_connections(32)
+            // No round trip to test a connection before each use (two per webhook): a connection
+            // that broke while idle fails its query, which is answered 503 (a provider retries) or
+            // retried by the queue, and is then dropped from the pool.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await

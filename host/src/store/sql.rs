@@ -343,42 +343,49 @@ macro_rules! impl_store {
                 .fetch_one(&mut *tx)
                 .await?;
 
+                // The open conversation takes the new activity (a snoozed one reopens) in the same
+                // statement that finds it; a redelivery rolls that back with everything else.
                 let open: Option<Conversation> = match &msg.external_conversation_id {
                     Some(external) => sqlx::query_as(
-                        "SELECT * FROM conversations
-                         WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
-                         ORDER BY created_at DESC LIMIT 1",
+                        "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
+                         WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                           WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
+                           ORDER BY created_at DESC LIMIT 1)
+                         RETURNING *",
                     )
                     .bind(msg.channel_instance_id)
                     .bind(external)
+                    .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?,
                     None => sqlx::query_as(
-                        "SELECT * FROM conversations
-                         WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1",
+                        "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
+                         WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                           WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
+                         RETURNING *",
                     )
                     .bind(customer.id)
+                    .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?,
                 };
-                let (conversation_id, conversation_created) = match open {
-                    Some(conversation) => (conversation.id, false),
+                let (conversation, conversation_created) = match open {
+                    Some(conversation) => (conversation, false),
                     None => {
-                        let id = Uuid::now_v7();
-                        sqlx::query(
+                        let conversation: Conversation = sqlx::query_as(
                             "INSERT INTO conversations
                                (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6)",
+                             VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6) RETURNING *",
                         )
-                        .bind(id)
+                        .bind(Uuid::now_v7())
                         .bind(msg.tenant_id)
                         .bind(msg.channel_instance_id)
                         .bind(customer.id)
                         .bind(&msg.external_conversation_id)
                         .bind(now)
-                        .execute(&mut *tx)
+                        .fetch_one(&mut *tx)
                         .await?;
-                        (id, true)
+                        (conversation, true)
                     }
                 };
 
@@ -399,7 +406,7 @@ macro_rules! impl_store {
                 .bind(Uuid::now_v7())
                 .bind(msg.tenant_id)
                 .bind(msg.channel_instance_id)
-                .bind(conversation_id)
+                .bind(conversation.id)
                 .bind(customer.id)
                 .bind(msg.direction)
                 .bind(status)
@@ -415,15 +422,6 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return Ok(Ingested::Duplicate);
                 };
-
-                // New activity reopens a snoozed conversation.
-                let conversation: Conversation = sqlx::query_as(
-                    "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2 WHERE id = $1 RETURNING *",
-                )
-                .bind(conversation_id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
                 tx.commit().await?;
                 Ok(Ingested::Stored { customer, conversation, message, conversation_created })
             }
@@ -641,14 +639,22 @@ macro_rules! impl_store {
 
             async fn claim_due_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<QueueJob>> {
                 let now = Utc::now();
+                // Two arms, so each walks the (status, next_retry_at) index: leases that ran out first
+                // (a handful at most), then due jobs oldest first. One `OR` would sort every due row
+                // on each claim, a cost that grows with the backlog.
                 Ok(sqlx::query_as(concat!(
                     "UPDATE channel_message_queue SET status = 'SENDING', locked_by = $1, locked_until = $2, updated_at = $3
-                     WHERE id IN (
-                       SELECT id FROM channel_message_queue
-                       WHERE (status = 'PENDING' AND next_retry_at <= $3) OR (status = 'SENDING' AND locked_until < $3)
-                       ORDER BY next_retry_at LIMIT $4 ",
+                     WHERE id IN (SELECT id FROM (
+                       SELECT id FROM (SELECT id FROM channel_message_queue
+                         WHERE status = 'SENDING' AND locked_until < $3 LIMIT $4 ",
                     $skip_locked,
-                    ") RETURNING *"
+                    ") AS expired
+                       UNION ALL
+                       SELECT id FROM (SELECT id FROM channel_message_queue
+                         WHERE status = 'PENDING' AND next_retry_at <= $3 ORDER BY next_retry_at LIMIT $4 ",
+                    $skip_locked,
+                    ") AS due
+                     ) AS claim LIMIT $4) RETURNING *"
                 ))
                 .bind(worker)
                 .bind(now + lease)
@@ -658,55 +664,69 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn load_dispatch(&self, job: &QueueJob) -> StoreResult<Option<Dispatch>> {
-                let message: Option<Message> = sqlx::query_as("SELECT * FROM messages WHERE id = $1")
-                    .bind(job.message_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let Some(message) = message else { return Ok(None) };
-                let conversation: Option<Conversation> = sqlx::query_as("SELECT * FROM conversations WHERE id = $1")
-                    .bind(message.conversation_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let Some(conversation) = conversation else { return Ok(None) };
-                let customer: Option<Customer> = sqlx::query_as("SELECT * FROM customers WHERE id = $1")
-                    .bind(conversation.customer_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let channel: Option<Channel> = sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1")
-                    .bind(job.channel_instance_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(customer.zip(channel).map(|(customer, channel)| Dispatch { message, conversation, customer, channel }))
+            async fn load_dispatches(&self, jobs: &[QueueJob]) -> StoreResult<Vec<Option<Dispatch>>> {
+                let messages: HashMap<Uuid, Message> =
+                    rows_by_id(&self.pool, "messages", jobs.iter().map(|j| j.message_id), |m: &Message| m.id).await?;
+                let conversations: HashMap<Uuid, Conversation> =
+                    rows_by_id(&self.pool, "conversations", messages.values().map(|m| m.conversation_id), |c: &Conversation| c.id)
+                        .await?;
+                let customers: HashMap<Uuid, Customer> =
+                    rows_by_id(&self.pool, "customers", conversations.values().map(|c| c.customer_id), |c: &Customer| c.id)
+                        .await?;
+                let channels: HashMap<Uuid, Channel> =
+                    rows_by_id(&self.pool, "channel_instances", jobs.iter().map(|j| j.channel_instance_id), |c: &Channel| c.id)
+                        .await?;
+                Ok(jobs
+                    .iter()
+                    .map(|job| {
+                        let message = messages.get(&job.message_id)?;
+                        let conversation = conversations.get(&message.conversation_id)?;
+                        Some(Dispatch {
+                            message: message.clone(),
+                            conversation: conversation.clone(),
+                            customer: customers.get(&conversation.customer_id)?.clone(),
+                            channel: channels.get(&job.channel_instance_id)?.clone(),
+                        })
+                    })
+                    .collect())
             }
 
-            async fn complete_job(&self, job: &QueueJob, provider_message_id: &str) -> StoreResult<Message> {
+            async fn complete_jobs(&self, delivered: &[(QueueJob, String)]) -> StoreResult<Vec<Message>> {
+                if delivered.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let now = Utc::now();
                 let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query(
+                let mut jobs = sqlx::QueryBuilder::new(
                     "UPDATE channel_message_queue SET status = 'SENT', attempts = attempts + 1, locked_until = NULL,
-                       last_error = NULL, updated_at = $2 WHERE id = $1",
-                )
-                .bind(job.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                // A provider id already taken on this channel (a re-send after a crash) is kept off the
-                // unique key rather than failing the delivery.
-                let message: Message = sqlx::query_as(
-                    "UPDATE messages SET status = 'SENT', error = NULL, updated_at = $3,
-                       provider_message_id = CASE WHEN EXISTS (
+                       last_error = NULL, updated_at = ",
+                );
+                jobs.push_bind(now).push(" WHERE id IN (");
+                let mut ids = jobs.separated(", ");
+                for (job, _) in delivered {
+                    ids.push_bind(job.id);
+                }
+                jobs.push(")").build().execute(&mut *tx).await?;
+                // One statement for every message, each with its own provider id (a derived table both
+                // dialects accept). A provider id already taken on the channel (a re-send after a
+                // crash) is kept off the unique key rather than failing the delivery.
+                let mut messages = sqlx::QueryBuilder::new("UPDATE messages SET status = 'SENT', error = NULL, updated_at = ");
+                messages.push_bind(now).push(
+                    ", provider_message_id = CASE WHEN EXISTS (
                          SELECT 1 FROM messages other WHERE other.channel_instance_id = messages.channel_instance_id
-                           AND other.provider_message_id = $2 AND other.id <> messages.id) THEN NULL ELSE $2 END
-                     WHERE id = $1 RETURNING *",
-                )
-                .bind(job.message_id)
-                .bind(provider_message_id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+                           AND other.provider_message_id = delivered.provider_id AND other.id <> messages.id)
+                       THEN NULL ELSE delivered.provider_id END
+                     FROM (",
+                );
+                for (i, (job, provider_message_id)) in delivered.iter().enumerate() {
+                    messages.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+                    messages.push_bind(job.message_id).push(" AS id, ").push_bind(provider_message_id.as_str()).push(" AS provider_id");
+                }
+                messages.push(") AS delivered WHERE messages.id = delivered.id").build().execute(&mut *tx).await?;
+                let updated: HashMap<Uuid, Message> =
+                    rows_by_id(&mut *tx, "messages", delivered.iter().map(|(j, _)| j.message_id), |m: &Message| m.id).await?;
                 tx.commit().await?;
-                Ok(message)
+                Ok(delivered.iter().filter_map(|(job, _)| updated.get(&job.message_id).cloned()).collect())
             }
 
             async fn retry_job(&self, job: &QueueJob, next_retry_at: DateTime<Utc>, error: Option<&str>) -> StoreResult<()> {
@@ -807,6 +827,31 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(Some((job, message)))
             }
+        }
+
+        /// The rows of `table` with these ids (duplicates asked once), keyed by `key`.
+        async fn rows_by_id<'e, E, T>(
+            executor: E,
+            table: &str,
+            ids: impl Iterator<Item = Uuid>,
+            key: impl Fn(&T) -> Uuid,
+        ) -> StoreResult<HashMap<Uuid, T>>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+            T: for<'r> sqlx::FromRow<'r, <<$store as $crate::store::sql::HasDb>::Db as sqlx::Database>::Row> + Send + Unpin,
+        {
+            let ids: std::collections::BTreeSet<Uuid> = ids.collect();
+            if ids.is_empty() {
+                return Ok(HashMap::new());
+            }
+            let mut query = sqlx::QueryBuilder::new(format!("SELECT * FROM {table} WHERE id IN ("));
+            let mut separated = query.separated(", ");
+            for id in ids {
+                separated.push_bind(id);
+            }
+            query.push(")");
+            let rows: Vec<T> = query.build_query_as().fetch_all(executor).await?;
+            Ok(rows.into_iter().map(|row| (key(&row), row)).collect())
         }
 
         async fn replayed<'e, E>(executor: E, tenant_id: Uuid, key: &str) -> StoreResult<Option<Message>>

@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. WAL, foreign keys on, and write transactions that begin
 //! IMMEDIATE so two writers queue on the busy timeout instead of failing on a lock upgrade.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // The file cannot go away under an open connection: no ping to its thread before each use.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
