@@ -1,11 +1,13 @@
--- The SQL of one inbound message (store::ingest_message on PostgreSQL), as a pgbench script: the
--- ceiling the HTTP path is compared with. Run by `cargo bench -p omnichat-tests --bench inbound`,
--- which passes the tenant, the channel and the number of customers:
+-- The SQL of one inbound webhook on PostgreSQL (the channel lookup, then store::ingest_message),
+-- as a pgbench script: the ceiling the HTTP path is compared with. Run by
+-- `cargo bench -p omnichat-tests --bench inbound`, which passes the tenant, the channel and the
+-- number of customers:
 --   pgbench -n -M prepared -f bench/inbound.pgbench.sql -c 32 -j 2 -T 20 \
 --     -D tenant=<uuid> -D channel=<uuid> -D users=<n> <database>
 -- Customers and their open conversations exist already (the bench warms them up), as in steady state.
 \set uid random(1, :users)
 \set mid random(1, 2000000000)
+SELECT * FROM channel_instances WHERE id = :channel;
 BEGIN;
 INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
 VALUES (gen_random_uuid(), :tenant, :channel, 'u' || :uid, 'Bench', NULL, '{}', now(), now())

@@ -22,7 +22,7 @@ use crate::plugins::PluginError;
 use crate::plugins::fetch::{FetchFailure, FetchRequest};
 use crate::plugins::runtime::{AttachmentKind, OutboundAttachment, OutboundMessage, SendError};
 use crate::state::AppState;
-use crate::store::{ChannelStatus, ChannelType, Dispatch, QueueJob};
+use crate::store::{ChannelStatus, ChannelType, Dispatch, QueueJob, StoreError};
 
 /// Wakes the worker when a job is queued, so delivery does not wait for the next poll.
 #[derive(Default)]
@@ -145,12 +145,26 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 type Delivered = (QueueJob, String);
 
 /// Records deliveries in batches: every one that arrived while the previous commit ran goes into
-/// the next. A batch the database refuses (say, two re-sends given one provider id) is recorded
-/// job by job, so one bad row does not hold back the rest. Ends when every sender is gone.
+/// the next. While the database is unreachable the batch is retried for a while (each job left
+/// unrecorded would be sent again when its lease runs out); a batch the database refuses (say,
+/// two re-sends given one provider id) is recorded job by job, so one bad row does not hold back
+/// the rest. Ends when every sender is gone.
 async fn complete_deliveries(state: AppState, mut completions: mpsc::UnboundedReceiver<Delivered>) {
     let mut batch = Vec::with_capacity(COMPLETION_BATCH);
     while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
-        let recorded = match state.store.complete_jobs(&batch).await {
+        let mut outcome = state.store.complete_jobs(&batch).await;
+        let mut wait = Duration::from_millis(250);
+        while matches!(outcome, Err(StoreError::Unavailable(_))) && wait <= Duration::from_secs(8) {
+            tracing::warn!(
+                jobs = batch.len(),
+                retry_in_ms = wait.as_millis() as u64,
+                "queue: the database is unavailable; deliveries wait to be recorded"
+            );
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            outcome = state.store.complete_jobs(&batch).await;
+        }
+        let recorded = match outcome {
             Ok(messages) => messages,
             Err(err) if batch.len() > 1 => {
                 tracing::warn!(error = %err, jobs = batch.len(), "queue: cannot record a batch of deliveries; recording them one by one");
@@ -407,7 +421,7 @@ async fn fail(state: &AppState, job: &QueueJob, error: &str) {
     }
 }
 
-fn record(result: Result<(), crate::store::StoreError>) {
+fn record(result: Result<(), StoreError>) {
     if let Err(err) = result {
         tracing::warn!(error = %err, "queue: cannot update a job; its lease will return it");
     }
