@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::store::SessionKind;
+use crate::inbound::service::handle_inbound_message;
+use crate::store::{NewInboundMessage, SessionKind, StoreError};
 
 /// What a supervisor round does about one session that should run somewhere.
 pub(crate) enum LeaseRound {
@@ -51,6 +52,37 @@ pub(crate) async fn lease_round(
             match running_until {
                 Some(held) if held - lease_duration(state) / 3 <= Utc::now() => LeaseRound::Stop,
                 _ => LeaseRound::Keep,
+            }
+        }
+    }
+}
+
+/// Stores a message a bridge received. While the database is unavailable it retries every second
+/// until `stopped` completes (then `false`): a message must not be passed over for a passing
+/// outage. A message the database refuses outright is logged and skipped, so one bad message does
+/// not stall the account.
+pub(crate) async fn store_received(
+    state: &AppState,
+    bridge: &str,
+    channel_id: Uuid,
+    payload: NewInboundMessage,
+    stopped: impl Future,
+) -> bool {
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        match handle_inbound_message(state, payload.clone()).await {
+            Ok(_) => return true,
+            Err(err @ StoreError::Unavailable(_)) => {
+                tracing::warn!(channel.id = %channel_id, bridge, error = %err, "database unavailable; retrying a received message");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = &mut stopped => return false,
+                }
+            }
+            Err(err) => {
+                tracing::error!(channel.id = %channel_id, bridge, error = %err, provider_message_id = ?payload.provider_message_id,
+                    "a received message cannot be stored; skipped");
+                return true;
             }
         }
     }

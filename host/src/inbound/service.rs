@@ -57,11 +57,14 @@ fn without_nul(message: &mut NewInboundMessage) {
         }
     }
     strip(&mut message.external_user_id);
-    for text in [&mut message.external_conversation_id, &mut message.provider_message_id, &mut message.sender_name]
-        .into_iter()
-        .chain([&mut message.sender_username, &mut message.text])
-        .flatten()
-    {
+    let optional = [
+        &mut message.external_conversation_id,
+        &mut message.provider_message_id,
+        &mut message.sender_name,
+        &mut message.sender_username,
+        &mut message.text,
+    ];
+    for text in optional.into_iter().flatten() {
         strip(text);
     }
     strip_json(&mut message.attachments);

@@ -98,10 +98,13 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let dispatches = match state.store.load_dispatches(&claimed).await {
-            Ok(dispatches) => dispatches.into_iter().map(Ok).collect(),
+            Ok(dispatches) => dispatches,
             Err(err) => {
-                tracing::warn!(error = %err, "queue: cannot load the claimed jobs");
-                claimed.iter().map(|_| Err(())).collect::<Vec<_>>()
+                tracing::warn!(error = %err, "queue: cannot load the claimed jobs; handing them back");
+                for job in &claimed {
+                    record(state.store.retry_job(job, Utc::now() + backoff(&config, job.attempts + 1), None).await);
+                }
+                continue;
             }
         };
         for (job, dispatch) in claimed.into_iter().zip(dispatches) {
@@ -166,7 +169,7 @@ async fn complete_deliveries(state: AppState, mut completions: mpsc::UnboundedRe
         }
         let recorded = match outcome {
             Ok(messages) => messages,
-            Err(err) if batch.len() > 1 => {
+            Err(err) => {
                 tracing::warn!(error = %err, jobs = batch.len(), "queue: cannot record a batch of deliveries; recording them one by one");
                 let mut messages = Vec::new();
                 for delivered in batch.chunks(1) {
@@ -178,10 +181,6 @@ async fn complete_deliveries(state: AppState, mut completions: mpsc::UnboundedRe
                     }
                 }
                 messages
-            }
-            Err(err) => {
-                tracing::error!(job.id = %batch[0].0.id, error = %err, "queue: delivered but cannot record it");
-                Vec::new()
             }
         };
         for message in &recorded {
@@ -197,7 +196,7 @@ async fn deliver(
     gate: &ChannelGate,
     completed: &mpsc::UnboundedSender<Delivered>,
     job: QueueJob,
-    dispatch: Result<Option<Dispatch>, ()>,
+    dispatch: Option<Dispatch>,
 ) {
     // A busy or paused channel hands the job back rather than holding a worker slot.
     let paused = *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,10 +212,8 @@ async fn deliver(
     gate.waiting.fetch_sub(1, Ordering::SeqCst);
     let Ok(_channel_slot) = channel_slot else { return };
 
-    let dispatch = match dispatch {
-        Ok(Some(dispatch)) => dispatch,
-        Ok(None) => return fail(state, &job, "the message, its conversation or its channel no longer exists").await,
-        Err(()) => return record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), None).await),
+    let Some(dispatch) = dispatch else {
+        return fail(state, &job, "the message, its conversation or its channel no longer exists").await;
     };
     match send(state, &dispatch).await {
         Ok(provider_message_id) => {

@@ -665,7 +665,7 @@ macro_rules! impl_store {
             }
 
             async fn load_dispatches(&self, jobs: &[QueueJob]) -> StoreResult<Vec<Option<Dispatch>>> {
-                let messages: HashMap<Uuid, Message> =
+                let mut messages: HashMap<Uuid, Message> =
                     rows_by_id(&self.pool, "messages", jobs.iter().map(|j| j.message_id), |m: &Message| m.id).await?;
                 let conversations: HashMap<Uuid, Conversation> =
                     rows_by_id(&self.pool, "conversations", messages.values().map(|m| m.conversation_id), |c: &Conversation| c.id)
@@ -676,16 +676,17 @@ macro_rules! impl_store {
                 let channels: HashMap<Uuid, Channel> =
                     rows_by_id(&self.pool, "channel_instances", jobs.iter().map(|j| j.channel_instance_id), |c: &Channel| c.id)
                         .await?;
+                // A message has one job; its conversation, customer and channel may serve several.
                 Ok(jobs
                     .iter()
                     .map(|job| {
-                        let message = messages.get(&job.message_id)?;
+                        let message = messages.remove(&job.message_id)?;
                         let conversation = conversations.get(&message.conversation_id)?;
                         Some(Dispatch {
-                            message: message.clone(),
                             conversation: conversation.clone(),
                             customer: customers.get(&conversation.customer_id)?.clone(),
                             channel: channels.get(&job.channel_instance_id)?.clone(),
+                            message,
                         })
                     })
                     .collect())

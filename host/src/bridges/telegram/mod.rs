@@ -29,10 +29,9 @@ use uuid::Uuid;
 
 use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
 use self::session::DbSession;
-use crate::bridges::{LeaseRound, lease_duration, lease_round};
+use crate::bridges::{LeaseRound, lease_duration, lease_round, store_received};
 use crate::channels::set_status;
 use crate::error::{ApiError, ApiResult};
-use crate::inbound::service::handle_inbound_message;
 use crate::state::AppState;
 use crate::store::{Channel, ChannelStatus, ChannelType, NewChannel, SessionKind, StoreError};
 
@@ -537,31 +536,10 @@ impl Listener {
                     continue;
                 }
             }
-            if !self.store(message.to_payload(self.tenant_id, self.channel_id)).await {
+            // The update state must not move past a message that is not stored.
+            let payload = message.to_payload(self.tenant_id, self.channel_id);
+            if !store_received(&self.state, "telegram", self.channel_id, payload, self.stop.changed()).await {
                 return Ok(());
-            }
-        }
-    }
-
-    /// Stores one message, retrying while the database is unavailable: the update state must not
-    /// move past a message that is not stored. `false` when stopped first.
-    async fn store(&mut self, payload: crate::store::NewInboundMessage) -> bool {
-        loop {
-            match handle_inbound_message(&self.state, payload.clone()).await {
-                Ok(_) => return true,
-                Err(err @ StoreError::Unavailable(_)) => {
-                    tracing::warn!(channel.id = %self.channel_id, error = %err, "telegram: database unavailable; retrying the message");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = self.stop.changed() => return false,
-                    }
-                }
-                Err(err) => {
-                    // The message itself cannot be stored: skip it rather than stall the account.
-                    tracing::error!(channel.id = %self.channel_id, error = %err, provider_message_id = ?payload.provider_message_id,
-                        "telegram: message cannot be stored; skipped");
-                    return true;
-                }
             }
         }
     }

@@ -29,11 +29,10 @@ use uuid::Uuid;
 
 use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
-use crate::bridges::{LeaseRound, lease_round};
+use crate::bridges::{LeaseRound, lease_round, store_received};
 use crate::channels::set_status;
-use crate::inbound::service::handle_inbound_message;
 use crate::state::AppState;
-use crate::store::{Channel, ChannelStatus, NewInboundMessage, SessionKind, StoreError};
+use crate::store::{Channel, ChannelStatus, SessionKind};
 
 /// The least time between two sends of one number: WhatsApp answers 429 around 3 messages/s and
 /// bans numbers that burst.
@@ -350,7 +349,9 @@ impl Session {
                 for (message, info) in batch {
                     if let Some(mut mapped) = mapping::map_message(&message, &info) {
                         self.resolve_lid(&mut mapped).await;
-                        self.store(mapped.to_payload(tenant_id, channel_id)).await;
+                        // The client has acknowledged it to WhatsApp already: retried until stored.
+                        let payload = mapped.to_payload(tenant_id, channel_id);
+                        store_received(&self.state, "whatsapp", channel_id, payload, std::future::pending::<()>()).await;
                     }
                 }
                 true
@@ -392,24 +393,6 @@ impl Session {
                 mapped.chat = phone.clone();
             }
             mapped.customer = phone;
-        }
-    }
-
-    /// Stores one message, retrying while the database is unavailable (the client has already
-    /// acknowledged it to WhatsApp); a message that cannot be stored at all is logged and skipped.
-    async fn store(&self, payload: NewInboundMessage) {
-        loop {
-            match handle_inbound_message(&self.state, payload.clone()).await {
-                Ok(_) => return,
-                Err(err @ StoreError::Unavailable(_)) => {
-                    tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: database unavailable; retrying the message");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(err) => {
-                    return tracing::error!(channel.id = %self.channel_id, error = %err, provider_message_id = ?payload.provider_message_id,
-                        "whatsapp: message cannot be stored; skipped");
-                }
-            }
         }
     }
 }
