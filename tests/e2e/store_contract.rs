@@ -3,7 +3,8 @@
 use chrono::{Duration, Utc};
 use omnichat::store::{
     ChannelPatch, ChannelStatus, ChannelType, ConversationQuery, Enqueued, Ingested, MessageDirection, MessageStatus, NewChannel,
-    NewInboundMessage, NewOutboundMessage, NewRefreshToken, NewUser, QueueStatus, Role, Rotation, Store, StoreError, UserPatch,
+    NewInboundMessage, NewOutboundMessage, NewRefreshToken, NewUser, PageQuery, QueueStatus, Role, Rotation, Store, StoreError,
+    UserPatch,
 };
 use omnichat_tests::{Db, TestDb};
 use serde_json::json;
@@ -18,6 +19,8 @@ on_both_databases!(
     unique_keys_are_conflicts,
     migrations_run_twice_without_harm,
     an_inbound_message_is_stored_once_with_its_customer_and_conversation,
+    concurrent_deliveries_store_a_message_once_in_one_conversation,
+    cancelled_ingests_leave_the_store_working,
     queued_jobs_are_leased_completed_retried_and_killed,
     a_batch_of_jobs_is_loaded_and_completed_together,
 );
@@ -236,6 +239,84 @@ async fn an_inbound_message_is_stored_once_with_its_customer_and_conversation(db
             .expect("list")
             .is_empty()
     );
+}
+
+async fn concurrent_deliveries_store_a_message_once_in_one_conversation(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "race@c.io").await;
+
+    // One message delivered eight times at once: stored once, the rest are duplicates (on
+    // PostgreSQL some of them lose the race on the unique key rather than seeing the row).
+    let same = inbound(tenant, channel, "u1", "p1");
+    let results = futures::future::join_all((0..8).map(|_| store.ingest_message(&same))).await;
+    let stored: Vec<_> = results.iter().filter(|r| matches!(r, Ok(Ingested::Stored { .. }))).collect();
+    let duplicates = results.iter().filter(|r| matches!(r, Ok(Ingested::Duplicate))).count();
+    assert_eq!((stored.len(), duplicates), (1, 7), "{results:?}");
+
+    // Eight messages of a new customer at once: one conversation, opened once.
+    let results = futures::future::join_all((0..8).map(|i| {
+        let message = inbound(tenant, channel, "u2", &format!("q{i}"));
+        let store = store.clone();
+        async move { store.ingest_message(&message).await }
+    }))
+    .await;
+    let mut conversations = std::collections::HashSet::new();
+    let mut opened = 0;
+    for result in results {
+        let Ingested::Stored { conversation, conversation_created, .. } = result.expect("ingest") else { panic!("stored") };
+        conversations.insert(conversation.id);
+        opened += usize::from(conversation_created);
+    }
+    assert_eq!((conversations.len(), opened), (1, 1));
+
+    // What the ingest returned is what a read gives.
+    let Ingested::Stored { customer, conversation, message, .. } =
+        store.ingest_message(&inbound(tenant, channel, "u2", "q-last")).await.expect("ingest")
+    else {
+        panic!("stored")
+    };
+    let page = PageQuery { limit: 1, ..Default::default() };
+    let listed = store.list_messages(tenant, conversation.id, &page).await.expect("messages");
+    assert_eq!(serde_json::to_value(&listed[0]).unwrap(), serde_json::to_value(&message).unwrap());
+    let read = store.get_conversation(tenant, conversation.id).await.expect("read").expect("conversation");
+    assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&conversation).unwrap());
+    let read = store.get_customer(tenant, customer.id).await.expect("read").expect("customer");
+    assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&customer).unwrap());
+}
+
+async fn cancelled_ingests_leave_the_store_working(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "cancel@c.io").await;
+
+    // Calls dropped at every stage of their round trip (a webhook whose client went away).
+    let mut finished = 0;
+    for i in 0..60u64 {
+        let message = inbound(tenant, channel, &format!("u{}", i % 3), &format!("c{i}"));
+        let call = store.ingest_message(&message);
+        if let Ok(result) = tokio::time::timeout(std::time::Duration::from_micros(i * 50), call).await {
+            assert!(matches!(result.expect("ingest"), Ingested::Stored { .. }));
+            finished += 1;
+        }
+    }
+    // Every later call is answered, and each message is there at most once.
+    for i in 0..60u64 {
+        let message = inbound(tenant, channel, &format!("u{}", i % 3), &format!("c{i}"));
+        store.ingest_message(&message).await.expect("ingest after cancellations");
+        assert_eq!(store.find_channel(channel).await.expect("lookup").map(|c| c.id), Some(channel));
+    }
+    let all = store.list_conversations(tenant, &ConversationQuery { limit: 10, ..Default::default() }).await.expect("list");
+    assert_eq!(all.len(), 3, "one conversation per customer");
+    let mut total = 0;
+    for conversation in &all {
+        total += store
+            .list_messages(tenant, conversation.id, &PageQuery { limit: 100, ..Default::default() })
+            .await
+            .expect("list")
+            .len();
+    }
+    assert_eq!(total, 60, "{finished} calls finished before their deadline");
 }
 
 async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {

@@ -3,6 +3,7 @@
 //! by it; a row of another tenant is simply not found.
 
 mod bridge_sql;
+mod direct;
 mod postgres;
 mod records;
 mod sql;

@@ -1,6 +1,10 @@
 //! Rows of the data model as the rest of the host sees them. The API serialises the public ones
 //! directly (camelCase); anything secret (password hashes, token hashes) lives only in the
 //! `*Record` types that never reach a response.
+//!
+//! `Customer`, `Conversation` and `Message` also decode from PostgreSQL's row types of their
+//! tables (the ingest function returns them as such), which go by position: their fields follow
+//! the tables' column order.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -116,7 +120,8 @@ pub struct ChannelPatch {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, sqlx::Type, ToSchema)]
+#[sqlx(type_name = "customers", no_pg_array)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     pub id: Uuid,
@@ -134,7 +139,8 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, sqlx::Type, ToSchema)]
+#[sqlx(type_name = "conversations", no_pg_array)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub id: Uuid,
@@ -150,7 +156,8 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, sqlx::Type, ToSchema)]
+#[sqlx(type_name = "messages", no_pg_array)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: Uuid,

@@ -18,6 +18,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
+                self.close_direct().await;
                 self.pool.close().await;
             }
 
@@ -299,10 +300,8 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
             async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
-                Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1")
-                    .bind(channel_id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                // A webhook's lookup: PostgreSQL runs it on the webhook path's own connections.
+                self.channel_by_id(channel_id).await
             }
 
             async fn find_channel_by_external_id(
@@ -318,112 +317,8 @@ macro_rules! impl_store {
             }
 
             async fn ingest_message(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
-                let now = Utc::now();
-                let sent_at = msg.sent_at.unwrap_or(now);
-                let mut tx = self.pool.begin_with($begin).await?;
-                // The upsert locks the customer row (PostgreSQL) for the rest of the transaction, so
-                // concurrent messages of one customer find or create its conversation one at a time.
-                let customer: Customer = sqlx::query_as(
-                    "INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-                     ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
-                       name = COALESCE(excluded.name, customers.name),
-                       username = COALESCE(excluded.username, customers.username),
-                       updated_at = excluded.updated_at
-                     RETURNING *",
-                )
-                .bind(Uuid::now_v7())
-                .bind(msg.tenant_id)
-                .bind(msg.channel_instance_id)
-                .bind(&msg.external_user_id)
-                .bind(&msg.sender_name)
-                .bind(&msg.sender_username)
-                .bind(Json(serde_json::json!({})))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-
-                // The open conversation takes the new activity (a snoozed one reopens) in the same
-                // statement that finds it; a redelivery rolls that back with everything else.
-                let open: Option<Conversation> = match &msg.external_conversation_id {
-                    Some(external) => sqlx::query_as(
-                        "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
-                         WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
-                           WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
-                           ORDER BY created_at DESC LIMIT 1)
-                         RETURNING *",
-                    )
-                    .bind(msg.channel_instance_id)
-                    .bind(external)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-                    None => sqlx::query_as(
-                        "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
-                         WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
-                           WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
-                         RETURNING *",
-                    )
-                    .bind(customer.id)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-                };
-                let (conversation, conversation_created) = match open {
-                    Some(conversation) => (conversation, false),
-                    None => {
-                        let conversation: Conversation = sqlx::query_as(
-                            "INSERT INTO conversations
-                               (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6) RETURNING *",
-                        )
-                        .bind(Uuid::now_v7())
-                        .bind(msg.tenant_id)
-                        .bind(msg.channel_instance_id)
-                        .bind(customer.id)
-                        .bind(&msg.external_conversation_id)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        (conversation, true)
-                    }
-                };
-
-                let status = match msg.direction {
-                    MessageDirection::Inbound => MessageStatus::Received,
-                    _ => MessageStatus::Sent,
-                };
-                // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
-                // the whole transaction (customer, conversation) is rolled back with it.
-                let message: Option<Message> = sqlx::query_as(
-                    "INSERT INTO messages
-                       (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
-                        attachments, raw, provider_message_id, sent_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
-                     ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
-                     RETURNING *",
-                )
-                .bind(Uuid::now_v7())
-                .bind(msg.tenant_id)
-                .bind(msg.channel_instance_id)
-                .bind(conversation.id)
-                .bind(customer.id)
-                .bind(msg.direction)
-                .bind(status)
-                .bind(&msg.text)
-                .bind(Json(&msg.attachments))
-                .bind(Json(&msg.raw))
-                .bind(&msg.provider_message_id)
-                .bind(sent_at)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(message) = message else {
-                    tx.rollback().await?;
-                    return Ok(Ingested::Duplicate);
-                };
-                tx.commit().await?;
-                Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+                // One transaction either way; how it reaches the database is the dialect's.
+                self.ingest(msg).await
             }
 
             async fn list_conversations(&self, tenant_id: Uuid, query: &ConversationQuery) -> StoreResult<Vec<Conversation>> {

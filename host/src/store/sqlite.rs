@@ -47,6 +47,128 @@ impl SqliteStore {
             .map_err(StoreError::Unavailable)?;
         Ok(Self { pool })
     }
+
+    pub(super) async fn channel_by_id(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
+        Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1").bind(channel_id).fetch_optional(&self.pool).await?)
+    }
+
+    pub(super) async fn close_direct(&self) {}
+
+    /// `handle_inbound_message`'s transaction (PostgreSQL runs the same steps in one function,
+    /// migrations/postgres/0002_ingest_function.sql): upsert the customer, touch its open
+    /// conversation or open one, insert the message. A redelivery rolls everything back.
+    pub(super) async fn ingest(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
+        let now = Utc::now();
+        let sent_at = msg.sent_at.unwrap_or(now);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The transaction begins IMMEDIATE, holding the write lock, so concurrent messages of one
+        // customer find or create its conversation one at a time.
+        let customer: Customer = sqlx::query_as(
+            "INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
+               name = COALESCE(excluded.name, customers.name),
+               username = COALESCE(excluded.username, customers.username),
+               updated_at = excluded.updated_at
+             RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(msg.tenant_id)
+        .bind(msg.channel_instance_id)
+        .bind(&msg.external_user_id)
+        .bind(&msg.sender_name)
+        .bind(&msg.sender_username)
+        .bind(Json(serde_json::json!({})))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        // The open conversation takes the new activity (a snoozed one reopens) in the same
+        // statement that finds it; a redelivery rolls that back with everything else.
+        let open: Option<Conversation> = match &msg.external_conversation_id {
+            Some(external) => {
+                sqlx::query_as(
+                    "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
+                 WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                   WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
+                   ORDER BY created_at DESC LIMIT 1)
+                 RETURNING *",
+                )
+                .bind(msg.channel_instance_id)
+                .bind(external)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
+                 WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                   WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
+                 RETURNING *",
+                )
+                .bind(customer.id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let (conversation, conversation_created) = match open {
+            Some(conversation) => (conversation, false),
+            None => {
+                let conversation: Conversation = sqlx::query_as(
+                    "INSERT INTO conversations
+                       (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6) RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(msg.tenant_id)
+                .bind(msg.channel_instance_id)
+                .bind(customer.id)
+                .bind(&msg.external_conversation_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                (conversation, true)
+            }
+        };
+
+        let status = match msg.direction {
+            MessageDirection::Inbound => MessageStatus::Received,
+            _ => MessageStatus::Sent,
+        };
+        // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
+        // the whole transaction (customer, conversation) is rolled back with it.
+        let message: Option<Message> = sqlx::query_as(
+            "INSERT INTO messages
+               (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
+                attachments, raw, provider_message_id, sent_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+             ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
+             RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(msg.tenant_id)
+        .bind(msg.channel_instance_id)
+        .bind(conversation.id)
+        .bind(customer.id)
+        .bind(msg.direction)
+        .bind(status)
+        .bind(&msg.text)
+        .bind(Json(&msg.attachments))
+        .bind(Json(&msg.raw))
+        .bind(&msg.provider_message_id)
+        .bind(sent_at)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(message) = message else {
+            tx.rollback().await?;
+            return Ok(Ingested::Duplicate);
+        };
+        tx.commit().await?;
+        Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+    }
 }
 
 // SQLite has one writer at a time, so claiming needs no row locks.
