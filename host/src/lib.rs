@@ -23,6 +23,10 @@ pub mod telemetry;
 pub mod users;
 pub mod validate;
 
+/// The allocator the `omnichat` binary and the benchmarks run on: glibc's malloc and free were
+/// about 12% of the host's CPU on the inbound webhook path (BENCHMARKS.md).
+pub use mimalloc::MiMalloc as Allocator;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;

@@ -4,6 +4,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use omnichat::Config;
 
+#[global_allocator]
+static ALLOCATOR: omnichat::Allocator = omnichat::Allocator;
+
 #[derive(Parser)]
 #[command(name = "omnichat", version, about = "Multi-tenant omnichannel messaging gateway")]
 struct Cli {

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use omnichat_tests::{Db, TestApp, id_of, spawn_app, telegram_text};
 use serde_json::json;
 
+// What the `omnichat` binary runs on.
+#[global_allocator]
+static ALLOCATOR: omnichat::Allocator = omnichat::Allocator;
+
 struct Args {
     db: Db,
     messages: usize,

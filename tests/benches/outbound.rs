@@ -10,6 +10,10 @@ use omnichat_tests::fake::FakeProvider;
 use omnichat_tests::{Db, id_of, spawn_app_with, spawn_replica};
 use serde_json::json;
 
+// What the `omnichat` binary runs on.
+#[global_allocator]
+static ALLOCATOR: omnichat::Allocator = omnichat::Allocator;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let mut db = Db::Sqlite;
