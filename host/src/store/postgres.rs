@@ -78,10 +78,6 @@ impl PostgresStore {
     /// violation on the provider id, raised by a redelivery racing the first one.
     pub(super) async fn ingest(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
         let now = Utc::now();
-        let status = match msg.direction {
-            MessageDirection::Inbound => MessageStatus::Received,
-            _ => MessageStatus::Sent,
-        };
         let mut direct = self.webhook.acquire().await?;
         let stored: Result<Option<(Customer, Conversation, Message, bool)>, sqlx::Error> = sqlx::query_as(
             "SELECT customer, conversation, message, conversation_created
@@ -97,7 +93,7 @@ impl PostgresStore {
         .bind(Uuid::now_v7())
         .bind(Uuid::now_v7())
         .bind(msg.direction)
-        .bind(status)
+        .bind(msg.status())
         .bind(&msg.text)
         .bind(Json(&msg.attachments))
         .bind(Json(&msg.raw))

@@ -204,6 +204,16 @@ pub struct NewInboundMessage {
     pub direction: MessageDirection,
 }
 
+impl NewInboundMessage {
+    /// RECEIVED for a customer's message; one the business sent from elsewhere is already SENT.
+    pub fn status(&self) -> MessageStatus {
+        match self.direction {
+            MessageDirection::Inbound => MessageStatus::Received,
+            _ => MessageStatus::Sent,
+        }
+    }
+}
+
 /// What storing an inbound message did.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // short-lived, returned once per message

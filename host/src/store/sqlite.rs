@@ -48,10 +48,12 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// A webhook's channel lookup (PostgreSQL runs it outside its pool; SQLite has only the pool).
     pub(super) async fn channel_by_id(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
         Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1").bind(channel_id).fetch_optional(&self.pool).await?)
     }
 
+    /// Nothing to close outside the pool.
     pub(super) async fn close_direct(&self) {}
 
     /// `handle_inbound_message`'s transaction (PostgreSQL runs the same steps in one function,
@@ -89,10 +91,10 @@ impl SqliteStore {
             Some(external) => {
                 sqlx::query_as(
                     "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
-                 WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
-                   WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
-                   ORDER BY created_at DESC LIMIT 1)
-                 RETURNING *",
+                     WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                       WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
+                       ORDER BY created_at DESC LIMIT 1)
+                     RETURNING *",
                 )
                 .bind(msg.channel_instance_id)
                 .bind(external)
@@ -103,9 +105,9 @@ impl SqliteStore {
             None => {
                 sqlx::query_as(
                     "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
-                 WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
-                   WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
-                 RETURNING *",
+                     WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
+                       WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
+                     RETURNING *",
                 )
                 .bind(customer.id)
                 .bind(now)
@@ -132,11 +134,6 @@ impl SqliteStore {
                 (conversation, true)
             }
         };
-
-        let status = match msg.direction {
-            MessageDirection::Inbound => MessageStatus::Received,
-            _ => MessageStatus::Sent,
-        };
         // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
         // the whole transaction (customer, conversation) is rolled back with it.
         let message: Option<Message> = sqlx::query_as(
@@ -153,7 +150,7 @@ impl SqliteStore {
         .bind(conversation.id)
         .bind(customer.id)
         .bind(msg.direction)
-        .bind(status)
+        .bind(msg.status())
         .bind(&msg.text)
         .bind(Json(&msg.attachments))
         .bind(Json(&msg.raw))
