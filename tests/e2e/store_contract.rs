@@ -25,6 +25,10 @@ on_both_databases!(
     a_batch_of_jobs_is_loaded_and_completed_together,
 );
 
+fn as_json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).expect("serializes")
+}
+
 fn new_user(email: &str, role: Role) -> NewUser {
     NewUser { email: email.into(), name: Some("N".into()), role, password_hash: "$argon2id$fake".into() }
 }
@@ -278,11 +282,11 @@ async fn concurrent_deliveries_store_a_message_once_in_one_conversation(db: Db) 
     };
     let page = PageQuery { limit: 1, ..Default::default() };
     let listed = store.list_messages(tenant, conversation.id, &page).await.expect("messages");
-    assert_eq!(serde_json::to_value(&listed[0]).unwrap(), serde_json::to_value(&message).unwrap());
+    assert_eq!(as_json(&listed[0]), as_json(&message));
     let read = store.get_conversation(tenant, conversation.id).await.expect("read").expect("conversation");
-    assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&conversation).unwrap());
+    assert_eq!(as_json(&read), as_json(&conversation));
     let read = store.get_customer(tenant, customer.id).await.expect("read").expect("customer");
-    assert_eq!(serde_json::to_value(&read).unwrap(), serde_json::to_value(&customer).unwrap());
+    assert_eq!(as_json(&read), as_json(&customer));
 }
 
 async fn cancelled_ingests_leave_the_store_working(db: Db) {
