@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const PLUGINS: [(&str, &str); 3] = [
+const PLUGINS: [(&str, &str); 4] = [
     ("omnichat-plugin-telegram-bot", "telegram_bot"),
     ("omnichat-plugin-facebook", "facebook"),
     ("omnichat-plugin-hostile", "hostile"),
+    ("omnichat-plugin-legacy-v01", "legacy_v01"),
 ];
 
 fn main() {

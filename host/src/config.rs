@@ -31,6 +31,9 @@ pub struct Config {
     pub bridges: BridgeConfig,
     /// plugins.toml; `None` loads the built-in adapters with their defaults.
     pub plugins_manifest: Option<PathBuf>,
+    /// `OMNICHAT_PUBLIC_URL`: where providers reach this host (`https://chat.example.com`);
+    /// with it, connecting a channel registers its webhook with the provider.
+    pub public_url: Option<String>,
 }
 
 /// The outbound queue's worker.
@@ -250,6 +253,10 @@ impl Config {
                     Some(path)
                 }
                 None => Some(PathBuf::from("plugins.toml")).filter(|p| p.is_file()),
+            },
+            public_url: match var("OMNICHAT_PUBLIC_URL") {
+                Some(url) => Some(base_url("OMNICHAT_PUBLIC_URL", Some(url), "")?),
+                None => None,
             },
             data_dir,
         })

@@ -63,18 +63,48 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
     store.migrate().await.context("cannot migrate the database")?;
-    let plugins = load_plugins(&config).await?;
     let tokens = auth::tokens::TokenService::new(&config.jwt);
     let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone());
+    let secrets = crypto::SecretBox::new(&config.secret_key);
+    let status = channels::StatusSink::new(store.clone(), realtime.clone());
+    let inbound = inbound::service::Inbound::new(store.clone(), realtime.clone(), Arc::new(agents::NoAutoReply));
+    let fetcher = plugins::fetch::Fetcher::new(config.providers.allow_private_fetch)?;
+
+    let registry = Arc::new(channels::ChannelRegistry::default());
+    let bridge_deps = bridges::BridgeDeps {
+        store: store.clone(),
+        secrets: secrets.clone(),
+        realtime: realtime.clone(),
+        status: status.clone(),
+        inbound: inbound.clone(),
+        fetcher: fetcher.clone(),
+        config: config.bridges.clone(),
+    };
+    let telegram = Arc::new(bridges::telegram::TelegramBridge::new(connectors.telegram));
+    let whatsapp = Arc::new(bridges::whatsapp::WhatsAppBridge::new(connectors.whatsapp));
+    registry.add_bridge(Arc::new(bridges::telegram::adapter::TelegramUserAdapter::new(telegram.clone(), bridge_deps.clone())));
+    registry.add_bridge(Arc::new(bridges::whatsapp::adapter::WhatsAppAdapter::new(whatsapp.clone(), bridge_deps.clone())));
+
+    let plugin_deps = plugins::adapter::PluginDeps {
+        store: store.clone(),
+        secrets: secrets.clone(),
+        status: status.clone(),
+        public_url: config.public_url.clone(),
+    };
+    let plugins = Arc::new(plugin_host(&config, fetcher, registry.clone(), plugin_deps)?);
+    plugins.load().await.context("cannot load the plugins")?;
     Ok(AppState(Arc::new(App {
         tokens,
         realtime,
-        plugins: Arc::new(plugins),
-        auto_reply: Arc::new(agents::NoAutoReply),
+        channels: registry,
+        plugins,
+        inbound,
+        status,
         queue: Default::default(),
-        telegram: bridges::telegram::TelegramBridge::new(connectors.telegram),
-        whatsapp: bridges::whatsapp::WhatsAppBridge::new(connectors.whatsapp),
-        secrets: crypto::SecretBox::new(&config.secret_key),
+        telegram,
+        whatsapp,
+        bridge_deps,
+        secrets,
         login_throttle: Default::default(),
         started_at: Instant::now(),
         store,
@@ -82,19 +112,17 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
     })))
 }
 
-/// Compiles the adapters named by plugins.toml (or the built-in ones).
-pub async fn load_plugins(config: &Config) -> anyhow::Result<plugins::PluginRuntime> {
-    let manifest = match &config.plugins_manifest {
-        Some(path) => plugins::manifest::Manifest::load(path)?,
-        None => plugins::manifest::Manifest::builtin(),
-    };
-    let providers = &config.providers;
-    let base_urls = std::collections::HashMap::from([
-        (store::ChannelType::TelegramBot, providers.telegram_api_base_url.clone()),
-        (store::ChannelType::Facebook, providers.facebook_graph_base_url.clone()),
-    ]);
-    let fetcher = plugins::fetch::Fetcher::new(providers.allow_private_fetch)?;
-    plugins::PluginRuntime::load(&manifest, &base_urls, fetcher).await.context("cannot load the plugins")
+/// The plugin runtime (compiled components cached under the data dir) and the loader of the
+/// plugins plugins.toml names.
+pub fn plugin_host(
+    config: &Config,
+    fetcher: Arc<plugins::fetch::Fetcher>,
+    registry: Arc<channels::ChannelRegistry>,
+    deps: plugins::adapter::PluginDeps,
+) -> anyhow::Result<plugins::PluginHost> {
+    let cache = config.data_dir.join("plugin-cache");
+    let runtime = plugins::PluginRuntime::new(fetcher, plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))?;
+    Ok(plugins::PluginHost::new(Arc::new(runtime), config.plugins_manifest.clone(), config.providers.clone(), registry, deps))
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -106,7 +134,15 @@ pub async fn serve(
     let router = http::router::router(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped.clone())));
-    let bridges = state.config.bridges.enabled.then(|| tokio::spawn(bridges::supervise(state.clone(), worker_stopped)));
+    let watcher = tokio::spawn(state.plugins.clone().watch(worker_stopped.clone()));
+    let bridges = state.config.bridges.enabled.then(|| {
+        tokio::spawn(bridges::supervise(
+            state.bridge_deps.clone(),
+            state.telegram.clone(),
+            state.whatsapp.clone(),
+            worker_stopped,
+        ))
+    });
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed");
     // The worker finishes or hands back its claimed jobs, and the bridges their sessions, before the pool closes.
@@ -117,6 +153,7 @@ pub async fn serve(
     if let Some(bridges) = bridges {
         let _ = bridges.await;
     }
+    let _ = watcher.await;
     state.store.close().await;
     served
 }

@@ -1,4 +1,4 @@
-//! The `omnichat` binary: `serve` (the default) and `migrate`.
+//! The `omnichat` binary: `serve` (the default), `migrate`, and `plugins list|check`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +31,12 @@ enum Command {
 enum PluginsCommand {
     /// Compile the plugins of plugins.toml (or the built-in ones) and show what loaded.
     List,
+    /// Load a component, check it implements the adapter world (0.1 or 0.2), and show what it
+    /// declares: its info, config schema, webhook route and imports.
+    Check {
+        /// The `.wasm` component.
+        file: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -45,25 +51,59 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::Plugins { command: PluginsCommand::List } => {
-            let runtime = omnichat::load_plugins(&config).await?;
-            let mut plugins: Vec<_> = runtime.plugins().collect();
-            plugins.sort_by(|a, b| a.entry.id.cmp(&b.entry.id));
+            let runtime = plugin_runtime(&config)?;
+            let manifest = omnichat::plugins::loader::manifest(config.plugins_manifest.as_deref())?;
+            let mut plugins = omnichat::plugins::loader::compile_all(&runtime, &manifest, &config.providers).await?;
+            plugins.sort_by(|a, b| a.0.entry.id.cmp(&b.0.entry.id));
             println!(
-                "{:<16} {:<14} {:<9} {:<10} {:>7} {:>8}  allowed hosts",
-                "id", "channel type", "version", "source", "memory", "time"
+                "{:<16} {:<14} {:<9} {:<5} {:<10} {:>7} {:>8}  allowed hosts",
+                "id", "channel type", "version", "wit", "source", "memory", "time"
             );
-            for plugin in plugins {
+            for (plugin, _) in plugins {
                 let entry = &plugin.entry;
                 println!(
-                    "{:<16} {:<14} {:<9} {:<10} {:>5}MiB {:>6}ms  {}",
+                    "{:<16} {:<14} {:<9} {:<5} {:<10} {:>5}MiB {:>6}ms  {}",
                     entry.id,
                     entry.channel_type,
                     plugin.info.version,
+                    plugin.wit_version,
                     if entry.source == "builtin" { "builtin" } else { "file" },
                     entry.memory_limit_mb,
                     entry.time_limit_ms,
                     plugin.grants.join(", ")
                 );
+            }
+        }
+        Command::Plugins { command: PluginsCommand::Check { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let runtime = plugin_runtime(&config)?;
+            let plugin = runtime.inspect(&bytes).await.with_context(|| format!("{} is not a usable adapter", file.display()))?;
+            let info = &plugin.info;
+            println!("{}: an OmniChat channel adapter (omnichat:channel@{})", file.display(), plugin.wit_version);
+            println!("  id:           {}", info.plugin_id);
+            println!("  name:         {}", info.name);
+            println!("  version:      {}", info.version);
+            println!("  channel type: {}", info.channel_type);
+            match &info.webhook {
+                Some(webhook) => println!("  webhook:      {:?} at {}", webhook.mode, webhook.path),
+                None => println!("  webhook:      none"),
+            }
+            println!("  config schema:");
+            if info.config_schema.is_empty() {
+                println!("    (none declared)");
+            }
+            for field in &info.config_schema {
+                let flags = match (field.required, field.secret) {
+                    (true, true) => "required, secret",
+                    (true, false) => "required",
+                    (false, true) => "optional, secret",
+                    (false, false) => "optional",
+                };
+                println!("    {:<24} {:<18} {}", field.name, flags, field.description);
+            }
+            println!("  imports:");
+            for import in &plugin.imports {
+                println!("    {import}");
             }
         }
         Command::Serve => {
@@ -75,6 +115,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A plugin runtime sharing the server's compile cache.
+fn plugin_runtime(config: &Config) -> anyhow::Result<omnichat::plugins::PluginRuntime> {
+    let fetcher = omnichat::plugins::fetch::Fetcher::new(config.providers.allow_private_fetch)?;
+    let cache = config.data_dir.join("plugin-cache");
+    omnichat::plugins::PluginRuntime::new(fetcher, omnichat::plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))
 }
 
 async fn shutdown_signal() {

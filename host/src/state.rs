@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::agents::AutoReply;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::TokenService;
+use crate::bridges::BridgeDeps;
 use crate::bridges::telegram::TelegramBridge;
 use crate::bridges::whatsapp::WhatsAppBridge;
+use crate::channels::{ChannelRegistry, StatusSink};
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::inbound::service::Inbound;
 use crate::outbound::QueueWorker;
-use crate::plugins::PluginRuntime;
+use crate::plugins::PluginHost;
 use crate::realtime::Realtime;
 use crate::store::Store;
 
@@ -22,12 +24,18 @@ pub struct App {
     pub login_throttle: LoginThrottle,
     pub secrets: SecretBox,
     pub started_at: Instant,
-    pub plugins: Arc<PluginRuntime>,
+    /// Channel type -> adapter: the one seam every channel type sits behind.
+    pub channels: Arc<ChannelRegistry>,
+    /// The WASM plugins (loaded into `channels`) and their reloads.
+    pub plugins: Arc<PluginHost>,
     pub realtime: Realtime,
-    pub auto_reply: Arc<dyn AutoReply>,
+    pub inbound: Inbound,
+    pub status: StatusSink,
     pub queue: QueueWorker,
-    pub telegram: TelegramBridge,
-    pub whatsapp: WhatsAppBridge,
+    pub telegram: Arc<TelegramBridge>,
+    pub whatsapp: Arc<WhatsAppBridge>,
+    /// What the bridges are handed (their handlers pass it on).
+    pub bridge_deps: BridgeDeps,
 }
 
 #[derive(Clone)]

@@ -18,7 +18,7 @@ async fn channels_are_created_listed_updated_and_deleted(db: Db) {
     let page = app
         .create_channel(
             &owner,
-            json!({"name": "Shop page", "type": "FACEBOOK", "externalId": "1234567890", "metadata": {"color": "blue"}}),
+            json!({"name": "Shop page", "type": "FACEBOOK", "externalId": "1234567890", "metadata": {"color": "blue"}, "config": {"pageAccessToken": "page-token"}}),
         )
         .await;
     assert_eq!(page["status"], "DISCONNECTED");
@@ -26,7 +26,7 @@ async fn channels_are_created_listed_updated_and_deleted(db: Db) {
     assert_eq!(page["externalId"], "1234567890");
     assert_eq!(page["metadata"]["color"], "blue");
     assert_eq!(page["tenantId"], owner.tenant_id.as_str());
-    let bot = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await;
+    let bot = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await;
 
     let list = app.get("/api/channels", token).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -86,16 +86,48 @@ async fn bad_channel_input_is_refused_and_nothing_is_stored(db: Db) {
     let app = spawn_app(db).await;
     let owner = app.register("bad@shop.io").await;
     let token = Some(owner.access_token.as_str());
-    app.create_channel(&owner, json!({"name": "Page", "type": "FACEBOOK", "externalId": "42"})).await;
+    app.create_channel(
+        &owner,
+        json!({"name": "Page", "type": "FACEBOOK", "externalId": "42", "config": {"pageAccessToken": "page-token"}}),
+    )
+    .await;
 
     let cases = [
-        (json!({"name": "X", "type": "TELEGRAM"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"type": "WIDGET"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"name": "   ", "type": "WIDGET"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"name": "X", "type": "WIDGET", "config": "token"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"name": "X", "type": "WIDGET", "metadata": [1]}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"name": "X", "type": "WIDGET", "status": "CONNECTED"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"name": "Page 2", "type": "FACEBOOK", "externalId": "42"}), StatusCode::CONFLICT, "conflict"),
+        (json!({"name": "X", "type": "TELEGRAM"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel_type"),
+        (json!({"name": "X", "type": "telegram_bot"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel_type"),
+        (json!({"type": "TELEGRAM_BOT"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (
+            json!({"name": "   ", "type": "TELEGRAM_BOT", "config": {"botToken": "1:x"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (json!({"name": "X", "type": "TELEGRAM_BOT", "config": "token"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({"name": "X", "type": "TELEGRAM_BOT", "config": {}}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (
+            json!({"name": "X", "type": "TELEGRAM_BOT", "config": {"botToken": " "}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "X", "type": "FACEBOOK", "config": {"appSecret": "s"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "X", "type": "TELEGRAM_BOT", "config": {"botToken": "1:x"}, "metadata": [1]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "X", "type": "TELEGRAM_BOT", "config": {"botToken": "1:x"}, "status": "CONNECTED"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"name": "Page 2", "type": "FACEBOOK", "externalId": "42", "config": {"pageAccessToken": "page-token"}}),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
     ];
     for (body, status, code) in cases {
         let reply = app.post("/api/channels", token, body.clone()).await;
@@ -105,7 +137,12 @@ async fn bad_channel_input_is_refused_and_nothing_is_stored(db: Db) {
     let listed = app.get("/api/channels", &owner.access_token).await;
     assert_eq!(listed.body.as_array().map(Vec::len), Some(1), "nothing stored by refused requests");
 
-    let page_of_other_type = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "externalId": "42"})).await;
+    let page_of_other_type = app
+        .create_channel(
+            &owner,
+            json!({"name": "Bot", "type": "TELEGRAM_BOT", "externalId": "42", "config": {"botToken": "1:test"}}),
+        )
+        .await;
     assert_eq!(page_of_other_type["externalId"], "42", "external ids are unique per type only");
 
     let bad_id = app.get("/api/channels/not-a-uuid", &owner.access_token).await;
@@ -113,7 +150,8 @@ async fn bad_channel_input_is_refused_and_nothing_is_stored(db: Db) {
     assert_eq!(bad_id.error_code(), "invalid_id");
     let unknown = app.get(&format!("/api/channels/{}", uuid::Uuid::new_v4()), &owner.access_token).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let type_change =
-        app.patch(&format!("/api/channels/{}", id_of(&page_of_other_type)), &owner.access_token, json!({"type": "WIDGET"})).await;
+    let type_change = app
+        .patch(&format!("/api/channels/{}", id_of(&page_of_other_type)), &owner.access_token, json!({"type": "TELEGRAM_BOT"}))
+        .await;
     assert_eq!(type_change.status, StatusCode::UNPROCESSABLE_ENTITY, "the type of a channel is fixed");
 }

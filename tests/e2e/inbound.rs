@@ -17,7 +17,10 @@ on_both_databases!(
     a_badly_signed_messenger_delivery_is_refused,
 );
 
-async fn bot_channel(app: &omnichat_tests::TestApp, owner: &omnichat_tests::Session, config: serde_json::Value) -> String {
+async fn bot_channel(app: &omnichat_tests::TestApp, owner: &omnichat_tests::Session, mut config: serde_json::Value) -> String {
+    if config.get("botToken").is_none() {
+        config["botToken"] = json!("1:test");
+    }
     let channel = app.create_channel(owner, json!({"name": "Support bot", "type": "TELEGRAM_BOT", "config": config})).await;
     id_of(&channel).to_string()
 }
@@ -118,7 +121,12 @@ async fn bad_telegram_deliveries_get_the_right_4xx_and_store_nothing(db: Db) {
     let app = spawn_app(db).await;
     let owner = app.register("badtg@shop.io").await;
     let channel = bot_channel(&app, &owner, json!({})).await;
-    let page = app.create_channel(&owner, json!({"name": "Page", "type": "FACEBOOK", "externalId": "p1"})).await;
+    let page = app
+        .create_channel(
+            &owner,
+            json!({"name": "Page", "type": "FACEBOOK", "externalId": "p1", "config": {"pageAccessToken": "page-token"}}),
+        )
+        .await;
     let update = telegram_text(1, 1, 1, "hi");
 
     let unknown = app.telegram_update(&uuid::Uuid::new_v4().to_string(), &update, None).await;
@@ -184,7 +192,7 @@ async fn a_signed_messenger_delivery_is_stored_per_page(db: Db) {
     // pages of this delivery must verify, so B signs with the same secret here.
     app.create_channel(
         &b,
-        json!({"name": "B", "type": "FACEBOOK", "externalId": "PAGE_B", "config": {"appSecret": "app-secret"}}),
+        json!({"name": "B", "type": "FACEBOOK", "externalId": "PAGE_B", "config": {"appSecret": "app-secret", "pageAccessToken": "tok-b"}}),
     )
     .await;
 
@@ -210,7 +218,11 @@ async fn a_signed_messenger_delivery_is_stored_per_page(db: Db) {
 async fn a_badly_signed_messenger_delivery_is_refused(db: Db) {
     let app = spawn_app_with(db, |config| config.providers.facebook_app_secret = Some("app-secret".to_owned().into())).await;
     let owner = app.register("fbbad@shop.io").await;
-    app.create_channel(&owner, json!({"name": "A", "type": "FACEBOOK", "externalId": "PAGE_A"})).await;
+    app.create_channel(
+        &owner,
+        json!({"name": "A", "type": "FACEBOOK", "externalId": "PAGE_A", "config": {"pageAccessToken": "page-token"}}),
+    )
+    .await;
     let body = json!({"object": "page", "entry": [{"id": "PAGE_A", "messaging": [
         {"sender": {"id": "P"}, "timestamp": 1, "message": {"mid": "x", "text": "forged"}}]}]});
 

@@ -17,7 +17,10 @@ on_both_databases!(
 /// A tenant with a bot channel and `n` customers who each wrote once (customer i = user 1000+i).
 async fn inbox(app: &omnichat_tests::TestApp, email: &str, n: i64) -> (omnichat_tests::Session, String) {
     let owner = app.register(email).await;
-    let channel = id_of(&app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await).to_string();
+    let channel = id_of(
+        &app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await,
+    )
+    .to_string();
     for i in 0..n {
         let reply = app.telegram_update(&channel, &telegram_text(i, i, 1000 + i, &format!("message {i}")), None).await;
         assert_eq!(reply.status, StatusCode::OK);

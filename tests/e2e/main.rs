@@ -9,6 +9,7 @@ mod inbound;
 mod inbox;
 mod isolation;
 mod outbound;
+mod platform;
 mod plugins;
 mod realtime;
 mod store_contract;

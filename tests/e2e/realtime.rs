@@ -20,7 +20,10 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn a_joined_socket_receives_message_created_and_conversation_updated(db: Db) {
     let app = spawn_app(db).await;
     let owner = app.register("rt@shop.io").await;
-    let channel = id_of(&app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await).to_string();
+    let channel = id_of(
+        &app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await,
+    )
+    .to_string();
 
     let mut socket = SocketClient::connect(&app.base_url(), Some(&owner.access_token), &[&channel]).await;
     assert_eq!(socket.ready().await, [json!({"ok": true})]);
@@ -56,7 +59,10 @@ async fn a_socket_cannot_join_another_tenants_channel_or_hear_it(db: Db) {
     let app = spawn_app(db).await;
     let alice = app.register("alice@rt.io").await;
     let mallory = app.register("mallory@rt.io").await;
-    let channel = id_of(&app.create_channel(&alice, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await).to_string();
+    let channel = id_of(
+        &app.create_channel(&alice, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await,
+    )
+    .to_string();
 
     let mut intruder = SocketClient::connect(&app.base_url(), Some(&mallory.access_token), &[&channel, "not-a-uuid"]).await;
     let acks = intruder.ready().await;

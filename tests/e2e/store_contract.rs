@@ -112,7 +112,7 @@ async fn channels_round_trip_and_stay_in_their_tenant(db: Db) {
         .create_channel(
             tenant.id,
             NewChannel {
-                channel_type: ChannelType::Whatsapp,
+                channel_type: ChannelType::WHATSAPP,
                 name: "WA".into(),
                 external_id: Some("+4912345".into()),
                 config: json!({"a": 1}),
@@ -121,7 +121,7 @@ async fn channels_round_trip_and_stay_in_their_tenant(db: Db) {
         )
         .await
         .expect("create");
-    assert_eq!((created.channel_type, created.status), (ChannelType::Whatsapp, ChannelStatus::Disconnected));
+    assert_eq!((created.channel_type, created.status), (ChannelType::WHATSAPP, ChannelStatus::Disconnected));
     assert_eq!(created.metadata.0, json!({"b": [1, 2]}));
 
     let fetched = store.get_channel(tenant.id, created.id).await.expect("get").expect("found");
@@ -157,7 +157,7 @@ async fn unique_keys_are_conflicts(db: Db) {
     assert_eq!(store.list_users(tenant.id).await.expect("list").len(), 1);
 
     let page = |name: &str| NewChannel {
-        channel_type: ChannelType::Facebook,
+        channel_type: ChannelType::FACEBOOK,
         name: name.into(),
         external_id: Some("page-1".into()),
         config: json!({}),
@@ -181,7 +181,7 @@ async fn tenant_with_channel(store: &std::sync::Arc<dyn Store>, email: &str) -> 
         .create_channel(
             tenant.id,
             NewChannel {
-                channel_type: ChannelType::TelegramBot,
+                channel_type: ChannelType::TELEGRAM_BOT,
                 name: "Bot".into(),
                 external_id: None,
                 config: json!({}),

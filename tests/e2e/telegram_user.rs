@@ -487,7 +487,7 @@ async fn stored_session(store: &Arc<dyn omnichat::store::Store>, email: &str) ->
     let owner = NewUser { email: email.into(), name: None, role: Role::Owner, password_hash: "x".into() };
     let (tenant, _) = store.create_tenant_with_owner("T", owner).await.expect("tenant");
     let channel = NewChannel {
-        channel_type: ChannelType::TelegramUser,
+        channel_type: ChannelType::TELEGRAM_USER,
         name: "tg".into(),
         external_id: None,
         config: json!({}),

@@ -59,13 +59,15 @@ async fn an_agent_manages_nothing(db: Db) {
         app.post("/api/users", Some(token), json!({"email": "x@beta.io", "password": PASSWORD})).await,
         app.patch(&format!("/api/users/{}", owner.user_id), token, json!({"role": "agent"})).await,
         app.delete(&format!("/api/users/{}", owner.user_id), token).await,
-        app.post("/api/channels", Some(token), json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await,
+        app.post("/api/channels", Some(token), json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}}))
+            .await,
     ];
     for reply in refused {
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
         assert_eq!(reply.error_code(), "forbidden");
     }
-    let channel = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT"})).await;
+    let channel =
+        app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await;
     let id = channel["id"].as_str().expect("id");
     assert_eq!(app.get(&format!("/api/channels/{id}"), token).await.status, StatusCode::OK, "agents read channels");
     assert_eq!(app.patch(&format!("/api/channels/{id}"), token, json!({"name": "X"})).await.status, StatusCode::FORBIDDEN);

@@ -10,15 +10,24 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub method: String,
     pub path: String,
     pub query: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
     pub body: Value,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -79,13 +88,15 @@ impl FakeProvider {
     }
 }
 
-async fn answer(State(inner): State<Arc<Inner>>, uri: Uri, body: Bytes) -> Response {
+async fn answer(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let delay = *inner.delay.lock().expect("lock");
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     inner.requests.lock().expect("lock").push(Recorded {
+        method: method.to_string(),
+        headers: headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect(),
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
         body: body.clone(),

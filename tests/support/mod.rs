@@ -309,6 +309,38 @@ impl TestApp {
 }
 
 impl TestDb {
+    /// Every text the database holds where an error or a secret could land: queue errors,
+    /// message errors, texts and raw events, channel configs and status reasons.
+    pub async fn raw_dump(&self) -> String {
+        let (queue, messages, channels) = match self.db {
+            Db::Sqlite => (
+                "SELECT COALESCE(last_error, '') FROM channel_message_queue",
+                "SELECT COALESCE(error, '') || COALESCE(text, '') || COALESCE(raw, '') FROM messages",
+                "SELECT config || COALESCE(status_reason, '') || metadata FROM channel_instances",
+            ),
+            Db::Postgres => (
+                "SELECT COALESCE(last_error, '') FROM channel_message_queue",
+                "SELECT COALESCE(error, '') || COALESCE(text, '') || COALESCE(raw::text, '') FROM messages",
+                "SELECT config::text || COALESCE(status_reason, '') || metadata::text FROM channel_instances",
+            ),
+        };
+        let mut dump = String::new();
+        for sql in [queue, messages, channels] {
+            let rows: Vec<String> = match self.db {
+                Db::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                    sqlx::query_scalar(sql).fetch_all(&pool).await.expect("dump")
+                }
+                Db::Postgres => {
+                    let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+                    sqlx::query_scalar(sql).fetch_all(&pool).await.expect("dump")
+                }
+            };
+            dump.extend(rows.into_iter().map(|row| row + "\n"));
+        }
+        dump
+    }
+
     /// A channel's stored configuration exactly as the database holds it.
     pub async fn raw_channel_config(&self, channel_id: Uuid) -> String {
         match self.db {
@@ -373,7 +405,7 @@ impl TestApp {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.expect("body read");

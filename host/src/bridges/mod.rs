@@ -5,12 +5,33 @@
 pub mod telegram;
 pub mod whatsapp;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::AppState;
-use crate::inbound::service::handle_inbound_message;
-use crate::store::{NewInboundMessage, SessionKind, StoreError};
+use crate::channels::StatusSink;
+use crate::channels::adapter::{AdapterKind, ChannelTypeInfo, SendFailure};
+use crate::config::BridgeConfig;
+use crate::crypto::SecretBox;
+use crate::inbound::service::Inbound;
+use crate::plugins::fetch::Fetcher;
+use crate::realtime::Realtime;
+use crate::store::{ChannelType, NewInboundMessage, SessionKind, Store, StoreError};
+
+/// What the bridges use of the host: the store, the realtime rooms, the inbound pipeline, the
+/// status sink, the secret box (sessions are sealed at rest), the guarded fetcher (media by URL)
+/// and their own configuration. Never the whole application state.
+#[derive(Clone)]
+pub struct BridgeDeps {
+    pub store: Arc<dyn Store>,
+    pub secrets: SecretBox,
+    pub realtime: Realtime,
+    pub status: StatusSink,
+    pub inbound: Inbound,
+    pub fetcher: Arc<Fetcher>,
+    pub config: BridgeConfig,
+}
 
 /// What a supervisor round does about one session that should run somewhere.
 pub(crate) enum LeaseRound {
@@ -25,14 +46,14 @@ pub(crate) enum LeaseRound {
     Keep,
 }
 
-pub(crate) fn lease_duration(state: &AppState) -> chrono::Duration {
-    chrono::Duration::from_std(state.config.bridges.lease).unwrap_or(chrono::Duration::seconds(30))
+pub(crate) fn lease_duration(state: &BridgeDeps) -> chrono::Duration {
+    chrono::Duration::from_std(state.config.lease).unwrap_or(chrono::Duration::seconds(30))
 }
 
 /// Takes or renews a session's lease for this replica and says what follows for its client.
 /// `running_until`: the lease a local client holds, when one runs here.
 pub(crate) async fn lease_round(
-    state: &AppState,
+    state: &BridgeDeps,
     kind: SessionKind,
     session_id: Uuid,
     owner: &str,
@@ -62,7 +83,7 @@ pub(crate) async fn lease_round(
 /// outage. A message the database refuses outright is logged and skipped, so one bad message does
 /// not stall the account.
 pub(crate) async fn store_received(
-    state: &AppState,
+    state: &BridgeDeps,
     bridge: &str,
     channel_id: Uuid,
     payload: NewInboundMessage,
@@ -70,7 +91,7 @@ pub(crate) async fn store_received(
 ) -> bool {
     let mut stopped = std::pin::pin!(stopped);
     loop {
-        match handle_inbound_message(state, payload.clone()).await {
+        match state.inbound.handle(payload.clone()).await {
             Ok(_) => return true,
             Err(err @ StoreError::Unavailable(_)) => {
                 tracing::warn!(channel.id = %channel_id, bridge, error = %err, "database unavailable; retrying a received message");
@@ -88,6 +109,29 @@ pub(crate) async fn store_received(
     }
 }
 
+/// How a bridge describes its channel type in `GET /api/channel-types`.
+pub(crate) fn bridge_info(channel_type: ChannelType, id: &str, name: &str) -> ChannelTypeInfo {
+    ChannelTypeInfo {
+        channel_type,
+        kind: AdapterKind::Bridge,
+        plugin_id: id.into(),
+        name: name.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        config_schema: Vec::new(),
+        webhook: None,
+    }
+}
+
+/// A bridged session that does not run here: another replica holding a live lease sends it (the
+/// job goes back without counting an attempt); otherwise nobody can now (ours is reconnecting, or
+/// no replica runs it): a retry that counts.
+pub(crate) fn not_live_here(lease: Option<(String, DateTime<Utc>)>, ours: &str, bridge: &str) -> SendFailure {
+    match lease {
+        Some((owner, until)) if owner != ours && until > Utc::now() => SendFailure::SessionElsewhere,
+        _ => SendFailure::Transient(format!("the {bridge} session is not running (reconnecting, or no server runs it)")),
+    }
+}
+
 /// The longest a bridge send may take: well inside the queue's job lease, so a job still being
 /// sent is never claimed (and sent) again.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -100,18 +144,23 @@ pub fn replica_id() -> String {
 
 /// Runs the bridges' supervisors until `shutdown` turns true, then stops every local session
 /// and hands its lease back.
-pub async fn supervise(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(state.config.bridges.supervise_interval);
+pub async fn supervise(
+    deps: BridgeDeps,
+    telegram: Arc<telegram::TelegramBridge>,
+    whatsapp: Arc<whatsapp::WhatsAppBridge>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(deps.config.supervise_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                state.telegram.reconcile(&state).await;
-                state.whatsapp.reconcile(&state).await;
+                telegram.reconcile(&deps).await;
+                whatsapp.reconcile(&deps).await;
             }
             _ = shutdown.changed() => break,
         }
     }
-    state.telegram.stop_all(&state).await;
-    state.whatsapp.stop_all(&state).await;
+    telegram.stop_all(&deps).await;
+    whatsapp.stop_all(&deps).await;
 }

@@ -1,50 +1,69 @@
-//! Which configuration values are secret, and how they are sealed, redacted and opened.
+//! The secret part of a channel's configuration: sealed, redacted and opened.
 //!
-//! A key is secret when its name says so (`botToken`, `pageAccessToken`, `appSecret`,
-//! `secretToken`, `password`, `apiKey`, ...), at any depth. Sealed values are stored as
-//! `enc:v1:...` strings holding the JSON of the original value; the API shows [`REDACTED`].
-//! A client that sends the redacted placeholder back in an update keeps the stored secret.
+//! Which top-level fields are secret is the adapter's word (its config schema), never a list of
+//! names here. Sealed values are stored as `enc:v1:...` strings holding the JSON of the original
+//! value; the API and the adapters see [`REDACTED`] wherever a sealed value is. A client that
+//! sends the redacted placeholder back in an update keeps the stored secret.
 
+use std::collections::HashMap;
+
+use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use crate::crypto::{CryptoError, SecretBox};
 
 pub const REDACTED: &str = "********";
 
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase().replace(['_', '-'], "");
-    ["token", "secret", "password", "apikey", "privatekey", "accesshash"].iter().any(|word| key.contains(word))
+/// Encrypts the `secret_fields` of `config`; placeholders keep the value found in `previous`.
+pub fn seal<'a>(
+    secrets: &SecretBox,
+    config: Value,
+    previous: Option<&Value>,
+    secret_fields: impl IntoIterator<Item = &'a str>,
+) -> Value {
+    let secret_fields: Vec<&str> = secret_fields.into_iter().collect();
+    let Value::Object(map) = config else { return config };
+    let previous = previous.and_then(Value::as_object);
+    let mut sealed = Map::with_capacity(map.len());
+    for (key, value) in map {
+        let before = previous.and_then(|p| p.get(&key));
+        let value = match value {
+            // The placeholder (of any field that was sealed) keeps what is stored.
+            Value::String(s) if s == REDACTED => match before {
+                Some(kept) => kept.clone(),
+                None => continue,
+            },
+            Value::Null => Value::Null,
+            value if secret_fields.contains(&key.as_str()) => match value {
+                Value::String(s) if SecretBox::is_sealed(&s) && before == Some(&Value::String(s.clone())) => Value::String(s),
+                other => Value::String(secrets.seal(&other.to_string())),
+            },
+            other => other,
+        };
+        sealed.insert(key, value);
+    }
+    Value::Object(sealed)
 }
 
-/// Encrypts every secret value of `config`; placeholders keep the value found in `previous`.
-pub fn seal(secrets: &SecretBox, config: Value, previous: Option<&Value>) -> Value {
-    match config {
-        Value::Object(map) => {
-            let previous = previous.and_then(Value::as_object);
-            let mut sealed = Map::with_capacity(map.len());
-            for (key, value) in map {
-                let before = previous.and_then(|p| p.get(&key));
-                let value = if is_secret_key(&key) {
-                    match value {
-                        Value::Null => Value::Null,
-                        Value::String(s) if s == REDACTED => match before {
-                            Some(kept) => kept.clone(),
-                            None => continue,
-                        },
-                        Value::String(s) if SecretBox::is_sealed(&s) && before == Some(&Value::String(s.clone())) => {
-                            Value::String(s)
-                        }
-                        other => Value::String(secrets.seal(&other.to_string())),
-                    }
-                } else {
-                    seal(secrets, value, before)
-                };
-                sealed.insert(key, value);
+/// The sealed top-level values of a stored config, opened: the secrets an adapter uses by name.
+pub fn open_secrets(secrets: &SecretBox, config: &Value) -> Result<HashMap<String, SecretString>, CryptoError> {
+    let mut values = HashMap::new();
+    if let Value::Object(map) = config {
+        for (key, value) in map {
+            let Value::String(sealed) = value else { continue };
+            if !SecretBox::is_sealed(sealed) {
+                continue;
             }
-            Value::Object(sealed)
+            let opened: Value = serde_json::from_str(&secrets.open(sealed)?).map_err(|_| CryptoError::Undecryptable)?;
+            let text = match opened {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            values.insert(key.clone(), SecretString::from(text));
         }
-        other => other,
     }
+    Ok(values)
 }
 
 /// The stored configuration as the API shows it.
@@ -66,7 +85,7 @@ fn map_secrets(config: &Value, f: &mut impl FnMut(&str) -> Result<Value, CryptoE
             let mut out = Map::with_capacity(map.len());
             for (key, value) in map {
                 let value = match value {
-                    Value::String(s) if is_secret_key(key) && SecretBox::is_sealed(s) => f(s)?,
+                    Value::String(s) if SecretBox::is_sealed(s) => f(s)?,
                     other => map_secrets(other, f)?,
                 };
                 out.insert(key.clone(), value);
@@ -80,6 +99,7 @@ fn map_secrets(config: &Value, f: &mut impl FnMut(&str) -> Result<Value, CryptoE
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
     use serde_json::json;
 
     use super::*;
@@ -90,37 +110,34 @@ mod tests {
     }
 
     #[test]
-    fn secret_values_are_sealed_redacted_and_opened() {
+    fn the_schemas_secret_fields_are_sealed_redacted_and_opened() {
         let secrets = secrets();
-        let config = json!({"botToken": "123:ABC", "nested": {"appSecret": "s3cret", "pageId": "42"}, "mode": "webhook"});
-        let sealed = seal(&secrets, config.clone(), None);
+        let config = json!({"botToken": "123:ABC", "appSecret": "s3cret", "pageId": "42", "mode": "webhook"});
+        let sealed = seal(&secrets, config.clone(), None, ["botToken", "appSecret"]);
         let text = sealed.to_string();
         assert!(!text.contains("123:ABC") && !text.contains("s3cret"), "{text}");
         assert_eq!(sealed["mode"], "webhook");
-        assert_eq!(sealed["nested"]["pageId"], "42");
-        assert_eq!(
-            redact(&sealed),
-            json!({"botToken": REDACTED, "nested": {"appSecret": REDACTED, "pageId": "42"}, "mode": "webhook"})
-        );
+        assert_eq!(sealed["pageId"], "42");
+        assert_eq!(redact(&sealed), json!({"botToken": REDACTED, "appSecret": REDACTED, "pageId": "42", "mode": "webhook"}));
         assert_eq!(open(&secrets, &sealed).expect("opens"), config);
+        let opened = open_secrets(&secrets, &sealed).expect("opens");
+        assert_eq!(opened.get("botToken").map(|s| s.expose_secret().to_owned()).as_deref(), Some("123:ABC"));
+        assert!(!opened.contains_key("pageId"));
+    }
+
+    #[test]
+    fn fields_the_schema_does_not_name_stay_in_clear() {
+        let sealed = seal(&secrets(), json!({"password": "not-declared"}), None, ["botToken"]);
+        assert_eq!(sealed, json!({"password": "not-declared"}));
     }
 
     #[test]
     fn the_placeholder_keeps_the_stored_secret_and_a_new_value_replaces_it() {
         let secrets = secrets();
-        let stored = seal(&secrets, json!({"botToken": "old", "secretToken": "hook"}), None);
-        let updated = seal(&secrets, json!({"botToken": REDACTED, "secretToken": "new-hook"}), Some(&stored));
+        let fields = ["botToken", "secretToken"];
+        let stored = seal(&secrets, json!({"botToken": "old", "secretToken": "hook"}), None, fields);
+        let updated = seal(&secrets, json!({"botToken": REDACTED, "secretToken": "new-hook"}), Some(&stored), fields);
         assert_eq!(updated["botToken"], stored["botToken"]);
         assert_eq!(open(&secrets, &updated).expect("opens"), json!({"botToken": "old", "secretToken": "new-hook"}));
-    }
-
-    #[test]
-    fn names_that_say_secret_are_secret() {
-        for key in ["botToken", "pageAccessToken", "appSecret", "secretToken", "password", "api_key", "apiKey"] {
-            assert!(is_secret_key(key), "{key}");
-        }
-        for key in ["pageId", "mode", "webhookUrl", "phoneNumber"] {
-            assert!(!is_secret_key(key), "{key}");
-        }
     }
 }

@@ -1,6 +1,7 @@
-//! Inbound: provider webhooks -> adapter `verify` and `normalize` -> one transaction per message
+//! Inbound: provider webhooks -> the channel adapter (verify, map) -> one transaction per message
 //! -> Socket.IO events -> the auto-reply hook.
 
+pub mod media;
 pub mod service;
 pub mod webhooks;
 

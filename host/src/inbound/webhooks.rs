@@ -1,26 +1,27 @@
-//! Provider webhooks. Each answers 2xx only after every message it carried is committed, so an
-//! acknowledged message is never lost, and a redelivery is harmless.
+//! Provider webhooks, for every channel type through its adapter: `/api/webhooks/{channelInstanceId}`
+//! for providers whose URL names the channel, `/api/webhooks/shared/{channelType}` for those that
+//! post many accounts to one URL, and the seed's Telegram and Facebook routes on the same path.
+//! The adapter verifies and maps the delivery and may answer it itself (a handshake); the host
+//! answers 2xx only after every message it carried is committed, so an acknowledged message is
+//! never lost, and a redelivery is harmless.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::service::{channel_call, handle_inbound_message, mark_connected};
+use crate::channels::ChannelAdapter;
+use crate::channels::adapter::{
+    Header, ReceiptStatus, ReceiveError, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+};
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
-use crate::http::extract::{ApiPath, ApiQuery};
-use crate::plugins::PluginError;
-use crate::plugins::runtime::{AttachmentKind, Header, InboundMessage, VerifyError, WebhookRequest};
+use crate::http::extract::ApiPath;
 use crate::state::AppState;
-use crate::store::{Channel, ChannelType, Ingested, MessageDirection, NewInboundMessage};
+use crate::store::{Channel, ChannelStatus, ChannelType, Ingested, MessageStatus, ReceiptUpdate};
 
 /// What a webhook delivery led to.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -30,15 +31,82 @@ pub struct WebhookReceipt {
     pub stored: usize,
     /// Messages already stored by an earlier delivery.
     pub duplicates: usize,
+    /// Replies moved to DELIVERED or READ by the delivery's receipts.
+    pub receipts: usize,
 }
 
-/// Telegram Bot API updates for one TELEGRAM_BOT channel. With `secretToken` in the channel's
-/// config, `X-Telegram-Bot-Api-Secret-Token` must match it.
+/// A webhook for one channel, named by its URL (Telegram bot, LINE, and any plugin whose
+/// webhooks are `per-channel`).
+#[utoipa::path(post, path = "/api/webhooks/{channelInstanceId}", tag = "webhooks",
+    params(("channelInstanceId" = Uuid, Path)), request_body(content = Object, description = "the provider's delivery"),
+    responses((status = 200, body = WebhookReceipt, description = "stored (or the adapter's own answer)"),
+        (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody)))]
+#[tracing::instrument(skip_all, fields(channel.id = %channel_id))]
+pub async fn channel_webhook(
+    State(state): State<AppState>,
+    ApiPath(channel_id): ApiPath<Uuid>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    per_channel(&state, channel_id, None, webhook_request(&method, &uri, &headers, body)).await
+}
+
+/// The same route for providers that verify it with a GET.
+#[utoipa::path(get, path = "/api/webhooks/{channelInstanceId}", tag = "webhooks", params(("channelInstanceId" = Uuid, Path)),
+    responses((status = 200, description = "the adapter's answer"), (status = 404, body = ApiErrorBody)))]
+pub async fn channel_webhook_get(
+    state: State<AppState>,
+    channel_id: ApiPath<Uuid>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    channel_webhook(state, channel_id, method, uri, headers, body).await
+}
+
+/// A webhook shared by every channel of a type (Facebook's one URL per app): the adapter names
+/// the accounts it is for, and each goes to the channel with that `externalId`. Handshakes that
+/// concern no channel (`hub.challenge`) are the adapter's to answer.
+#[utoipa::path(post, path = "/api/webhooks/shared/{channelType}", tag = "webhooks",
+    params(("channelType" = String, Path, example = "FACEBOOK")), request_body(content = Object, description = "the provider's delivery"),
+    responses((status = 200, body = WebhookReceipt), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
+#[tracing::instrument(skip_all, fields(channel.kind = %channel_type))]
+pub async fn shared_webhook(
+    State(state): State<AppState>,
+    ApiPath(channel_type): ApiPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let channel_type = ChannelType::parse(&channel_type).map_err(|_| ApiError::not_found("channel type"))?;
+    shared(&state, &channel_type, webhook_request(&method, &uri, &headers, body)).await
+}
+
+#[utoipa::path(get, path = "/api/webhooks/shared/{channelType}", tag = "webhooks", params(("channelType" = String, Path)),
+    responses((status = 200, description = "the adapter's answer to a handshake"), (status = 403, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody)))]
+pub async fn shared_webhook_get(
+    state: State<AppState>,
+    channel_type: ApiPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    shared_webhook(state, channel_type, method, uri, headers, body).await
+}
+
+/// The seed's Telegram Bot API route: `/api/webhooks/{id}` for TELEGRAM_BOT channels only.
 #[utoipa::path(post, path = "/api/telegram/bot/webhook/{channelInstanceId}", tag = "webhooks",
     params(("channelInstanceId" = Uuid, Path)), request_body(content = Object, description = "a Telegram Update"),
     responses((status = 200, body = WebhookReceipt), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
         (status = 404, description = "no Telegram bot channel with this id", body = ApiErrorBody)))]
-#[tracing::instrument(skip_all, fields(channel.id = %channel_id, channel.kind = "TELEGRAM_BOT"))]
 pub async fn telegram_bot(
     State(state): State<AppState>,
     ApiPath(channel_id): ApiPath<Uuid>,
@@ -46,105 +114,153 @@ pub async fn telegram_bot(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<WebhookReceipt>> {
-    let channel = state
-        .store
-        .find_channel(channel_id)
-        .await?
-        .filter(|c| c.channel_type == ChannelType::TelegramBot)
-        .ok_or_else(|| ApiError::not_found("Telegram bot channel"))?;
+) -> ApiResult<Response> {
     let request = webhook_request(&method, &uri, &headers, body);
-    let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
-    receive(&state, &channel, &request, &mut receipt).await?;
-    Ok(Json(receipt))
+    per_channel(&state, channel_id, Some(&ChannelType::TELEGRAM_BOT), request).await
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct HubChallenge {
-    #[serde(rename = "hub.mode")]
-    pub mode: Option<String>,
-    #[serde(rename = "hub.verify_token")]
-    pub verify_token: Option<String>,
-    #[serde(rename = "hub.challenge")]
-    pub challenge: Option<String>,
-}
-
-/// Facebook's webhook verification: echoes `hub.challenge` when `hub.verify_token` equals
-/// `FACEBOOK_VERIFY_TOKEN`.
-#[utoipa::path(get, path = "/api/facebook/webhook", tag = "webhooks", params(HubChallenge),
-    responses((status = 200, description = "the challenge, as text/plain", body = String), (status = 403, body = ApiErrorBody)))]
-pub async fn facebook_verify(State(state): State<AppState>, ApiQuery(hub): ApiQuery<HubChallenge>) -> ApiResult<Response> {
-    let expected = state.config.providers.facebook_verify_token.as_ref();
-    let presented = hub.verify_token.unwrap_or_default();
-    let matches = expected.is_some_and(|token| bool::from(token.expose_secret().as_bytes().ct_eq(presented.as_bytes())));
-    if hub.mode.as_deref() != Some("subscribe") || !matches {
-        return Err(ApiError::forbidden("hub.verify_token does not match FACEBOOK_VERIFY_TOKEN"));
-    }
-    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain")], hub.challenge.unwrap_or_default()).into_response())
-}
-
-/// Messenger events for any page of the app. Each entry goes to the FACEBOOK channel whose
-/// `externalId` is the page id; `X-Hub-Signature-256` must sign the raw body with the app secret.
+/// The seed's Facebook route: `/api/webhooks/shared/FACEBOOK`.
 #[utoipa::path(post, path = "/api/facebook/webhook", tag = "webhooks", request_body(content = Object, description = "a Messenger webhook delivery"),
     responses((status = 200, body = WebhookReceipt), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody),
         (status = 404, description = "no FACEBOOK channel for any page of the delivery", body = ApiErrorBody)))]
-#[tracing::instrument(skip_all, fields(channel.kind = "FACEBOOK"))]
 pub async fn facebook(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<WebhookReceipt>> {
-    let request = webhook_request(&method, &uri, &headers, body);
-    let pages = state.plugins.accounts(ChannelType::Facebook, &request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
+) -> ApiResult<Response> {
+    shared(&state, &ChannelType::FACEBOOK, webhook_request(&method, &uri, &headers, body)).await
+}
+
+/// Facebook's webhook verification (`hub.challenge` with `FACEBOOK_VERIFY_TOKEN`), answered by the plugin.
+#[utoipa::path(get, path = "/api/facebook/webhook", tag = "webhooks",
+    responses((status = 200, description = "the challenge, as text/plain", body = String), (status = 403, body = ApiErrorBody)))]
+pub async fn facebook_verify(
+    state: State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    facebook(state, method, uri, headers, body).await
+}
+
+async fn per_channel(
+    state: &AppState,
+    channel_id: Uuid,
+    expected: Option<&ChannelType>,
+    request: WebhookRequest,
+) -> ApiResult<Response> {
+    let channel = state
+        .store
+        .find_channel(channel_id)
+        .await?
+        .filter(|c| expected.is_none_or(|t| &c.channel_type == t))
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    let adapter = adapter_for(state, &channel.channel_type, WebhookMode::PerChannel)?;
+    let outcome = adapter.receive(&channel, &request).await.map_err(receive_failure)?;
+    let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
+    let response = take_outcome(state, &channel, outcome, &mut receipt).await?;
+    Ok(respond(response, receipt))
+}
+
+async fn shared(state: &AppState, channel_type: &ChannelType, request: WebhookRequest) -> ApiResult<Response> {
+    let adapter = adapter_for(state, channel_type, WebhookMode::Shared)?;
+    if let Some(answer) = adapter.handshake(&request).await.map_err(receive_failure)? {
+        return Ok(respond(Some(answer), WebhookReceipt::default()));
+    }
+    let accounts = adapter.accounts(&request).await.map_err(receive_failure)?;
     let mut channels: Vec<Channel> = Vec::new();
-    for page in &pages {
-        match state.store.find_channel_by_external_id(ChannelType::Facebook, page).await? {
+    for account in &accounts {
+        match state.store.find_channel_by_external_id(channel_type, account).await? {
             Some(channel) => channels.push(channel),
-            None => tracing::warn!(page, "Messenger delivery for a page no channel connects"),
+            None => tracing::warn!(account, channel.kind = %channel_type, "webhook for an account no channel connects"),
         }
     }
     if channels.is_empty() {
-        return Err(ApiError::not_found("FACEBOOK channel for these pages"));
+        return Err(ApiError::not_found(&format!("{channel_type} channel for the accounts of this delivery")));
     }
-    // Every page's signature is checked (and its messages read) before anything is stored.
+    // Every account's delivery is verified (and read) before anything is stored.
     let mut verified = Vec::with_capacity(channels.len());
     for channel in channels {
-        let call = channel_call(&state, &channel)?;
-        let messages =
-            state.plugins.receive(channel.channel_type, call, &request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
-        verified.push((channel, messages));
+        let outcome = adapter.receive(&channel, &request).await.map_err(receive_failure)?;
+        verified.push((channel, outcome));
     }
     let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
-    for (channel, messages) in verified {
-        store_messages(&state, &channel, messages, &mut receipt).await?;
+    let mut answer = None;
+    for (channel, outcome) in verified {
+        let response = take_outcome(state, &channel, outcome, &mut receipt).await?;
+        answer = answer.or(response);
     }
-    Ok(Json(receipt))
+    Ok(respond(answer, receipt))
 }
 
-/// Verify, normalize and store one delivery for one channel.
-async fn receive(state: &AppState, channel: &Channel, request: &WebhookRequest, receipt: &mut WebhookReceipt) -> ApiResult<()> {
-    let call = channel_call(state, channel)?;
-    let messages =
-        state.plugins.receive(channel.channel_type, call, request).await.map_err(plugin_failure)?.map_err(verify_failure)?;
-    store_messages(state, channel, messages, receipt).await
+fn adapter_for(state: &AppState, channel_type: &ChannelType, mode: WebhookMode) -> ApiResult<std::sync::Arc<dyn ChannelAdapter>> {
+    let adapter = state
+        .channels
+        .get(channel_type)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no_adapter", format!("no adapter is loaded for {channel_type}")))?;
+    match adapter.info().webhook.as_ref() {
+        Some(webhook) if webhook.mode == mode => Ok(adapter),
+        Some(webhook) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "wrong_webhook_route",
+            format!("{channel_type} webhooks go to {}", webhook.path),
+        )),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no_webhooks", format!("{channel_type} channels take no webhooks"))),
+    }
 }
 
-async fn store_messages(
+/// Stores what a delivery carried for one channel; answers the adapter's own response, if any.
+async fn take_outcome(
     state: &AppState,
     channel: &Channel,
-    messages: Vec<InboundMessage>,
+    outcome: WebhookOutcome,
     receipt: &mut WebhookReceipt,
-) -> ApiResult<()> {
-    mark_connected(state, channel).await;
-    for message in messages {
-        match handle_inbound_message(state, to_payload(channel, message)).await? {
+) -> ApiResult<Option<WebhookResponse>> {
+    // A channel that receives a verified webhook is evidently connected.
+    if channel.status != ChannelStatus::Connected {
+        state.status.set(channel.tenant_id, channel.id, ChannelStatus::Connected, None).await;
+    }
+    for message in outcome.messages {
+        match state.inbound.handle(message).await? {
             Ingested::Stored { .. } => receipt.stored += 1,
             Ingested::Duplicate => receipt.duplicates += 1,
         }
     }
-    Ok(())
+    for delivered in &outcome.receipts {
+        let update = ReceiptUpdate {
+            status: match delivered.status {
+                ReceiptStatus::Delivered => MessageStatus::Delivered,
+                ReceiptStatus::Read => MessageStatus::Read,
+            },
+            provider_message_ids: &delivered.provider_message_ids,
+            external_user_id: delivered.external_user_id.as_deref(),
+            up_to: delivered.up_to,
+        };
+        receipt.receipts += state.inbound.apply_receipt(channel, &update).await?;
+    }
+    Ok(outcome.response)
+}
+
+/// Headers an adapter may not set on its answer: the connection's and the host's own.
+const RESERVED_HEADERS: [&str; 6] = ["connection", "content-length", "transfer-encoding", "set-cookie", "upgrade", "keep-alive"];
+
+fn respond(answer: Option<WebhookResponse>, receipt: WebhookReceipt) -> Response {
+    let Some(answer) = answer else { return Json(receipt).into_response() };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, answer.body).into_response();
+    let headers = response.headers_mut();
+    for Header { name, value } in answer.headers {
+        if RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 fn webhook_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> WebhookRequest {
@@ -160,69 +276,15 @@ fn webhook_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes)
     }
 }
 
-/// The seed's `InboundMessagePayload`, from an adapter's normalized message.
-pub fn to_payload(channel: &Channel, message: InboundMessage) -> NewInboundMessage {
-    let attachments: Vec<Value> = message
-        .attachments
-        .into_iter()
-        .map(|a| {
-            json!({
-                "kind": kind_name(a.kind),
-                "url": a.url,
-                "mimeType": a.mime_type,
-                "fileName": a.file_name,
-                "size": a.size,
-                "extra": serde_json::from_str::<Value>(&a.extra).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    NewInboundMessage {
-        tenant_id: channel.tenant_id,
-        channel_instance_id: channel.id,
-        external_user_id: message.external_user_id,
-        external_conversation_id: message.external_conversation_id,
-        provider_message_id: message.provider_message_id,
-        sender_name: message.sender_name,
-        sender_username: message.sender_username,
-        text: message.text,
-        attachments: Value::Array(attachments),
-        raw: serde_json::from_str(&message.raw).unwrap_or(Value::String(message.raw)),
-        sent_at: message.sent_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
-        direction: MessageDirection::Inbound,
-    }
-}
-
-pub fn kind_name(kind: AttachmentKind) -> &'static str {
-    match kind {
-        AttachmentKind::Image => "image",
-        AttachmentKind::Video => "video",
-        AttachmentKind::Audio => "audio",
-        AttachmentKind::Voice => "voice",
-        AttachmentKind::Document => "document",
-        AttachmentKind::Sticker => "sticker",
-        AttachmentKind::Location => "location",
-        AttachmentKind::Contact => "contact",
-        AttachmentKind::Other => "other",
-    }
-}
-
-fn verify_failure(err: VerifyError) -> ApiError {
+/// An adapter refusing the delivery is the caller's problem (401, 400); an adapter failing is
+/// ours: 503 without storing anything, so the provider delivers again later.
+fn receive_failure(err: ReceiveError) -> ApiError {
     match err {
-        VerifyError::Unauthorized(why) => ApiError::unauthorized(why),
-        VerifyError::BadRequest(why) => ApiError::bad_request(why),
-    }
-}
-
-/// An adapter refusing the payload is the caller's problem (400); an adapter failing is ours:
-/// 503 without storing anything, so the provider delivers again later.
-fn plugin_failure(err: PluginError) -> ApiError {
-    match err {
-        PluginError::Adapter { message, .. } => ApiError::new(StatusCode::BAD_REQUEST, "unrecognized_payload", message),
-        PluginError::NoPlugin(kind) => {
-            ApiError::new(StatusCode::NOT_FOUND, "no_adapter", format!("no adapter is loaded for {kind}"))
-        }
-        other => {
-            tracing::error!(error = %other, "adapter failed");
+        ReceiveError::Unauthorized(why) => ApiError::unauthorized(why),
+        ReceiveError::BadRequest(why) => ApiError::new(StatusCode::BAD_REQUEST, "unrecognized_payload", why),
+        ReceiveError::NotAccepted(why) => ApiError::new(StatusCode::NOT_FOUND, "no_webhooks", why),
+        ReceiveError::Failed(why) => {
+            tracing::error!(error = %why, "adapter failed");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "adapter_failed", "the channel adapter failed; deliver again later")
         }
     }

@@ -86,8 +86,7 @@ pub async fn send(
         .get_channel(tenant_id, conversation.channel_instance_id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    let bridged = matches!(channel.channel_type, crate::store::ChannelType::TelegramUser | crate::store::ChannelType::Whatsapp);
-    if !bridged && state.plugins.plugin(channel.channel_type).is_err() {
+    if state.channels.get(&channel.channel_type).is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "channel_cannot_send",

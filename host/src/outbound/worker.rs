@@ -12,17 +12,10 @@ use chrono::Utc;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
-use crate::bridges::telegram::BridgeSendError;
-use crate::bridges::telegram::client::{TelegramError, TelegramMedia, TelegramSend};
-use crate::bridges::whatsapp::WhatsAppSendError;
-use crate::bridges::whatsapp::client::{WaMedia, WaMediaKind, WaSendError};
+use crate::channels::adapter::{AttachmentKind, OutboundAttachment, OutboundMessage, SendFailure};
 use crate::config::QueueConfig;
-use crate::inbound::service::channel_call;
-use crate::plugins::PluginError;
-use crate::plugins::fetch::{FetchFailure, FetchRequest};
-use crate::plugins::runtime::{AttachmentKind, OutboundAttachment, OutboundMessage, SendError};
 use crate::state::AppState;
-use crate::store::{ChannelStatus, ChannelType, Dispatch, QueueJob, StoreError};
+use crate::store::{Dispatch, QueueJob, StoreError};
 
 /// Wakes the worker when a job is queued, so delivery does not wait for the next poll.
 #[derive(Default)]
@@ -221,19 +214,19 @@ async fn deliver(
                 tracing::error!(job.id = %job.id, "queue: delivered after the completer stopped; its lease will re-send it");
             }
         }
-        Err(Failure::Permanent(error)) => fail(state, &job, &error).await,
-        Err(Failure::Transient(error)) if job.attempts + 1 >= job.max_attempts => {
+        Err(SendFailure::Permanent(error)) => fail(state, &job, &error).await,
+        Err(SendFailure::Transient(error)) if job.attempts + 1 >= job.max_attempts => {
             fail(state, &job, &format!("gave up after {} attempts: {error}", job.attempts + 1)).await
         }
-        Err(Failure::Transient(error)) => {
+        Err(SendFailure::Transient(error)) => {
             tracing::info!(job.id = %job.id, attempt = job.attempts + 1, error = %error, "queue: delivery failed, will retry");
             record(state.store.retry_job(&job, Utc::now() + backoff(config, job.attempts + 1), Some(&error)).await)
         }
-        Err(Failure::Elsewhere) => {
+        Err(SendFailure::SessionElsewhere) => {
             // Another replica runs this channel's session: hand the job back for its worker.
             record(state.store.retry_job(&job, Utc::now() + chrono::Duration::seconds(1), None).await)
         }
-        Err(Failure::RateLimited(wait)) => {
+        Err(SendFailure::RateLimited(wait)) => {
             *gate.paused_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
             tracing::info!(job.id = %job.id, wait_ms = wait.as_millis() as u64, "queue: provider rate limit, pausing the channel");
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -242,16 +235,8 @@ async fn deliver(
     }
 }
 
-enum Failure {
-    Transient(String),
-    /// The channel's session runs on another replica (native bridges).
-    Elsewhere,
-    RateLimited(Duration),
-    Permanent(String),
-}
-
 /// One delivery through the channel's adapter: the provider's message id, or why not.
-async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> {
+async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, SendFailure> {
     let recipient =
         dispatch.conversation.external_conversation_id.clone().unwrap_or_else(|| dispatch.customer.external_id.clone());
     let attachments = dispatch
@@ -264,7 +249,7 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> 
                 .iter()
                 .filter_map(|a| {
                     Some(OutboundAttachment {
-                        kind: attachment_kind(a["kind"].as_str()?),
+                        kind: AttachmentKind::parse(a["kind"].as_str()?),
                         url: a["url"].as_str()?.to_owned(),
                         file_name: a["fileName"].as_str().map(str::to_owned),
                         mime_type: a["mimeType"].as_str().map(str::to_owned),
@@ -279,135 +264,12 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, Failure> 
         text: dispatch.message.text.clone(),
         attachments,
     };
-    match dispatch.channel.channel_type {
-        ChannelType::TelegramUser => return send_telegram_user(state, dispatch, &message).await,
-        ChannelType::Whatsapp => return send_whatsapp(state, dispatch, &message).await,
-        _ => {}
-    }
-    let call = channel_call(state, &dispatch.channel).map_err(|e| Failure::Transient(e.message))?;
-    match state.plugins.send(dispatch.channel.channel_type, call, &message).await {
-        Ok(Ok(receipt)) => Ok(receipt.provider_message_id),
-        Ok(Err(SendError::Transient(why))) => Err(Failure::Transient(why)),
-        Ok(Err(SendError::RateLimited(ms))) => Err(Failure::RateLimited(Duration::from_millis(ms.max(100)))),
-        Ok(Err(SendError::Permanent(why))) => Err(Failure::Permanent(why)),
-        Err(PluginError::NoPlugin(kind)) => Err(Failure::Permanent(format!("no adapter sends on {kind} channels"))),
-        Err(other) => Err(Failure::Transient(other.to_string())),
-    }
-}
-
-/// A Telegram user account sends through the bridge's live client: text, with the first
-/// attachment by URL (Telegram fetches it): photos as photos, anything else as a document.
-async fn send_telegram_user(state: &AppState, dispatch: &Dispatch, message: &OutboundMessage) -> Result<String, Failure> {
-    let channel = &dispatch.channel;
-    if channel.status != ChannelStatus::Connected {
-        return Err(Failure::Permanent(format!("the Telegram account is not connected (status {})", channel.status)));
-    }
-    let media = message.attachments.first().map(|a| match a.kind {
-        AttachmentKind::Image => TelegramMedia::PhotoUrl(a.url.clone()),
-        _ => TelegramMedia::DocumentUrl(a.url.clone()),
-    });
-    let send = TelegramSend { text: message.text.clone(), media };
-    match state.telegram.send(channel.id, &message.recipient, &send).await {
-        Ok(provider_message_id) => Ok(provider_message_id),
-        Err(BridgeSendError::NotLiveHere) => {
-            let session = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await.ok().flatten();
-            let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
-            Err(not_live_here(lease, state.telegram.owner(), "Telegram"))
-        }
-        Err(BridgeSendError::Telegram(TelegramError::FloodWait(seconds))) => {
-            Err(Failure::RateLimited(Duration::from_secs(u64::from(seconds.max(1)))))
-        }
-        Err(BridgeSendError::Telegram(err @ (TelegramError::Unauthorized(_) | TelegramError::Refused(_)))) => {
-            Err(Failure::Permanent(err.to_string()))
-        }
-        Err(BridgeSendError::Telegram(err)) => Err(Failure::Transient(err.to_string())),
-    }
-}
-
-/// WhatsApp sends through the bridge's live client (paced per number): the first attachment is
-/// fetched from its URL with the guarded fetcher (http(s), no private addresses, size cap),
-/// uploaded and sent with the text as caption; a kind WhatsApp cannot send this way (a sticker)
-/// falls back to the text with the link.
-async fn send_whatsapp(state: &AppState, dispatch: &Dispatch, message: &OutboundMessage) -> Result<String, Failure> {
-    let channel = &dispatch.channel;
-    match channel.status {
-        ChannelStatus::Connected => {}
-        ChannelStatus::Connecting => return Err(Failure::Transient("the WhatsApp channel is not paired yet".into())),
-        other => return Err(Failure::Permanent(format!("the WhatsApp channel is not connected (status {other})"))),
-    }
-    let mut text = message.text.clone();
-    let media = match message.attachments.first() {
-        None => None,
-        Some(attachment) => match whatsapp_media_kind(attachment.kind) {
-            Some(kind) => Some(fetch_media(state, attachment, kind, text.take()).await?),
-            None => {
-                text = Some(format!("{}{}", text.map(|t| format!("{t}\n")).unwrap_or_default(), attachment.url));
-                None
-            }
-        },
-    };
-    match state.whatsapp.send(channel.id, &message.recipient, text.as_deref(), media).await {
-        Ok(id) => Ok(id),
-        Err(WhatsAppSendError::NotLiveHere) => {
-            let session = state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await.ok().flatten();
-            let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
-            Err(not_live_here(lease, state.whatsapp.owner(), "WhatsApp"))
-        }
-        Err(WhatsAppSendError::WhatsApp(WaSendError::Refused(why))) => Err(Failure::Permanent(why)),
-        Err(WhatsAppSendError::WhatsApp(WaSendError::Unavailable(why))) => Err(Failure::Transient(why)),
-    }
-}
-
-/// A bridged session that does not run here: another replica holding a live lease sends it (the
-/// job goes back without counting an attempt); otherwise nobody can now (ours is reconnecting, or
-/// no replica runs it): a retry that counts.
-fn not_live_here(lease: Option<(String, chrono::DateTime<Utc>)>, ours: &str, bridge: &str) -> Failure {
-    match lease {
-        Some((owner, until)) if owner != ours && until > Utc::now() => Failure::Elsewhere,
-        _ => Failure::Transient(format!("the {bridge} session is not running (reconnecting, or no server runs it)")),
-    }
-}
-
-fn whatsapp_media_kind(kind: AttachmentKind) -> Option<WaMediaKind> {
-    match kind {
-        AttachmentKind::Image => Some(WaMediaKind::Image),
-        AttachmentKind::Video => Some(WaMediaKind::Video),
-        AttachmentKind::Audio => Some(WaMediaKind::Audio),
-        AttachmentKind::Voice => Some(WaMediaKind::Voice),
-        AttachmentKind::Document => Some(WaMediaKind::Document),
-        _ => None,
-    }
-}
-
-/// Fetches a user-given media URL through the guarded fetcher (never the host's own network).
-async fn fetch_media(
-    state: &AppState,
-    attachment: &OutboundAttachment,
-    kind: WaMediaKind,
-    caption: Option<String>,
-) -> Result<WaMedia, Failure> {
-    let host = reqwest::Url::parse(&attachment.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let fetched = state.plugins.fetcher().fetch(request, &[host], &Default::default(), deadline).await;
-    let response = match fetched {
-        Ok(response) if (200..300).contains(&response.status) => response,
-        Ok(response) if (400..500).contains(&response.status) => {
-            return Err(Failure::Permanent(format!("the media URL answered {}", response.status)));
-        }
-        Ok(response) => return Err(Failure::Transient(format!("the media URL answered {}", response.status))),
-        Err(FetchFailure::Timeout) => return Err(Failure::Transient("fetching the media timed out".into())),
-        Err(FetchFailure::Failed(why)) => return Err(Failure::Transient(format!("cannot fetch the media: {why}"))),
-        Err(FetchFailure::TooLarge) => return Err(Failure::Permanent("the media is larger than the 8 MiB limit".into())),
-        Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) => {
-            return Err(Failure::Permanent(format!("the media URL is refused: {why}")));
-        }
-    };
-    let mime_type = attachment.mime_type.clone().or_else(|| {
-        response.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, value)| value.clone())
-    });
-    let file_name = attachment.file_name.clone().or_else(|| attachment.url.rsplit('/').next().map(str::to_owned));
-    Ok(WaMedia { kind, bytes: response.body, mime_type, file_name, caption })
+    let channel_type = &dispatch.channel.channel_type;
+    let adapter = state
+        .channels
+        .get(channel_type)
+        .ok_or_else(|| SendFailure::Permanent(format!("no adapter sends on {channel_type} channels")))?;
+    adapter.send(&dispatch.channel, &message).await
 }
 
 async fn fail(state: &AppState, job: &QueueJob, error: &str) {
@@ -430,16 +292,4 @@ fn backoff(config: &QueueConfig, attempt: i32) -> chrono::Duration {
     let delay = config.base_backoff.saturating_mul(1 << exponent).min(config.max_backoff);
     let jitter = 0.5 + rand::random::<f64>();
     chrono::Duration::from_std(delay.mul_f64(jitter)).unwrap_or(chrono::Duration::seconds(60))
-}
-
-fn attachment_kind(kind: &str) -> AttachmentKind {
-    match kind {
-        "image" => AttachmentKind::Image,
-        "video" => AttachmentKind::Video,
-        "audio" => AttachmentKind::Audio,
-        "voice" => AttachmentKind::Voice,
-        "sticker" => AttachmentKind::Sticker,
-        "document" => AttachmentKind::Document,
-        _ => AttachmentKind::Other,
-    }
 }

@@ -51,7 +51,56 @@ impl ChannelSecrets {
     pub fn get(&self, name: &str) -> Option<&SecretString> {
         self.0.get(name)
     }
+
+    pub fn insert(&mut self, name: String, value: SecretString) {
+        self.0.insert(name, value);
+    }
+
+    /// Adds `fallbacks` (a plugin's own secrets) under the names the channel does not set.
+    pub fn with_fallbacks(mut self, fallbacks: &ChannelSecrets) -> Self {
+        for (name, value) in &fallbacks.0 {
+            self.0.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        self
+    }
+
+    /// `text` with every secret value (as is, and percent-encoded as a URL carries it) replaced
+    /// by `[redacted]`: for any error text that may hold an expanded URL or header before it
+    /// reaches a plugin, a log line, the database, an event or an API response.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for value in self.0.values() {
+            let value = value.expose_secret();
+            // Very short values would redact ordinary words; no real credential is that short.
+            if value.len() < 6 {
+                continue;
+            }
+            let encoded = percent_encoding::utf8_percent_encode(value, URL_KEEP).to_string();
+            for form in [value, encoded.as_str()] {
+                if out.contains(form) {
+                    out = out.replace(form, "[redacted]");
+                }
+            }
+        }
+        out
+    }
 }
+
+impl FetchFailure {
+    /// The failure with every secret of `secrets` scrubbed from its text.
+    pub fn scrubbed(self, secrets: &ChannelSecrets) -> Self {
+        match self {
+            Self::Denied(why) => Self::Denied(secrets.scrub(&why)),
+            Self::InvalidRequest(why) => Self::InvalidRequest(secrets.scrub(&why)),
+            Self::Failed(why) => Self::Failed(secrets.scrub(&why)),
+            other => other,
+        }
+    }
+}
+
+/// What a secret filled into a URL is not percent-encoded for.
+const URL_KEEP: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
 
 /// A grant: `host`, `*.domain` or `host:port`.
 pub fn host_granted(grants: &[String], host: &str, port: u16) -> bool {
@@ -143,7 +192,18 @@ impl Fetcher {
         Ok(Arc::new(Self { client: builder.build()?, allow_private }))
     }
 
+    /// Performs `request` within `grants` by `deadline`. Failure texts never hold a secret.
     pub async fn fetch(
+        &self,
+        request: FetchRequest,
+        grants: &[String],
+        secrets: &ChannelSecrets,
+        deadline: Instant,
+    ) -> Result<FetchResponse, FetchFailure> {
+        self.exchange(request, grants, secrets, deadline).await.map_err(|failure| failure.scrubbed(secrets))
+    }
+
+    async fn exchange(
         &self,
         request: FetchRequest,
         grants: &[String],
@@ -226,9 +286,7 @@ fn fill_secrets(text: &str, secrets: &ChannelSecrets, in_url: bool) -> Result<St
         let name = &after[..end];
         let value = secrets.get(name).ok_or_else(|| FetchFailure::InvalidRequest(format!("the channel has no secret {name}")))?;
         if in_url {
-            const KEEP: &percent_encoding::AsciiSet =
-                &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
-            out.extend(percent_encoding::utf8_percent_encode(value.expose_secret(), KEEP));
+            out.extend(percent_encoding::utf8_percent_encode(value.expose_secret(), URL_KEEP));
         } else {
             out.push_str(value.expose_secret());
         }
@@ -285,5 +343,13 @@ mod tests {
         );
         assert_eq!(fill_secrets("Bearer {{secret:botToken}}", &secrets, false).ok().as_deref(), Some("Bearer 123:A B/c"));
         assert!(matches!(fill_secrets("{{secret:other}}", &secrets, true), Err(FetchFailure::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn scrubbing_removes_secrets_as_is_and_url_encoded() {
+        let secrets = ChannelSecrets::new(HashMap::from([("botToken".to_owned(), SecretString::from("123:A B/c"))]));
+        let text = "error sending request for url (https://x/bot123:A%20B%2Fc/send), token 123:A B/c";
+        let scrubbed = secrets.scrub(text);
+        assert_eq!(scrubbed, "error sending request for url (https://x/bot[redacted]/send), token [redacted]");
     }
 }

@@ -8,11 +8,14 @@
 //! allowed_hosts = ["api.telegram.org"]
 //! memory_limit_mb = 32
 //! time_limit_ms = 10000
+//! api_base_url = "https://api.telegram.org"   # optional: the provider API the plugin calls
+//! env_secrets = { verifyToken = "FACEBOOK_VERIFY_TOKEN" }   # optional: plugin-wide secrets
 //! ```
 //!
 //! Unknown keys are errors that name the key. Without a plugins.toml the built-in adapters load
 //! with their defaults.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -21,6 +24,9 @@ use crate::store::ChannelType;
 
 pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 32;
 pub const DEFAULT_TIME_LIMIT_MS: u64 = 10_000;
+/// The largest `memory_limit_mb`: the runtime's pool slots are sized for it, so a reload may
+/// raise a plugin's limit up to here without a restart.
+pub const MAX_MEMORY_LIMIT_MB: u64 = 256;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +52,18 @@ pub struct PluginEntry {
     /// Wall-clock limit of one call, fetches included.
     #[serde(default = "default_time")]
     pub time_limit_ms: u64,
+    /// The provider API's base URL, passed to every call and always granted. Built-ins default
+    /// to the host's configured one (`TELEGRAM_API_BASE_URL`, `FACEBOOK_GRAPH_BASE_URL`).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// Plugin-wide secrets, by name, read from the environment variables named here; a
+    /// channel's own config value of the same name wins.
+    #[serde(default)]
+    pub env_secrets: BTreeMap<String, String>,
+    /// For components built against WIT 0.1.0, which declare no config schema: the config
+    /// fields that are secret (encrypted at rest, redacted, usable by name).
+    #[serde(default)]
+    pub secret_fields: Vec<String>,
 }
 
 fn builtin() -> String {
@@ -78,11 +96,14 @@ impl Manifest {
             allowed_hosts: vec![host.into()],
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
             time_limit_ms: DEFAULT_TIME_LIMIT_MS,
+            api_base_url: None,
+            env_secrets: BTreeMap::new(),
+            secret_fields: Vec::new(),
         };
         Self {
             plugins: vec![
-                entry("telegram-bot", ChannelType::TelegramBot, "api.telegram.org"),
-                entry("facebook", ChannelType::Facebook, "graph.facebook.com"),
+                entry("telegram-bot", ChannelType::TELEGRAM_BOT, "api.telegram.org"),
+                entry("facebook", ChannelType::FACEBOOK, "graph.facebook.com"),
             ],
         }
     }
@@ -104,14 +125,19 @@ impl Manifest {
         let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
         for plugin in &manifest.plugins {
-            if !seen.insert(plugin.channel_type) {
+            if !seen.insert(plugin.channel_type.clone()) {
                 return Err(format!("two plugins serve {}: one adapter per channel type", plugin.channel_type));
             }
-            if plugin.memory_limit_mb == 0 || plugin.memory_limit_mb > 1024 {
-                return Err(format!("plugin {}: memory_limit_mb must be 1..=1024", plugin.id));
+            if plugin.memory_limit_mb == 0 || plugin.memory_limit_mb > MAX_MEMORY_LIMIT_MB {
+                return Err(format!("plugin {}: memory_limit_mb must be 1..={MAX_MEMORY_LIMIT_MB}", plugin.id));
             }
             if plugin.time_limit_ms == 0 || plugin.time_limit_ms > 300_000 {
                 return Err(format!("plugin {}: time_limit_ms must be 1..=300000", plugin.id));
+            }
+            if let Some(url) = &plugin.api_base_url
+                && !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            {
+                return Err(format!("plugin {}: api_base_url {url:?} is not an http(s) URL", plugin.id));
             }
         }
         Ok(manifest)

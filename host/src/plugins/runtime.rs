@@ -1,34 +1,55 @@
-//! Compiles each adapter once (one `Engine`, one `InstancePre` per plugin, pooling allocator) and
-//! runs every call in a fresh `Store` with a memory cap and a wall-clock deadline enforced twice:
-//! by epoch interruption while the guest computes, and by a timeout around the whole call while
-//! it waits on the host. A plugin that traps, loops or exhausts memory fails that call alone.
+//! Compiles each adapter once (one `Engine`, one `InstancePre` per plugin, pooling allocator,
+//! compiled artifacts cached on disk) and runs every call in a fresh `Store` with a memory cap and
+//! a wall-clock deadline enforced twice: by epoch interruption while the guest computes, and by a
+//! timeout around the whole call while it waits on the host. A plugin that traps, loops or
+//! exhausts memory fails that call alone.
+//!
+//! Components built against WIT 0.2.0 (the current world) and 0.1.0 both load; the host maps the
+//! older one onto the same calls (no config schema, no lifecycle, no receipts).
 
-use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::fetch::{ChannelSecrets, Fetcher};
-use super::manifest::{Manifest, PluginEntry};
-use crate::store::ChannelType;
-
-wasmtime::component::bindgen!({
-    world: "adapter",
-    path: "../wit",
-    imports: { default: async },
-    exports: { default: async },
-});
-
-pub use exports::omnichat::channel::inbound::{InboundMessage, VerifyError};
-pub use omnichat::channel::types::{
-    Attachment, AttachmentKind, ChannelContext, Header, OutboundAttachment, OutboundMessage, PluginInfo, SendError, SendReceipt,
-    WebhookRequest,
+use super::manifest::PluginEntry;
+use crate::channels::adapter::{
+    AdapterKind, AttachmentKind, ChannelTypeInfo, ConfigField, Header, OutboundMessage, Receipt, ReceiptStatus, ReceiveError,
+    SendFailure, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse, webhook_info,
 };
+use crate::store::{ChannelType, MessageDirection, NewInboundMessage};
+
+/// Bindings of the current contract, `omnichat:channel@0.2.0`.
+pub mod v2 {
+    wasmtime::component::bindgen!({
+        world: "adapter",
+        path: "../wit/adapter.wit",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+/// Bindings of the first contract, `omnichat:channel@0.1.0`, still loaded.
+pub mod v1 {
+    wasmtime::component::bindgen!({
+        world: "adapter",
+        path: "../wit/v0.1.0/adapter.wit",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+/// The contract versions this host loads, newest first.
+pub const WIT_VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
 /// How often the epoch ticks: the granularity of deadlines and of yielding to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -37,8 +58,6 @@ const CONCURRENT_CALLS: u32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("no plugin serves channel type {0}")]
-    NoPlugin(ChannelType),
     #[error("plugin {plugin} exceeded its time limit of {limit_ms} ms")]
     Timeout { plugin: String, limit_ms: u64 },
     #[error("plugin {plugin} exceeded its memory limit of {limit_mb} MiB")]
@@ -50,29 +69,44 @@ pub enum PluginError {
     Adapter { plugin: String, message: String },
 }
 
+enum Pre {
+    V2(v2::AdapterPre<CallState>),
+    V1(v1::AdapterPre<CallState>),
+}
+
 /// A loaded adapter.
 pub struct Plugin {
     pub entry: PluginEntry,
-    pub info: PluginInfo,
-    /// `allowed_hosts` plus the host of the configured provider base URL.
+    pub info: ChannelTypeInfo,
+    /// The WIT package version it was built against.
+    pub wit_version: &'static str,
+    /// `allowed_hosts` plus the host of the provider base URL.
     pub grants: Vec<String>,
     pub api_base_url: Option<String>,
-    pre: AdapterPre<CallState>,
+    /// The plugin's own secrets (`env_secrets`), behind every channel's.
+    pub own_secrets: ChannelSecrets,
+    /// What the component imports, for `omnichat plugins check`.
+    pub imports: Vec<String>,
+    pre: Pre,
+}
+
+/// The channel a call is made for: its context for the guest, its secrets for the host.
+#[derive(Clone)]
+pub struct ChannelCall {
+    pub tenant_id: Uuid,
+    pub channel_id: Uuid,
+    pub external_id: Option<String>,
+    /// The configuration with every secret replaced by `"********"`.
+    pub config: String,
+    pub secrets: ChannelSecrets,
 }
 
 pub struct PluginRuntime {
     engine: Engine,
-    plugins: HashMap<ChannelType, Arc<Plugin>>,
+    linker: Linker<CallState>,
     fetcher: Arc<Fetcher>,
     slots: Arc<Semaphore>,
-}
-
-impl PluginRuntime {
-    /// The guarded HTTP client (no private addresses unless allowed, no redirects, size cap),
-    /// also used by the native bridges to fetch media from user-given URLs.
-    pub fn fetcher(&self) -> &Arc<Fetcher> {
-        &self.fetcher
-    }
+    max_memory_mb: u64,
 }
 
 /// Per-call state of a `Store`.
@@ -80,11 +114,14 @@ pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryCap,
-    pub(super) plugin: Arc<Plugin>,
+    pub(super) plugin_id: String,
+    pub(super) grants: Arc<[String]>,
     pub(super) secrets: ChannelSecrets,
     pub(super) fetcher: Arc<Fetcher>,
     pub(super) deadline: Instant,
     pub(super) channel_id: Option<String>,
+    /// Secrets `generate-secret` made in this call (only `connect` may).
+    pub(super) generated: Option<Vec<(String, SecretString)>>,
 }
 
 impl WasiView for CallState {
@@ -113,22 +150,15 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// The channel a call is made for: its context for the guest, its secrets for the host.
-#[derive(Clone)]
-pub struct ChannelCall {
-    pub context: ChannelContext,
-    pub secrets: ChannelSecrets,
+/// What `receive` gave, before the host stores it.
+pub struct Received {
+    pub outcome: WebhookOutcome,
 }
 
 impl PluginRuntime {
-    /// Compiles every plugin of the manifest. `api_base_urls` are the configured provider base
-    /// URLs; each is granted to the plugin of its channel type and passed to it.
-    pub async fn load(
-        manifest: &Manifest,
-        api_base_urls: &HashMap<ChannelType, String>,
-        fetcher: Arc<Fetcher>,
-    ) -> anyhow::Result<Self> {
-        let max_memory_mb = manifest.plugins.iter().map(|p| p.memory_limit_mb).max().unwrap_or(32);
+    /// One engine for every plugin. `max_memory_mb` bounds any plugin's `memory_limit_mb` (the
+    /// pool's slots are sized for it); `cache_dir` holds compiled components across restarts.
+    pub fn new(fetcher: Arc<Fetcher>, max_memory_mb: u64, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
         let max_memory = usize::try_from(max_memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(CONCURRENT_CALLS)
@@ -155,158 +185,403 @@ impl PluginRuntime {
             // Adapters use no component-model async: skip its per-store bookkeeping.
             .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache_dir {
+            // wasmtime's own cache: keyed by the component's bytes, the engine's settings and
+            // wasmtime's version, so a stale artifact is never loaded.
+            match std::fs::create_dir_all(dir).and_then(|()| std::path::absolute(dir)).map_err(anyhow::Error::from).and_then(
+                |dir| {
+                    let mut cache = wasmtime::CacheConfig::new();
+                    cache.with_directory(dir);
+                    wasmtime::Cache::new(cache).map_err(|e| anyhow::anyhow!("{e:#}"))
+                },
+            ) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), error = %err, "plugin compile cache unavailable; compiling at every start")
+                }
+            }
+        }
         let engine = Engine::new(&config).map_err(|e| wasm_error(e, "cannot start the WebAssembly engine"))?;
         start_epoch_ticker(&engine);
 
         let mut linker: Linker<CallState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| wasm_error(e, "cannot link WASI"))?;
-        Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+        v2::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| wasm_error(e, "cannot link the host API"))?;
-
-        let mut runtime =
-            Self { engine, plugins: HashMap::new(), fetcher, slots: Arc::new(Semaphore::new(CONCURRENT_CALLS as usize)) };
-        for entry in &manifest.plugins {
-            let bytes = match entry.source.as_str() {
-                "builtin" => super::embedded::by_id(&entry.id)
-                    .with_context(|| format!("plugin {}: there is no built-in plugin with this id", entry.id))?
-                    .to_vec(),
-                path => std::fs::read(path).with_context(|| format!("plugin {}: cannot read {path}", entry.id))?,
-            };
-            let api_base_url = api_base_urls.get(&entry.channel_type).map(|u| u.trim_end_matches('/').to_owned());
-            runtime.add(entry.clone(), &bytes, api_base_url, &linker).await?;
-        }
-        Ok(runtime)
+        v1::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|e| wasm_error(e, "cannot link the 0.1 host API"))?;
+        Ok(Self { engine, linker, fetcher, slots: Arc::new(Semaphore::new(CONCURRENT_CALLS as usize)), max_memory_mb })
     }
 
-    async fn add(
-        &mut self,
-        entry: PluginEntry,
-        bytes: &[u8],
-        api_base_url: Option<String>,
-        linker: &Linker<CallState>,
-    ) -> anyhow::Result<()> {
+    /// The guarded HTTP client (no private addresses unless allowed, no redirects, size cap),
+    /// also used by the native bridges to fetch media from user-given URLs.
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+
+    /// Compiles (or takes from the cache) and checks a component: it must implement the adapter
+    /// world of a version this host loads, and serve the channel type its entry says.
+    pub async fn compile(&self, entry: PluginEntry, bytes: &[u8], own_secrets: ChannelSecrets) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = self.load_component(entry, bytes, own_secrets).await?;
+        if plugin.info.channel_type != plugin.entry.channel_type {
+            anyhow::bail!(
+                "plugin {} says it serves {} but plugins.toml assigns it {}",
+                plugin.entry.id,
+                plugin.info.channel_type,
+                plugin.entry.channel_type
+            );
+        }
+        tracing::info!(plugin.id = %plugin.entry.id, channel.kind = %plugin.info.channel_type, version = %plugin.info.version,
+            wit = plugin.wit_version, "plugin loaded");
+        Ok(plugin)
+    }
+
+    /// A component as it is, for `omnichat plugins check`: whatever channel type it declares.
+    pub async fn inspect(&self, bytes: &[u8]) -> anyhow::Result<Arc<Plugin>> {
+        let entry = PluginEntry {
+            id: "check".into(),
+            channel_type: ChannelType::parse("UNKNOWN")?,
+            source: "check".into(),
+            allowed_hosts: Vec::new(),
+            memory_limit_mb: super::manifest::DEFAULT_MEMORY_LIMIT_MB,
+            time_limit_ms: super::manifest::DEFAULT_TIME_LIMIT_MS,
+            api_base_url: None,
+            env_secrets: Default::default(),
+            secret_fields: Vec::new(),
+        };
+        self.load_component(entry, bytes, ChannelSecrets::default()).await
+    }
+
+    async fn load_component(&self, entry: PluginEntry, bytes: &[u8], own_secrets: ChannelSecrets) -> anyhow::Result<Arc<Plugin>> {
         let started = Instant::now();
-        let id = entry.id.as_str();
+        let id = entry.id.clone();
+        let api_base_url = entry.api_base_url.clone();
+        if entry.memory_limit_mb > self.max_memory_mb {
+            anyhow::bail!(
+                "plugin {id}: memory_limit_mb {} is above the {} MiB this process was started with (restart to raise it)",
+                entry.memory_limit_mb,
+                self.max_memory_mb
+            );
+        }
         let component =
             Component::new(&self.engine, bytes).map_err(|e| wasm_error(e, &format!("plugin {id}: not a valid component")))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| wasm_error(e, &format!("plugin {id}: cannot link")))?;
-        let pre =
-            AdapterPre::new(pre).map_err(|e| wasm_error(e, &format!("plugin {id}: does not implement the adapter world")))?;
+        let imports = component_imports(&self.engine, &component);
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| wasm_error(e, &format!("plugin {id}: cannot link")))?;
+        let (pre, wit_version) = match v2::AdapterPre::new(pre.clone()) {
+            Ok(pre) => (Pre::V2(pre), WIT_VERSIONS[0]),
+            Err(current) => match v1::AdapterPre::new(pre) {
+                Ok(pre) => (Pre::V1(pre), WIT_VERSIONS[1]),
+                Err(_) => {
+                    anyhow::bail!(
+                        "plugin {id}: does not implement the adapter world of omnichat:channel@{} ({current:#})",
+                        WIT_VERSIONS.join(" or @")
+                    )
+                }
+            },
+        };
         let mut grants = entry.allowed_hosts.clone();
         if let Some(grant) = api_base_url.as_deref().and_then(base_url_grant) {
             grants.push(grant);
         }
-        let placeholder =
-            PluginInfo { id: entry.id.clone(), name: String::new(), version: String::new(), channel_type: String::new() };
-        let mut plugin = Plugin { entry, info: placeholder, grants, api_base_url, pre };
-        let describing = Arc::new(Plugin {
-            pre: plugin.pre.clone(),
-            entry: plugin.entry.clone(),
-            info: plugin.info.clone(),
-            grants: Vec::new(),
-            api_base_url: None,
-        });
-        let info = self
-            .call(describing, None, async |adapter, store| adapter.omnichat_channel_describe().call_info(store).await)
-            .await
-            .with_context(|| format!("plugin {}: describe failed", plugin.entry.id))?;
-        if info.channel_type != plugin.entry.channel_type.as_str() {
-            anyhow::bail!(
-                "plugin {} says it serves {} but plugins.toml assigns it {}",
-                plugin.entry.id,
-                info.channel_type,
-                plugin.entry.channel_type
-            );
-        }
-        tracing::info!(plugin.id = %plugin.entry.id, channel.kind = %plugin.entry.channel_type, version = %info.version,
-            compile_ms = started.elapsed().as_millis() as u64, "plugin loaded");
+        let placeholder = ChannelTypeInfo {
+            channel_type: entry.channel_type.clone(),
+            kind: AdapterKind::Plugin,
+            plugin_id: id.clone(),
+            name: String::new(),
+            version: String::new(),
+            config_schema: Vec::new(),
+            webhook: None,
+        };
+        let mut plugin = Plugin { entry, info: placeholder, wit_version, grants, api_base_url, own_secrets, imports, pre };
+        let info = self.describe(&plugin).await.map_err(|e| anyhow::anyhow!("plugin {id}: describe failed: {e}"))?;
+        tracing::debug!(plugin.id = %id, load_ms = started.elapsed().as_millis() as u64, "component compiled and described");
         plugin.info = info;
-        self.plugins.insert(plugin.entry.channel_type, Arc::new(plugin));
-        Ok(())
+        Ok(Arc::new(plugin))
     }
 
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
-        self.plugins.values()
+    async fn describe(&self, plugin: &Plugin) -> Result<ChannelTypeInfo, anyhow::Error> {
+        let entry = &plugin.entry;
+        let (name, version, channel_type, schema, mode) = match &plugin.pre {
+            Pre::V2(_) => {
+                let info = self.call(plugin, None, async |a, s| a.v2().omnichat_channel_describe().call_info(s).await).await?;
+                let schema = info
+                    .config_schema
+                    .into_iter()
+                    .map(|f| ConfigField { name: f.name, description: f.description, required: f.required, secret: f.secret })
+                    .collect();
+                let mode = match info.webhook {
+                    v2::omnichat::channel::types::WebhookMode::PerChannel => WebhookMode::PerChannel,
+                    v2::omnichat::channel::types::WebhookMode::Shared => WebhookMode::Shared,
+                };
+                (info.name, info.version, info.channel_type, schema, mode)
+            }
+            Pre::V1(_) => {
+                let info = self.call(plugin, None, async |a, s| a.v1().omnichat_channel_describe().call_info(s).await).await?;
+                // 0.1 declares no schema: the manifest names its secret fields.
+                let schema = entry
+                    .secret_fields
+                    .iter()
+                    .map(|name| ConfigField { name: name.clone(), description: String::new(), required: false, secret: true })
+                    .collect();
+                (info.name, info.version, info.channel_type, schema, WebhookMode::PerChannel)
+            }
+        };
+        let channel_type = ChannelType::parse(&channel_type)?;
+        Ok(ChannelTypeInfo {
+            webhook: Some(webhook_info(mode, &channel_type)),
+            channel_type,
+            kind: AdapterKind::Plugin,
+            plugin_id: entry.id.clone(),
+            name,
+            version,
+            config_schema: schema,
+        })
     }
 
-    pub fn plugin(&self, channel_type: ChannelType) -> Result<&Arc<Plugin>, PluginError> {
-        self.plugins.get(&channel_type).ok_or(PluginError::NoPlugin(channel_type))
+    /// Shared webhooks: a request that concerns no channel (a handshake).
+    pub async fn handshake(&self, plugin: &Plugin, request: &WebhookRequest) -> Result<Option<WebhookResponse>, PluginError> {
+        match &plugin.pre {
+            Pre::V2(_) => {
+                let request = v2_request(request);
+                let call = ChannelCall::plugin_only(plugin);
+                let response = self
+                    .call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_inbound().call_handshake(s, &request).await)
+                    .await?;
+                Ok(response.map(|r| WebhookResponse {
+                    status: r.status,
+                    headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
+                    body: r.body,
+                }))
+            }
+            Pre::V1(_) => Ok(None),
+        }
     }
 
+    /// Shared webhooks: the accounts (channel `externalId`s) a delivery is for.
     pub async fn accounts(
         &self,
-        channel_type: ChannelType,
+        plugin: &Plugin,
         request: &WebhookRequest,
-    ) -> Result<Result<Vec<String>, VerifyError>, PluginError> {
-        let plugin = self.plugin(channel_type)?.clone();
-        self.call(plugin, None, async |adapter, store| adapter.omnichat_channel_inbound().call_accounts(store, request).await)
-            .await
+    ) -> Result<Result<Vec<String>, ReceiveError>, PluginError> {
+        let call = ChannelCall::plugin_only(plugin);
+        Ok(match &plugin.pre {
+            Pre::V2(_) => {
+                let request = v2_request(request);
+                self.call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_inbound().call_accounts(s, &request).await)
+                    .await?
+                    .map_err(v2_refusal)
+            }
+            Pre::V1(_) => {
+                let request = v1_request(request);
+                self.call(plugin, Some(call), async |a, s| a.v1().omnichat_channel_inbound().call_accounts(s, &request).await)
+                    .await?
+                    .map_err(v1_refusal)
+            }
+        })
     }
 
-    pub async fn normalize(
-        &self,
-        channel_type: ChannelType,
-        call: ChannelCall,
-        request: &WebhookRequest,
-    ) -> Result<Vec<InboundMessage>, PluginError> {
-        let plugin = self.plugin(channel_type)?.clone();
-        let id = plugin.entry.id.clone();
-        let context = call.context.clone();
-        let result = self
-            .call(plugin, Some(call), async |adapter, store| {
-                adapter.omnichat_channel_inbound().call_normalize(store, &context, request).await
-            })
-            .await?;
-        result.map_err(|e| PluginError::Adapter { plugin: id, message: e.message })
-    }
-
-    /// `verify`, then (when it passes) `normalize`, in ONE fresh instance: the webhook path of a
-    /// channel whose request is its own (one instantiation per delivery, not two).
+    /// Verifies a webhook for a channel and maps it, in ONE fresh instance.
     pub async fn receive(
         &self,
-        channel_type: ChannelType,
+        plugin: &Plugin,
         call: ChannelCall,
         request: &WebhookRequest,
-    ) -> Result<Result<Vec<InboundMessage>, VerifyError>, PluginError> {
-        let plugin = self.plugin(channel_type)?.clone();
-        let id = plugin.entry.id.clone();
-        let context = call.context.clone();
-        let result = self
-            .call(plugin, Some(call), async |adapter, store| {
-                let inbound = adapter.omnichat_channel_inbound();
-                if let Err(refused) = inbound.call_verify(&mut *store, &context, request).await? {
-                    return Ok(Err(refused));
-                }
-                Ok(Ok(inbound.call_normalize(store, &context, request).await?))
-            })
-            .await?;
-        match result {
-            Err(refused) => Ok(Err(refused)),
-            Ok(normalized) => normalized.map(Ok).map_err(|e| PluginError::Adapter { plugin: id, message: e.message }),
+    ) -> Result<Result<WebhookOutcome, ReceiveError>, PluginError> {
+        let (tenant_id, channel_id) = (call.tenant_id, call.channel_id);
+        match &plugin.pre {
+            Pre::V2(_) => {
+                let context = self.v2_context(plugin, &call);
+                let request = v2_request(request);
+                let result = self
+                    .call(plugin, Some(call), async |a, s| {
+                        a.v2().omnichat_channel_inbound().call_receive(s, &context, &request).await
+                    })
+                    .await?;
+                Ok(result.map_err(v2_refusal).map(|outcome| WebhookOutcome {
+                    messages: outcome.messages.into_iter().map(|m| v2_message(tenant_id, channel_id, m)).collect(),
+                    receipts: outcome.receipts.into_iter().map(v2_receipt).collect(),
+                    response: outcome.response.map(|r| WebhookResponse {
+                        status: r.status,
+                        headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
+                        body: r.body,
+                    }),
+                }))
+            }
+            Pre::V1(_) => {
+                let context = self.v1_context(plugin, &call);
+                let request = v1_request(request);
+                let result = self
+                    .call(plugin, Some(call), async |a, s| {
+                        let inbound = a.v1().omnichat_channel_inbound();
+                        if let Err(refused) = inbound.call_verify(&mut *s, &context, &request).await? {
+                            return Ok(Err(v1_refusal(refused)));
+                        }
+                        Ok(match inbound.call_normalize(s, &context, &request).await? {
+                            Ok(messages) => Ok(messages),
+                            Err(e) => Err(ReceiveError::BadRequest(e.message)),
+                        })
+                    })
+                    .await?;
+                Ok(result.map(|messages| WebhookOutcome {
+                    messages: messages.into_iter().map(|m| v1_message(tenant_id, channel_id, m)).collect(),
+                    ..Default::default()
+                }))
+            }
         }
     }
 
+    /// Delivers one reply: the provider's id, or why not. Error texts are scrubbed of secrets.
     pub async fn send(
         &self,
-        channel_type: ChannelType,
+        plugin: &Plugin,
         call: ChannelCall,
         message: &OutboundMessage,
-    ) -> Result<Result<SendReceipt, SendError>, PluginError> {
-        let plugin = self.plugin(channel_type)?.clone();
-        let context = call.context.clone();
-        self.call(plugin, Some(call), async |adapter, store| {
-            adapter.omnichat_channel_outbound().call_send(store, &context, message).await
-        })
-        .await
+    ) -> Result<Result<String, SendFailure>, PluginError> {
+        let secrets = call.secrets.clone();
+        let result = match &plugin.pre {
+            Pre::V2(_) => {
+                use v2::omnichat::channel::types as t;
+                let context = self.v2_context(plugin, &call);
+                let message = t::OutboundMessage {
+                    message_id: message.message_id.clone(),
+                    recipient: message.recipient.clone(),
+                    text: message.text.clone(),
+                    attachments: message
+                        .attachments
+                        .iter()
+                        .map(|a| t::OutboundAttachment {
+                            kind: v2_kind(a.kind),
+                            url: a.url.clone(),
+                            file_name: a.file_name.clone(),
+                            mime_type: a.mime_type.clone(),
+                        })
+                        .collect(),
+                };
+                self.call(plugin, Some(call), async |a, s| {
+                    a.v2().omnichat_channel_outbound().call_send(s, &context, &message).await
+                })
+                .await?
+                .map(|r| r.provider_message_id)
+                .map_err(|e| match e {
+                    t::SendError::Transient(why) => SendFailure::Transient(why),
+                    t::SendError::RateLimited(ms) => SendFailure::RateLimited(Duration::from_millis(ms.max(100))),
+                    t::SendError::Permanent(why) => SendFailure::Permanent(why),
+                })
+            }
+            Pre::V1(_) => {
+                use v1::omnichat::channel::types as t;
+                let context = self.v1_context(plugin, &call);
+                let message = t::OutboundMessage {
+                    message_id: message.message_id.clone(),
+                    recipient: message.recipient.clone(),
+                    text: message.text.clone(),
+                    attachments: message
+                        .attachments
+                        .iter()
+                        .map(|a| t::OutboundAttachment {
+                            kind: v1_kind(a.kind),
+                            url: a.url.clone(),
+                            file_name: a.file_name.clone(),
+                            mime_type: a.mime_type.clone(),
+                        })
+                        .collect(),
+                };
+                self.call(plugin, Some(call), async |a, s| {
+                    a.v1().omnichat_channel_outbound().call_send(s, &context, &message).await
+                })
+                .await?
+                .map(|r| r.provider_message_id)
+                .map_err(|e| match e {
+                    t::SendError::Transient(why) => SendFailure::Transient(why),
+                    t::SendError::RateLimited(ms) => SendFailure::RateLimited(Duration::from_millis(ms.max(100))),
+                    t::SendError::Permanent(why) => SendFailure::Permanent(why),
+                })
+            }
+        };
+        Ok(result.map_err(|failure| match failure {
+            SendFailure::Transient(why) => SendFailure::Transient(secrets.scrub(&why)),
+            SendFailure::Permanent(why) => SendFailure::Permanent(secrets.scrub(&why)),
+            other => other,
+        }))
+    }
+
+    /// `connect`: `Ok(generated secrets)` or the adapter's reason (scrubbed).
+    pub async fn connect(
+        &self,
+        plugin: &Plugin,
+        call: ChannelCall,
+        webhook_url: Option<&str>,
+    ) -> Result<Result<Vec<(String, SecretString)>, String>, PluginError> {
+        let Pre::V2(_) = &plugin.pre else { return Ok(Ok(Vec::new())) };
+        let secrets = call.secrets.clone();
+        let context = self.v2_context(plugin, &call);
+        let url = webhook_url.map(str::to_owned);
+        let (result, generated) = self
+            .call_generating(plugin, call, async |a, s| {
+                a.v2().omnichat_channel_lifecycle().call_connect(s, &context, url.as_deref()).await
+            })
+            .await?;
+        Ok(result.map(|()| generated).map_err(|e| secrets.scrub(&e.message)))
+    }
+
+    pub async fn disconnect(&self, plugin: &Plugin, call: ChannelCall) -> Result<Result<(), String>, PluginError> {
+        let Pre::V2(_) = &plugin.pre else { return Ok(Ok(())) };
+        let secrets = call.secrets.clone();
+        let context = self.v2_context(plugin, &call);
+        let result = self
+            .call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_lifecycle().call_disconnect(s, &context).await)
+            .await?;
+        Ok(result.map_err(|e| secrets.scrub(&e.message)))
+    }
+
+    fn v2_context(&self, plugin: &Plugin, call: &ChannelCall) -> v2::omnichat::channel::types::ChannelContext {
+        v2::omnichat::channel::types::ChannelContext {
+            channel_instance_id: call.channel_id.to_string(),
+            tenant_id: call.tenant_id.to_string(),
+            external_id: call.external_id.clone(),
+            config: call.config.clone(),
+            api_base_url: plugin.api_base_url.clone(),
+        }
+    }
+
+    fn v1_context(&self, plugin: &Plugin, call: &ChannelCall) -> v1::omnichat::channel::types::ChannelContext {
+        v1::omnichat::channel::types::ChannelContext {
+            channel_instance_id: call.channel_id.to_string(),
+            tenant_id: call.tenant_id.to_string(),
+            external_id: call.external_id.clone(),
+            config: call.config.clone(),
+            api_base_url: plugin.api_base_url.clone(),
+        }
+    }
+
+    async fn call<R>(
+        &self,
+        plugin: &Plugin,
+        channel: Option<ChannelCall>,
+        f: impl AsyncFnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.run(plugin, channel, false, f).await.map(|(value, _)| value)
+    }
+
+    async fn call_generating<R>(
+        &self,
+        plugin: &Plugin,
+        channel: ChannelCall,
+        f: impl AsyncFnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Vec<(String, SecretString)>), PluginError> {
+        self.run(plugin, Some(channel), true, f).await
     }
 
     /// One call in a fresh store, under the plugin's limits.
-    async fn call<R>(
+    async fn run<R>(
         &self,
-        plugin: Arc<Plugin>,
+        plugin: &Plugin,
         channel: Option<ChannelCall>,
-        f: impl AsyncFnOnce(&Adapter, &mut Store<CallState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
+        may_generate: bool,
+        f: impl AsyncFnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Vec<(String, SecretString)>), PluginError> {
         let _slot = self
             .slots
             .acquire()
@@ -314,16 +589,18 @@ impl PluginRuntime {
             .map_err(|_| PluginError::Trap { plugin: plugin.entry.id.clone(), message: "runtime closed".into() })?;
         let limit = Duration::from_millis(plugin.entry.time_limit_ms);
         let deadline = Instant::now() + limit;
-        let channel_id = channel.as_ref().map(|c| c.context.channel_instance_id.clone());
+        let channel_id = channel.as_ref().map(|c| c.channel_id.to_string());
         let state = CallState {
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
             limiter: MemoryCap { max_bytes: (plugin.entry.memory_limit_mb * 1024 * 1024) as usize, hit: false },
-            plugin: plugin.clone(),
+            plugin_id: plugin.entry.id.clone(),
+            grants: plugin.grants.clone().into(),
             secrets: channel.map(|c| c.secrets).unwrap_or_default(),
             fetcher: self.fetcher.clone(),
             deadline,
             channel_id,
+            generated: may_generate.then(Vec::new),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -337,13 +614,16 @@ impl PluginRuntime {
             }
         });
         let run = async {
-            let adapter = plugin.pre.instantiate_async(&mut store).await?;
-            f(&adapter, &mut store).await
+            let instance = match &plugin.pre {
+                Pre::V2(pre) => Instance::V2(pre.instantiate_async(&mut store).await?),
+                Pre::V1(pre) => Instance::V1(pre.instantiate_async(&mut store).await?),
+            };
+            f(&instance, &mut store).await
         };
         let outcome = tokio::time::timeout(limit, run).await;
         let id = plugin.entry.id.clone();
         let error = match outcome {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => return Ok((value, store.data_mut().generated.take().unwrap_or_default())),
             Err(_) => PluginError::Timeout { plugin: id, limit_ms: plugin.entry.time_limit_ms },
             Ok(Err(err)) if store.data().limiter.hit => {
                 tracing::debug!(error = %err, "trap after memory cap");
@@ -352,11 +632,256 @@ impl PluginRuntime {
             Ok(Err(err)) if matches!(err.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) => {
                 PluginError::Timeout { plugin: id, limit_ms: plugin.entry.time_limit_ms }
             }
-            Ok(Err(err)) => PluginError::Trap { plugin: id, message: format!("{err:#}") },
+            Ok(Err(err)) => PluginError::Trap { plugin: id, message: store.data().secrets.scrub(&format!("{err:#}")) },
         };
         tracing::warn!(plugin.id = %plugin.entry.id, error = %error, "plugin call failed");
         Err(error)
     }
+}
+
+impl ChannelCall {
+    /// A call about no channel: only the plugin's own secrets.
+    fn plugin_only(plugin: &Plugin) -> Self {
+        Self {
+            tenant_id: Uuid::nil(),
+            channel_id: Uuid::nil(),
+            external_id: None,
+            config: "{}".into(),
+            secrets: plugin.own_secrets.clone(),
+        }
+    }
+}
+
+/// An instance of either contract version.
+enum Instance {
+    V2(v2::Adapter),
+    V1(v1::Adapter),
+}
+
+impl Instance {
+    /// Only called on the version the plugin was loaded as.
+    fn v2(&self) -> &v2::Adapter {
+        match self {
+            Instance::V2(adapter) => adapter,
+            Instance::V1(_) => unreachable!("a 0.1 plugin is never called through the 0.2 bindings"),
+        }
+    }
+
+    fn v1(&self) -> &v1::Adapter {
+        match self {
+            Instance::V1(adapter) => adapter,
+            Instance::V2(_) => unreachable!("a 0.2 plugin is never called through the 0.1 bindings"),
+        }
+    }
+}
+
+fn v2_request(request: &WebhookRequest) -> v2::omnichat::channel::types::WebhookRequest {
+    use v2::omnichat::channel::types as t;
+    t::WebhookRequest {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        query: request.query.clone(),
+        headers: request.headers.iter().map(|h| t::Header { name: h.name.clone(), value: h.value.clone() }).collect(),
+        body: request.body.clone(),
+    }
+}
+
+fn v1_request(request: &WebhookRequest) -> v1::omnichat::channel::types::WebhookRequest {
+    use v1::omnichat::channel::types as t;
+    t::WebhookRequest {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        query: request.query.clone(),
+        headers: request.headers.iter().map(|h| t::Header { name: h.name.clone(), value: h.value.clone() }).collect(),
+        body: request.body.clone(),
+    }
+}
+
+fn v2_refusal(err: v2::omnichat::channel::types::VerifyError) -> ReceiveError {
+    use v2::omnichat::channel::types::VerifyError as E;
+    match err {
+        E::Unauthorized(why) => ReceiveError::Unauthorized(why),
+        E::BadRequest(why) => ReceiveError::BadRequest(why),
+    }
+}
+
+fn v1_refusal(err: v1::omnichat::channel::types::VerifyError) -> ReceiveError {
+    use v1::omnichat::channel::types::VerifyError as E;
+    match err {
+        E::Unauthorized(why) => ReceiveError::Unauthorized(why),
+        E::BadRequest(why) => ReceiveError::BadRequest(why),
+    }
+}
+
+fn v2_receipt(receipt: v2::omnichat::channel::types::Receipt) -> Receipt {
+    use v2::omnichat::channel::types::ReceiptStatus as S;
+    Receipt {
+        status: match receipt.status {
+            S::Delivered => ReceiptStatus::Delivered,
+            S::Read => ReceiptStatus::Read,
+        },
+        provider_message_ids: receipt.provider_message_ids,
+        external_user_id: receipt.external_user_id,
+        up_to: receipt.up_to_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+    }
+}
+
+/// The fields of a normalized message, whichever contract version produced it.
+struct Normalized {
+    external_user_id: String,
+    external_conversation_id: Option<String>,
+    provider_message_id: Option<String>,
+    sender_name: Option<String>,
+    sender_username: Option<String>,
+    text: Option<String>,
+    attachments: Vec<Value>,
+    sent_at_ms: Option<i64>,
+    raw: String,
+}
+
+fn v2_message(tenant_id: Uuid, channel_id: Uuid, m: v2::omnichat::channel::types::InboundMessage) -> NewInboundMessage {
+    use v2::omnichat::channel::types::AttachmentKind as K;
+    let attachments = m
+        .attachments
+        .into_iter()
+        .map(|a| {
+            let kind = match a.kind {
+                K::Image => AttachmentKind::Image,
+                K::Video => AttachmentKind::Video,
+                K::Audio => AttachmentKind::Audio,
+                K::Voice => AttachmentKind::Voice,
+                K::Document => AttachmentKind::Document,
+                K::Sticker => AttachmentKind::Sticker,
+                K::Location => AttachmentKind::Location,
+                K::Contact => AttachmentKind::Contact,
+                K::Other => AttachmentKind::Other,
+            };
+            attachment_json(kind, a.url, a.mime_type, a.file_name, a.size, &a.extra)
+        })
+        .collect();
+    to_payload(
+        tenant_id,
+        channel_id,
+        Normalized {
+            external_user_id: m.external_user_id,
+            external_conversation_id: m.external_conversation_id,
+            provider_message_id: m.provider_message_id,
+            sender_name: m.sender_name,
+            sender_username: m.sender_username,
+            text: m.text,
+            attachments,
+            sent_at_ms: m.sent_at_ms,
+            raw: m.raw,
+        },
+    )
+}
+
+fn v1_message(tenant_id: Uuid, channel_id: Uuid, m: v1::omnichat::channel::types::InboundMessage) -> NewInboundMessage {
+    use v1::omnichat::channel::types::AttachmentKind as K;
+    let attachments = m
+        .attachments
+        .into_iter()
+        .map(|a| {
+            let kind = match a.kind {
+                K::Image => AttachmentKind::Image,
+                K::Video => AttachmentKind::Video,
+                K::Audio => AttachmentKind::Audio,
+                K::Voice => AttachmentKind::Voice,
+                K::Document => AttachmentKind::Document,
+                K::Sticker => AttachmentKind::Sticker,
+                K::Location => AttachmentKind::Location,
+                K::Contact => AttachmentKind::Contact,
+                K::Other => AttachmentKind::Other,
+            };
+            attachment_json(kind, a.url, a.mime_type, a.file_name, a.size, &a.extra)
+        })
+        .collect();
+    to_payload(
+        tenant_id,
+        channel_id,
+        Normalized {
+            external_user_id: m.external_user_id,
+            external_conversation_id: m.external_conversation_id,
+            provider_message_id: m.provider_message_id,
+            sender_name: m.sender_name,
+            sender_username: m.sender_username,
+            text: m.text,
+            attachments,
+            sent_at_ms: m.sent_at_ms,
+            raw: m.raw,
+        },
+    )
+}
+
+fn attachment_json(
+    kind: AttachmentKind,
+    url: Option<String>,
+    mime_type: Option<String>,
+    file_name: Option<String>,
+    size: Option<u64>,
+    extra: &str,
+) -> Value {
+    json!({
+        "kind": kind.as_str(),
+        "url": url,
+        "mimeType": mime_type,
+        "fileName": file_name,
+        "size": size,
+        "extra": serde_json::from_str::<Value>(extra).unwrap_or(Value::Null),
+    })
+}
+
+/// The seed's `InboundMessagePayload`, from an adapter's normalized message.
+fn to_payload(tenant_id: Uuid, channel_id: Uuid, m: Normalized) -> NewInboundMessage {
+    NewInboundMessage {
+        tenant_id,
+        channel_instance_id: channel_id,
+        external_user_id: m.external_user_id,
+        external_conversation_id: m.external_conversation_id,
+        provider_message_id: m.provider_message_id,
+        sender_name: m.sender_name,
+        sender_username: m.sender_username,
+        text: m.text,
+        attachments: Value::Array(m.attachments),
+        raw: serde_json::from_str(&m.raw).unwrap_or(Value::String(m.raw)),
+        sent_at: m.sent_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+        direction: MessageDirection::Inbound,
+    }
+}
+
+fn v2_kind(kind: AttachmentKind) -> v2::omnichat::channel::types::AttachmentKind {
+    use v2::omnichat::channel::types::AttachmentKind as K;
+    match kind {
+        AttachmentKind::Image => K::Image,
+        AttachmentKind::Video => K::Video,
+        AttachmentKind::Audio => K::Audio,
+        AttachmentKind::Voice => K::Voice,
+        AttachmentKind::Document => K::Document,
+        AttachmentKind::Sticker => K::Sticker,
+        AttachmentKind::Location => K::Location,
+        AttachmentKind::Contact => K::Contact,
+        AttachmentKind::Other => K::Other,
+    }
+}
+
+fn v1_kind(kind: AttachmentKind) -> v1::omnichat::channel::types::AttachmentKind {
+    use v1::omnichat::channel::types::AttachmentKind as K;
+    match kind {
+        AttachmentKind::Image => K::Image,
+        AttachmentKind::Video => K::Video,
+        AttachmentKind::Audio => K::Audio,
+        AttachmentKind::Voice => K::Voice,
+        AttachmentKind::Document => K::Document,
+        AttachmentKind::Sticker => K::Sticker,
+        AttachmentKind::Location => K::Location,
+        AttachmentKind::Contact => K::Contact,
+        AttachmentKind::Other => K::Other,
+    }
+}
+
+/// The names of what a component imports (`omnichat:channel/host@0.2.0`, `wasi:io/...`).
+fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component.component_type().imports(engine).map(|(name, _)| name.to_owned()).collect()
 }
 
 fn wasm_error(err: wasmtime::Error, what: &str) -> anyhow::Error {

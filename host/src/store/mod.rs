@@ -96,7 +96,7 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     /// A channel by id alone, for webhooks whose URL names the channel (no tenant is known yet).
     async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>>;
     /// A channel by its provider account (a Facebook page id), for webhooks shared by many channels.
-    async fn find_channel_by_external_id(&self, channel_type: ChannelType, external_id: &str) -> StoreResult<Option<Channel>>;
+    async fn find_channel_by_external_id(&self, channel_type: &ChannelType, external_id: &str) -> StoreResult<Option<Channel>>;
 
     // The inbox.
     /// Stores one inbound message in ONE transaction: upserts the customer, finds its open
@@ -125,6 +125,10 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     async fn get_message(&self, tenant_id: Uuid, message_id: Uuid) -> StoreResult<Option<Message>>;
     /// The customer's open conversation, created when it has none.
     async fn open_conversation_for(&self, tenant_id: Uuid, customer: &Customer) -> StoreResult<Conversation>;
+
+    /// A provider's delivery or read receipt: moves the channel's OUTBOUND messages it covers to
+    /// `receipt.status`, never backwards, and returns those that moved.
+    async fn apply_receipt(&self, tenant_id: Uuid, channel_id: Uuid, receipt: &ReceiptUpdate<'_>) -> StoreResult<Vec<Message>>;
 
     // The outbound queue.
     /// Stores the OUTBOUND message (PENDING) and its queue row in ONE transaction and moves the

@@ -84,8 +84,10 @@ pub enum Rotation {
 pub struct Channel {
     pub id: Uuid,
     pub tenant_id: Uuid,
+    /// `WHATSAPP`, `TELEGRAM_USER`, `TELEGRAM_BOT`, `FACEBOOK`, `WIDGET`, or a plugin's own type.
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
+    #[schema(value_type = String, example = "TELEGRAM_BOT")]
     pub channel_type: ChannelType,
     pub status: ChannelStatus,
     /// Why the channel is in its status (an error, a logout), when there is a reason to give.
@@ -212,6 +214,18 @@ impl NewInboundMessage {
             _ => MessageStatus::Sent,
         }
     }
+}
+
+/// A delivery or read receipt, for [`Store::apply_receipt`](super::Store::apply_receipt).
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiptUpdate<'a> {
+    /// DELIVERED or READ.
+    pub status: MessageStatus,
+    /// Replies by the provider's id.
+    pub provider_message_ids: &'a [String],
+    /// With `up_to`: every reply to this customer (by its provider id) sent until then.
+    pub external_user_id: Option<&'a str>,
+    pub up_to: Option<DateTime<Utc>>,
 }
 
 /// What storing an inbound message did.

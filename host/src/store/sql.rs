@@ -306,7 +306,7 @@ macro_rules! impl_store {
 
             async fn find_channel_by_external_id(
                 &self,
-                channel_type: ChannelType,
+                channel_type: &ChannelType,
                 external_id: &str,
             ) -> StoreResult<Option<Channel>> {
                 Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE type = $1 AND external_id = $2")
@@ -530,6 +530,57 @@ macro_rules! impl_store {
                 .await?;
                 tx.commit().await?;
                 Ok(Enqueued::Queued { message, conversation })
+            }
+
+            async fn apply_receipt(&self, tenant_id: Uuid, channel_id: Uuid, receipt: &ReceiptUpdate<'_>) -> StoreResult<Vec<Message>> {
+                // Only forward: SENT -> DELIVERED -> READ. `$3`/`$4` are the statuses it may move from.
+                let from = match receipt.status {
+                    MessageStatus::Read => ("SENT", "DELIVERED"),
+                    _ => ("SENT", "SENT"),
+                };
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let mut moved: Vec<Message> = Vec::new();
+                for provider_id in receipt.provider_message_ids {
+                    let rows: Vec<Message> = sqlx::query_as(
+                        "UPDATE messages SET status = $5, updated_at = $6
+                         WHERE tenant_id = $1 AND channel_instance_id = $2 AND direction = 'OUTBOUND'
+                           AND status IN ($3, $4) AND provider_message_id = $7
+                         RETURNING *",
+                    )
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .bind(from.0)
+                    .bind(from.1)
+                    .bind(receipt.status)
+                    .bind(now)
+                    .bind(provider_id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    moved.extend(rows);
+                }
+                if let (Some(customer), Some(up_to)) = (receipt.external_user_id, receipt.up_to) {
+                    let rows: Vec<Message> = sqlx::query_as(
+                        "UPDATE messages SET status = $5, updated_at = $6
+                         WHERE tenant_id = $1 AND channel_instance_id = $2 AND direction = 'OUTBOUND'
+                           AND status IN ($3, $4) AND sent_at <= $7
+                           AND customer_id = (SELECT id FROM customers WHERE channel_instance_id = $2 AND external_id = $8)
+                         RETURNING *",
+                    )
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .bind(from.0)
+                    .bind(from.1)
+                    .bind(receipt.status)
+                    .bind(now)
+                    .bind(up_to)
+                    .bind(customer)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    moved.extend(rows);
+                }
+                tx.commit().await?;
+                Ok(moved)
             }
 
             async fn claim_due_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<QueueJob>> {

@@ -70,17 +70,6 @@ db_enum!(
 );
 
 db_enum!(
-    /// The kind of provider account a channel instance connects.
-    ChannelType {
-        Whatsapp = "WHATSAPP",
-        TelegramUser = "TELEGRAM_USER",
-        TelegramBot = "TELEGRAM_BOT",
-        Facebook = "FACEBOOK",
-        Widget = "WIDGET",
-    }
-);
-
-db_enum!(
     /// Connection state of a channel instance.
     ChannelStatus { Disconnected = "DISCONNECTED", Connecting = "CONNECTING", Connected = "CONNECTED", Error = "ERROR" }
 );
@@ -114,5 +103,119 @@ impl Role {
     /// Owners and admins manage the tenant: users, channels and agents.
     pub fn can_manage(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// The kind of provider account a channel instance connects: an upper-case name matching
+/// `[A-Z][A-Z0-9_]{1,31}`. The seed's five are constants; a loaded plugin may declare any other
+/// (`LINE`), so this is an open, validated string rather than an enum: which types exist is the
+/// channel registry's business.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelType(std::borrow::Cow<'static, str>);
+
+/// A channel type name that breaks the naming rule.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid channel type {0:?}: expected upper-case letters, digits and _ ([A-Z][A-Z0-9_]{{1,31}})")]
+pub struct InvalidChannelType(pub String);
+
+impl ChannelType {
+    pub const WHATSAPP: Self = Self::from_static("WHATSAPP");
+    pub const TELEGRAM_USER: Self = Self::from_static("TELEGRAM_USER");
+    pub const TELEGRAM_BOT: Self = Self::from_static("TELEGRAM_BOT");
+    pub const FACEBOOK: Self = Self::from_static("FACEBOOK");
+    pub const WIDGET: Self = Self::from_static("WIDGET");
+
+    const fn from_static(name: &'static str) -> Self {
+        Self(std::borrow::Cow::Borrowed(name))
+    }
+
+    pub fn parse(name: &str) -> Result<Self, InvalidChannelType> {
+        let bytes = name.as_bytes();
+        let valid = (2..=32).contains(&bytes.len())
+            && bytes[0].is_ascii_uppercase()
+            && bytes[1..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
+        if valid { Ok(Self(std::borrow::Cow::Owned(name.to_owned()))) } else { Err(InvalidChannelType(name.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ChannelType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for ChannelType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChannelType {
+    type Err = InvalidChannelType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl serde::Serialize for ChannelType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChannelType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<DB: Database> Type<DB> for ChannelType
+where
+    String: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: Database> Encode<'q, DB> for ChannelType
+where
+    String: Encode<'q, DB>,
+{
+    fn encode_by_ref(&self, buf: &mut DB::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, DB>>::encode(self.as_str().to_owned(), buf)
+    }
+}
+
+impl<'r, DB: Database> Decode<'r, DB> for ChannelType
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::parse(<&'r str as Decode<'r, DB>>::decode(value)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChannelType;
+
+    #[test]
+    fn channel_type_names_are_upper_case_words() {
+        for good in ["LINE", "TELEGRAM_BOT", "X2", "A_B_C_1"] {
+            assert_eq!(ChannelType::parse(good).map(|t| t.to_string()).ok().as_deref(), Some(good));
+        }
+        for bad in ["", "L", "line", "1LINE", "_LINE", "LI-NE", "LINE ", &"A".repeat(33)] {
+            assert!(ChannelType::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ChannelType::parse("WHATSAPP").ok(), Some(ChannelType::WHATSAPP));
     }
 }

@@ -1,21 +1,27 @@
 //! Facebook Messenger (Page) adapter: Graph webhooks in, the Send API out.
 //!
-//! Inbound: `POST /api/facebook/webhook` (one URL for every page of the app). `accounts` names the
-//! page ids of the entries so the host finds each page's channel; `verify` checks
-//! `X-Hub-Signature-256` against an HMAC-SHA256 of the raw body keyed by the app secret (held by
-//! the host: the channel's `appSecret`, else `FACEBOOK_APP_SECRET`).
+//! Inbound: one URL for every page of the app, `/api/webhooks/shared/FACEBOOK` (the seed's
+//! `/api/facebook/webhook` still works). `handshake` answers the `GET` subscription check
+//! (`hub.verify_token` against the host's `FACEBOOK_VERIFY_TOKEN`, secret `verifyToken`);
+//! `accounts` names the page ids of the entries so the host finds each page's channel; `receive`
+//! checks `X-Hub-Signature-256` against an HMAC-SHA256 of the raw body keyed by the app secret
+//! (held by the host: the channel's `appSecret`, else `FACEBOOK_APP_SECRET`), then reads the
+//! page's messages and its delivery and read receipts.
 //! Outbound: `POST /{version}/me/messages` with the page access token (`{{secret:pageAccessToken}}`,
 //! filled in by the host); an attachment goes by URL, its text as a separate message first.
+//! Lifecycle: `connect` only checks the page access token (`GET /{version}/me`). It does not
+//! subscribe the app to the page's webhooks: the callback URL and verify token belong to the app's
+//! settings (Meta's developer console), not to one page's channel, so that step stays manual.
 
 mod mapping;
 
 wit_bindgen::generate!({ world: "adapter", path: "../../wit" });
 
-use exports::omnichat::channel::{describe, inbound, outbound};
+use exports::omnichat::channel::{describe, inbound, lifecycle, outbound};
 use omnichat::channel::host::{self, HttpRequest, LogLevel};
 use omnichat::channel::types::{
-    AdapterError, ChannelContext, Header, InboundMessage, OutboundMessage, PluginInfo, SendError, SendReceipt, VerifyError,
-    WebhookRequest,
+    AdapterError, ChannelContext, ConfigField, Header, OutboundMessage, PluginInfo, SendError, SendReceipt, VerifyError,
+    WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
 };
 use serde_json::{Value, json};
 
@@ -32,48 +38,80 @@ impl describe::Guest for Facebook {
             name: "Facebook Messenger".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             channel_type: "FACEBOOK".into(),
+            config_schema: vec![
+                ConfigField {
+                    name: "pageAccessToken".into(),
+                    description: "Page access token used to send replies".into(),
+                    required: true,
+                    secret: true,
+                },
+                ConfigField {
+                    name: "appSecret".into(),
+                    description: "The app secret that signs X-Hub-Signature-256; defaults to the host's FACEBOOK_APP_SECRET"
+                        .into(),
+                    required: false,
+                    secret: true,
+                },
+                ConfigField {
+                    name: "graphApiVersion".into(),
+                    description: "Graph API version, default v21.0".into(),
+                    required: false,
+                    secret: false,
+                },
+            ],
+            webhook: WebhookMode::Shared,
         }
     }
 }
 
 impl inbound::Guest for Facebook {
+    fn handshake(request: WebhookRequest) -> Option<WebhookResponse> {
+        // Meta's subscription check is the only GET it sends; deliveries are POSTs.
+        if !request.method.eq_ignore_ascii_case("GET") {
+            return None;
+        }
+        Some(mapping::subscription_answer(&request.query, |token| host::secret_equals("verifyToken", token) == Some(true)))
+    }
+
     fn accounts(request: WebhookRequest) -> Result<Vec<String>, VerifyError> {
         let body = parse(&request.body).map_err(VerifyError::BadRequest)?;
         mapping::page_ids(&body).map_err(VerifyError::BadRequest)
     }
 
-    fn verify(_ctx: ChannelContext, request: WebhookRequest) -> Result<(), VerifyError> {
-        let presented = request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(SIGNATURE_HEADER))
-            .map(|h| h.value.as_str())
-            .ok_or_else(|| VerifyError::Unauthorized("missing X-Hub-Signature-256".into()))?;
-        let presented = presented
-            .strip_prefix("sha256=")
-            .and_then(mapping::decode_hex)
-            .ok_or_else(|| VerifyError::Unauthorized("X-Hub-Signature-256 is not sha256=<hex>".into()))?;
-        let expected = host::hmac_sha256("appSecret", &request.body).map_err(VerifyError::Unauthorized)?;
-        if mapping::constant_time_eq(&presented, &expected) {
-            Ok(())
-        } else {
-            Err(VerifyError::Unauthorized("X-Hub-Signature-256 does not match the body".into()))
-        }
-    }
-
-    fn normalize(ctx: ChannelContext, request: WebhookRequest) -> Result<Vec<InboundMessage>, AdapterError> {
-        let body = parse(&request.body).map_err(|message| AdapterError { message })?;
+    fn receive(ctx: ChannelContext, request: WebhookRequest) -> Result<WebhookOutcome, VerifyError> {
+        verify(&request)?;
+        let body = parse(&request.body).map_err(VerifyError::BadRequest)?;
+        // One delivery can carry entries of several pages: only this channel's page counts here.
         let page_id = ctx.external_id.unwrap_or_default();
-        mapping::normalize(&body, &page_id).map_err(|message| AdapterError { message })
+        let messages = mapping::normalize(&body, &page_id).map_err(VerifyError::BadRequest)?;
+        let receipts = mapping::receipts(&body, &page_id);
+        Ok(WebhookOutcome { messages, receipts, response: None })
+    }
+}
+
+/// The signature covers the raw bytes, so it is checked before the body is parsed.
+fn verify(request: &WebhookRequest) -> Result<(), VerifyError> {
+    let presented = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(SIGNATURE_HEADER))
+        .map(|h| h.value.as_str())
+        .ok_or_else(|| VerifyError::Unauthorized("missing X-Hub-Signature-256".into()))?;
+    let presented = presented
+        .strip_prefix("sha256=")
+        .and_then(mapping::decode_hex)
+        .ok_or_else(|| VerifyError::Unauthorized("X-Hub-Signature-256 is not sha256=<hex>".into()))?;
+    let expected = host::hmac_sha256("appSecret", &request.body).map_err(VerifyError::Unauthorized)?;
+    if mapping::constant_time_eq(&presented, &expected) {
+        Ok(())
+    } else {
+        Err(VerifyError::Unauthorized("X-Hub-Signature-256 does not match the body".into()))
     }
 }
 
 impl outbound::Guest for Facebook {
     fn send(ctx: ChannelContext, message: OutboundMessage) -> Result<SendReceipt, SendError> {
-        let base = ctx.api_base_url.as_deref().unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
-        let config: Value = serde_json::from_str(&ctx.config).unwrap_or(Value::Null);
-        let version = config["graphApiVersion"].as_str().unwrap_or(DEFAULT_GRAPH_VERSION);
-        let url = format!("{base}/{version}/me/messages?access_token={{{{secret:pageAccessToken}}}}");
+        let url = format!("{}/me/messages?access_token={{{{secret:pageAccessToken}}}}", graph_base(&ctx));
         let mut payloads = Vec::new();
         if let Some(text) = message.text.as_ref().filter(|t| !t.is_empty()) {
             payloads.push(json!({"text": text}));
@@ -107,6 +145,40 @@ impl outbound::Guest for Facebook {
         }
         Ok(SendReceipt { provider_message_id: last.unwrap_or_default() })
     }
+}
+
+impl lifecycle::Guest for Facebook {
+    fn connect(ctx: ChannelContext, _webhook_url: Option<String>) -> Result<(), AdapterError> {
+        let request = HttpRequest {
+            method: "GET".into(),
+            url: format!("{}/me?fields=id,name&access_token={{{{secret:pageAccessToken}}}}", graph_base(&ctx)),
+            headers: Vec::new(),
+            body: None,
+        };
+        // The error becomes the channel's `statusReason`, which every agent of the tenant can
+        // read, so the host's fetch error (which may quote the URL) is only logged.
+        let response = host::fetch(&request).map_err(|err| {
+            host::log(LogLevel::Warn, &format!("the token check did not happen: {err:?}"));
+            AdapterError { message: mapping::unreachable(&err) }
+        })?;
+        match mapping::graph_refusal(response.status, &response.body) {
+            None => Ok(()),
+            Some(reason) => Err(AdapterError { message: format!("Facebook rejected the page access token: {reason}") }),
+        }
+    }
+
+    fn disconnect(_ctx: ChannelContext) -> Result<(), AdapterError> {
+        // `connect` registered nothing at Facebook, so there is nothing to undo.
+        Ok(())
+    }
+}
+
+/// `{api base}/{graph version}`, the version from the channel's `graphApiVersion`.
+fn graph_base(ctx: &ChannelContext) -> String {
+    let base = ctx.api_base_url.as_deref().unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
+    let config: Value = serde_json::from_str(&ctx.config).unwrap_or(Value::Null);
+    let version = config["graphApiVersion"].as_str().filter(|v| !v.is_empty()).unwrap_or(DEFAULT_GRAPH_VERSION);
+    format!("{base}/{version}")
 }
 
 fn parse(body: &[u8]) -> Result<Value, String> {

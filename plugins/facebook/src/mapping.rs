@@ -1,9 +1,12 @@
-//! Messenger webhook events -> normalized messages, and Send API failures -> send errors.
+//! Messenger webhook events -> normalized messages and receipts, the subscription handshake, and
+//! Graph failures -> send errors and the reasons `connect` gives.
 
 use serde_json::{Value, json};
 
 use crate::omnichat::channel::host::FetchError;
-use crate::omnichat::channel::types::{Attachment, AttachmentKind, InboundMessage, SendError};
+use crate::omnichat::channel::types::{
+    Attachment, AttachmentKind, Header, InboundMessage, Receipt, ReceiptStatus, SendError, WebhookResponse,
+};
 
 /// The page ids a `{"object": "page", "entry": [...]}` delivery is for, without repeats.
 pub fn page_ids(body: &Value) -> Result<Vec<String>, String> {
@@ -22,7 +25,7 @@ pub fn page_ids(body: &Value) -> Result<Vec<String>, String> {
 }
 
 /// Customer messages and postbacks for `page_id`; echoes of the page's own messages, delivery
-/// and read receipts, reactions and the like give none.
+/// and read receipts (see [`receipts`]), reactions and the like give none.
 pub fn normalize(body: &Value, page_id: &str) -> Result<Vec<InboundMessage>, String> {
     let mut messages = Vec::new();
     for entry in body["entry"].as_array().ok_or("no entry array")? {
@@ -36,6 +39,55 @@ pub fn normalize(body: &Value, page_id: &str) -> Result<Vec<InboundMessage>, Str
         }
     }
     Ok(messages)
+}
+
+/// Delivery and read receipts for the replies of `page_id`. Messenger names delivered replies by
+/// id and adds a watermark; reads come only as a watermark: everything sent to the customer up
+/// to then.
+pub fn receipts(body: &Value, page_id: &str) -> Vec<Receipt> {
+    let mut receipts = Vec::new();
+    for entry in body["entry"].as_array().into_iter().flatten() {
+        if id_string(&entry["id"]).as_deref() != Some(page_id) {
+            continue;
+        }
+        for event in entry["messaging"].as_array().into_iter().flatten() {
+            if let Some(receipt) = receipt(event) {
+                receipts.push(receipt);
+            }
+        }
+    }
+    receipts
+}
+
+/// A receipt that names no reply, or a watermark without the customer it is for, covers nothing
+/// and is dropped.
+fn receipt(event: &Value) -> Option<Receipt> {
+    let customer = id_string(&event["sender"]["id"]);
+    if let Some(delivery) = event.get("delivery").filter(|d| d.is_object()) {
+        let ids: Vec<String> =
+            delivery["mids"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+        let watermark = delivery["watermark"].as_i64();
+        if ids.is_empty() && (watermark.is_none() || customer.is_none()) {
+            return None;
+        }
+        Some(Receipt {
+            status: ReceiptStatus::Delivered,
+            provider_message_ids: ids,
+            external_user_id: customer,
+            up_to_ms: watermark,
+        })
+    } else if let Some(read) = event.get("read").filter(|r| r.is_object()) {
+        let watermark = read["watermark"].as_i64()?;
+        let customer = customer?;
+        Some(Receipt {
+            status: ReceiptStatus::Read,
+            provider_message_ids: Vec::new(),
+            external_user_id: Some(customer),
+            up_to_ms: Some(watermark),
+        })
+    } else {
+        None
+    }
 }
 
 fn customer_message(event: &Value) -> Option<InboundMessage> {
@@ -116,6 +168,70 @@ fn id_string(value: &Value) -> Option<String> {
     }
 }
 
+/// The answer to Meta's subscription check, `GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..`:
+/// the challenge, as text, when the mode is `subscribe` and the token matches; any other GET gets
+/// a 403 in the host's error shape.
+pub fn subscription_answer(query: &str, verify_token_matches: impl FnOnce(&str) -> bool) -> WebhookResponse {
+    let subscribing = query_value(query, "hub.mode").as_deref() == Some("subscribe");
+    if subscribing && query_value(query, "hub.verify_token").is_some_and(|token| verify_token_matches(token.as_str())) {
+        return WebhookResponse {
+            status: 200,
+            headers: vec![content_type("text/plain")],
+            body: query_value(query, "hub.challenge").unwrap_or_default().into_bytes(),
+        };
+    }
+    let error = json!({"error": {"code": "forbidden", "message": "hub.verify_token does not match FACEBOOK_VERIFY_TOKEN"}});
+    WebhookResponse { status: 403, headers: vec![content_type("application/json")], body: error.to_string().into_bytes() }
+}
+
+fn content_type(value: &str) -> Header {
+    Header { name: "content-type".into(), value: value.into() }
+}
+
+/// The first value of `name` in a raw query string, decoded.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+/// Decodes one query-string component: `%XX` escapes, and `+` as a space. A `%` without two hex
+/// digits after it stays as it is and bytes that are not UTF-8 become U+FFFD, so a malformed query
+/// only fails to match.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match (bytes.get(i + 1).and_then(hex_digit), bytes.get(i + 2).and_then(hex_digit)) {
+                (Some(high), Some(low)) => {
+                    out.push((high << 4) | low);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(byte: &u8) -> Option<u8> {
+    char::from(*byte).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
 pub fn graph_attachment_type(kind: AttachmentKind) -> &'static str {
     match kind {
         AttachmentKind::Image | AttachmentKind::Sticker => "image",
@@ -146,6 +262,30 @@ pub fn fetch_failure(err: FetchError) -> SendError {
     }
 }
 
+/// Why a Graph call failed, in Graph's words (`error.message`), or `None` on a 2xx.
+pub fn graph_refusal(status: u16, body: &[u8]) -> Option<String> {
+    if (200..300).contains(&status) {
+        return None;
+    }
+    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    Some(match reply["error"]["message"].as_str() {
+        Some(message) => message.to_owned(),
+        None => format!("HTTP {status} without an error message"),
+    })
+}
+
+/// A short reason for a call that never got an answer. The host's own text is left out: it may
+/// name the URL, and this reason becomes the channel's `statusReason`.
+pub fn unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::Denied(_) => "the host denied the request to the Graph API (not in allowed_hosts?)".into(),
+        FetchError::InvalidRequest(_) => "the host refused the Graph API request as invalid".into(),
+        FetchError::Timeout => "the Graph API did not answer in time".into(),
+        FetchError::TooLarge => "the Graph API answer was too large".into(),
+        FetchError::Failed(_) => "the Graph API could not be reached".into(),
+    }
+}
+
 /// Graph error codes 4, 17, 32 and 613 are rate limits; 5xx and `is_transient` retry; the rest
 /// (an invalid token, a user who cannot be messaged) is permanent.
 pub fn classify_failure(status: u16, error: &Value) -> SendError {
@@ -164,7 +304,7 @@ pub fn classify_failure(status: u16, error: &Value) -> SendError {
 mod tests {
     use super::*;
 
-    /// Two pages, three events: a text, an image and an echo on page 1; a delivery on page 2.
+    /// Two pages: a text, an image and an echo on page 1; a delivery and a read on page 2.
     fn delivery() -> Value {
         json!({
             "object": "page",
@@ -245,5 +385,106 @@ mod tests {
             classify_failure(400, &json!({"code": 551, "message": "This person isn't available right now."})),
             SendError::Permanent(_)
         ));
+    }
+
+    #[test]
+    fn receipts_report_deliveries_and_reads_for_their_page() {
+        let found = receipts(&delivery(), "PAGE2");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].status, ReceiptStatus::Delivered);
+        assert_eq!(found[0].provider_message_ids, ["m_0"]);
+        assert_eq!(found[0].external_user_id.as_deref(), Some("PSID9"));
+        assert_eq!(found[0].up_to_ms, Some(1458668856253));
+        assert_eq!(found[1].status, ReceiptStatus::Read);
+        assert!(found[1].provider_message_ids.is_empty());
+        assert_eq!(found[1].external_user_id.as_deref(), Some("PSID9"));
+        assert_eq!(found[1].up_to_ms, Some(1458668856253));
+        assert!(receipts(&delivery(), "PAGE1").is_empty(), "messages and echoes are not receipts");
+        assert!(receipts(&delivery(), "PAGE3").is_empty(), "another page's receipts are not this channel's");
+    }
+
+    #[test]
+    fn receipts_that_cover_nothing_are_dropped() {
+        let body = json!({"object": "page", "entry": [{"id": "P", "messaging": [
+            {"sender": {"id": "U"}, "delivery": {"mids": []}},
+            {"sender": {"id": "U"}, "read": {}},
+            {"recipient": {"id": "P"}, "read": {"watermark": 5}},
+            {"delivery": {"mids": ["m_7"]}}
+        ]}]});
+        let found = receipts(&body, "P");
+        assert_eq!(found.len(), 1, "only the delivery naming a reply is kept");
+        assert_eq!(found[0].provider_message_ids, ["m_7"]);
+        assert_eq!(found[0].external_user_id, None);
+    }
+
+    #[test]
+    fn percent_decoding_reads_escapes_and_plus_and_keeps_malformed_input() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("%E2%9c%93"), "\u{2713}");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%+f"), "% f");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn query_values_are_found_by_their_decoded_name() {
+        let query = "hub.mode=subscribe&hub%2Everify_token=my+token%21&hub.challenge=1158201444&flag";
+        assert_eq!(query_value(query, "hub.mode").as_deref(), Some("subscribe"));
+        assert_eq!(query_value(query, "hub.verify_token").as_deref(), Some("my token!"));
+        assert_eq!(query_value(query, "flag").as_deref(), Some(""));
+        assert_eq!(query_value(query, "hub.topic"), None);
+        assert_eq!(query_value("", "hub.mode"), None);
+    }
+
+    #[test]
+    fn the_right_verify_token_gets_the_challenge_back() {
+        let answer = subscription_answer("hub.mode=subscribe&hub.verify_token=verify+me&hub.challenge=1158201444", |token| {
+            token == "verify me"
+        });
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, b"1158201444");
+        assert_eq!(answer.headers[0].value, "text/plain");
+    }
+
+    #[test]
+    fn any_other_get_is_forbidden_in_the_hosts_error_shape() {
+        for query in [
+            "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+            "hub.mode=subscribe&hub.challenge=1",
+            "hub.mode=unsubscribe&hub.verify_token=verify-me&hub.challenge=1",
+            "",
+        ] {
+            let answer = subscription_answer(query, |token| token == "verify-me");
+            assert_eq!(answer.status, 403, "{query}");
+            assert_eq!(answer.headers[0].value, "application/json");
+            let body: Value = serde_json::from_slice(&answer.body).expect("JSON");
+            assert_eq!(body["error"]["code"], "forbidden");
+            assert_eq!(body["error"]["message"], "hub.verify_token does not match FACEBOOK_VERIFY_TOKEN");
+        }
+    }
+
+    #[test]
+    fn graph_refusals_name_graphs_reason() {
+        let invalid = br#"{"error":{"message":"Invalid OAuth access token - Cannot parse access token","type":"OAuthException","code":190,"fbtrace_id":"AbC"}}"#;
+        assert_eq!(graph_refusal(400, invalid).as_deref(), Some("Invalid OAuth access token - Cannot parse access token"));
+        assert_eq!(graph_refusal(502, b"<html>Bad Gateway</html>").as_deref(), Some("HTTP 502 without an error message"));
+        assert_eq!(graph_refusal(200, br#"{"id":"PAGE1","name":"Support"}"#), None);
+    }
+
+    #[test]
+    fn unreachable_calls_never_repeat_the_hosts_text() {
+        let url = "https://graph.facebook.com/v21.0/me?access_token={{secret:pageAccessToken}}";
+        for err in [
+            FetchError::Denied(format!("{url} is not in allowed_hosts")),
+            FetchError::InvalidRequest(format!("{url}: unknown secret")),
+            FetchError::Failed(format!("{url}: connection refused")),
+            FetchError::Timeout,
+            FetchError::TooLarge,
+        ] {
+            let reason = unreachable(&err);
+            assert!(!reason.is_empty());
+            assert!(!reason.contains("graph.facebook.com") && !reason.contains("access_token"), "{reason}");
+        }
     }
 }

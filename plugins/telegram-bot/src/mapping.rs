@@ -1,4 +1,5 @@
-//! Telegram `Update` -> normalized messages, and Bot API failures -> send errors.
+//! Telegram `Update` -> normalized messages, and Bot API failures -> send errors and the reasons
+//! `connect` and `disconnect` give.
 
 use serde_json::{Map, Value, json};
 
@@ -150,6 +151,32 @@ pub fn classify_failure(status: u16, retry_after_secs: Option<u64>, description:
     }
 }
 
+/// Why a Bot API call failed, in Telegram's words (`description`, e.g. `Unauthorized`), or `None`
+/// when it succeeded. A success needs both a 2xx and `"ok": true`: Telegram reports refusals in
+/// the body, and a proxy in between may answer 200 with something else.
+pub fn refusal(status: u16, body: &[u8]) -> Option<String> {
+    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if (200..300).contains(&status) && reply["ok"] == true {
+        return None;
+    }
+    Some(match reply["description"].as_str() {
+        Some(description) => description.to_owned(),
+        None => format!("HTTP {status} without a description"),
+    })
+}
+
+/// A short reason for a call that never got an answer. The host's own text is left out: it may
+/// name the URL, and this reason becomes the channel's `statusReason`.
+pub fn unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::Denied(_) => "the host denied the request to the Bot API (not in allowed_hosts?)".into(),
+        FetchError::InvalidRequest(_) => "the host refused the Bot API request as invalid".into(),
+        FetchError::Timeout => "the Bot API did not answer in time".into(),
+        FetchError::TooLarge => "the Bot API answer was too large".into(),
+        FetchError::Failed(_) => "the Bot API could not be reached".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +302,45 @@ mod tests {
         assert!(matches!(classify_failure(502, None, String::new()), SendError::Transient(_)));
         assert!(matches!(classify_failure(403, None, "bot was blocked by the user".into()), SendError::Permanent(_)));
         assert!(matches!(classify_failure(401, None, "Unauthorized".into()), SendError::Permanent(_)));
+    }
+
+    #[test]
+    fn getme_failures_name_telegrams_reason() {
+        let body = br#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#;
+        assert_eq!(refusal(401, body).as_deref(), Some("Unauthorized"));
+    }
+
+    #[test]
+    fn a_successful_call_is_no_refusal() {
+        let body = br#"{"ok":true,"result":{"id":123456789,"is_bot":true,"first_name":"Support","username":"support_bot"}}"#;
+        assert_eq!(refusal(200, body), None);
+        assert_eq!(refusal(200, br#"{"ok":true,"result":true,"description":"Webhook was set"}"#), None);
+    }
+
+    #[test]
+    fn a_refusal_in_a_200_or_without_json_still_fails() {
+        assert_eq!(
+            refusal(200, br#"{"ok":false,"description":"Bad Request: bad webhook: HTTPS url must be provided for webhook"}"#)
+                .as_deref(),
+            Some("Bad Request: bad webhook: HTTPS url must be provided for webhook")
+        );
+        assert_eq!(refusal(502, b"<html>Bad Gateway</html>").as_deref(), Some("HTTP 502 without a description"));
+        assert_eq!(refusal(200, b"").as_deref(), Some("HTTP 200 without a description"));
+    }
+
+    #[test]
+    fn unreachable_calls_never_repeat_the_hosts_text() {
+        let url = "https://api.telegram.org/bot{{secret:botToken}}/getMe";
+        for err in [
+            FetchError::Denied(format!("{url} is not in allowed_hosts")),
+            FetchError::InvalidRequest(format!("{url}: unknown secret")),
+            FetchError::Failed(format!("{url}: connection refused")),
+            FetchError::Timeout,
+            FetchError::TooLarge,
+        ] {
+            let reason = unreachable(&err);
+            assert!(!reason.contains("api.telegram.org") && !reason.contains("secret:"), "{reason}");
+            assert!(!reason.is_empty());
+        }
     }
 }

@@ -81,7 +81,7 @@ pub async fn start(
     auth.require_manager()?;
     let started = state
         .telegram
-        .start_login(&state, auth.tenant_id(), &req.phone_number, req.channel_instance_id, req.name.as_deref())
+        .start_login(&state.bridge_deps, auth.tenant_id(), &req.phone_number, req.channel_instance_id, req.name.as_deref())
         .await?;
     Ok(Json(StartResponse {
         channel_instance_id: started.channel.id,
@@ -105,7 +105,13 @@ pub async fn confirm(
     auth.require_manager()?;
     let (channel, account) = state
         .telegram
-        .confirm_login(&state, auth.tenant_id(), req.channel_instance_id, req.code.as_deref(), req.password.as_deref())
+        .confirm_login(
+            &state.bridge_deps,
+            auth.tenant_id(),
+            req.channel_instance_id,
+            req.code.as_deref(),
+            req.password.as_deref(),
+        )
         .await?;
     Ok(Json(ConfirmResponse {
         channel_instance_id: channel.id,
@@ -124,6 +130,6 @@ pub async fn logout(
     ApiJson(req): ApiJson<LogoutRequest>,
 ) -> ApiResult<Json<Channel>> {
     auth.require_manager()?;
-    let channel = state.telegram.logout(&state, auth.tenant_id(), req.channel_instance_id).await?;
+    let channel = state.telegram.logout(&state.bridge_deps, auth.tenant_id(), req.channel_instance_id).await?;
     Ok(Json(crate::channels::handlers::redacted(channel)))
 }

@@ -11,6 +11,7 @@
 //! - Sending: the queue worker hands TELEGRAM_USER jobs to [`TelegramBridge::send`], which sends
 //!   on the live client of the replica that owns the session.
 
+pub mod adapter;
 pub mod client;
 pub mod handlers;
 pub mod mapping;
@@ -29,10 +30,8 @@ use uuid::Uuid;
 
 use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
 use self::session::DbSession;
-use crate::bridges::{LeaseRound, lease_duration, lease_round, store_received};
-use crate::channels::set_status;
+use crate::bridges::{BridgeDeps, LeaseRound, lease_duration, lease_round, store_received};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::{Channel, ChannelStatus, ChannelType, NewChannel, SessionKind, StoreError};
 
 /// How many recently sent message ids a live session remembers (to tell its own sends apart).
@@ -150,7 +149,7 @@ impl TelegramBridge {
     /// Creates (or reuses) the tenant's TELEGRAM_USER channel and sends the login code.
     pub async fn start_login(
         &self,
-        state: &AppState,
+        state: &BridgeDeps,
         tenant_id: Uuid,
         phone_number: &str,
         channel_id: Option<Uuid>,
@@ -176,7 +175,7 @@ impl TelegramBridge {
             client.disconnect();
             return Err(telegram_failure(err));
         }
-        let ttl = state.config.bridges.telegram_login_ttl;
+        let ttl = state.config.telegram_login_ttl;
         let pending =
             PendingLogin { tenant_id, session_id: row.id, client, expires_at: Instant::now() + ttl, awaiting_password: None };
         if let Some(previous) = self.pending().insert(channel.id, pending) {
@@ -184,7 +183,7 @@ impl TelegramBridge {
         }
         tracing::info!(channel.id = %channel.id, "telegram: login code sent");
         let channel =
-            set_status(state, tenant_id, channel.id, ChannelStatus::Connecting, Some("login code sent")).await.unwrap_or(channel);
+            state.status.set(tenant_id, channel.id, ChannelStatus::Connecting, Some("login code sent")).await.unwrap_or(channel);
         Ok(LoginStarted {
             channel,
             phone_number: phone,
@@ -196,7 +195,7 @@ impl TelegramBridge {
     /// has one). On success the channel is CONNECTED and this replica starts listening.
     pub async fn confirm_login(
         &self,
-        state: &AppState,
+        state: &BridgeDeps,
         tenant_id: Uuid,
         channel_id: Uuid,
         code: Option<&str>,
@@ -245,7 +244,7 @@ impl TelegramBridge {
         };
         self.pending().remove(&channel_id);
         tracing::info!(channel.id = %channel_id, telegram.user = signed_in.user_id, "telegram: logged in");
-        let channel = set_status(state, tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
+        let channel = state.status.set(tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
         // Listen on the client that logged in, when this replica can take the session's lease.
         let _round = self.reconciling.lock().await;
         let until = Utc::now() + lease_duration(state);
@@ -260,18 +259,18 @@ impl TelegramBridge {
     }
 
     /// Signs the account out at Telegram (best effort), stops listening and deletes the session.
-    pub async fn logout(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
+    pub async fn logout(&self, state: &BridgeDeps, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
         let channel = user_channel(state, tenant_id, channel_id).await?;
         self.sign_out_and_forget(state, &channel).await;
         let channel =
-            set_status(state, tenant_id, channel_id, ChannelStatus::Disconnected, Some("logged out")).await.unwrap_or(channel);
+            state.status.set(tenant_id, channel_id, ChannelStatus::Disconnected, Some("logged out")).await.unwrap_or(channel);
         Ok(channel)
     }
 
     /// Ends a channel's Telegram session everywhere: signs out (on the live or pending client, or a
     /// short-lived one over the stored session), stops the local listener and deletes the session.
     /// Used by logout and by channel deletion.
-    pub async fn sign_out_and_forget(&self, state: &AppState, channel: &Channel) {
+    pub async fn sign_out_and_forget(&self, state: &BridgeDeps, channel: &Channel) {
         // No supervisor round may start the session again between the stop and the delete.
         let _round = self.reconciling.lock().await;
         let pending = self.pending().remove(&channel.id).map(|login| login.client);
@@ -296,8 +295,8 @@ impl TelegramBridge {
     }
 
     /// A client over the stored session of a channel that is not live here (for signing out).
-    async fn connect_stored(&self, state: &AppState, channel: &Channel) -> Option<Arc<dyn TelegramClient>> {
-        let (api_id, api_hash) = state.config.bridges.telegram_api.clone()?;
+    async fn connect_stored(&self, state: &BridgeDeps, channel: &Channel) -> Option<Arc<dyn TelegramClient>> {
+        let (api_id, api_hash) = state.config.telegram_api.clone()?;
         let row = state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await.ok()??;
         let session = DbSession::load(state.store.clone(), state.secrets.clone(), row.id).await.ok()?;
         match tokio::time::timeout(Duration::from_secs(10), self.connector.connect(session, api_id, &api_hash)).await {
@@ -326,7 +325,7 @@ impl TelegramBridge {
 
     fn start_listener(
         &self,
-        state: &AppState,
+        state: &BridgeDeps,
         tenant_id: Uuid,
         channel_id: Uuid,
         session_id: Uuid,
@@ -335,8 +334,15 @@ impl TelegramBridge {
     ) {
         let current = Arc::new(Current::default());
         let (stop, stopped) = watch::channel(false);
-        let listener =
-            Listener { state: state.clone(), tenant_id, channel_id, session_id, current: current.clone(), stop: stopped };
+        let listener = Listener {
+            state: state.clone(),
+            connector: self.connector.clone(),
+            tenant_id,
+            channel_id,
+            session_id,
+            current: current.clone(),
+            stop: stopped,
+        };
         let task = tokio::spawn(listener.run(client));
         tracing::info!(channel.id = %channel_id, session.id = %session_id, "telegram: listening");
         let live = LiveSession { session_id, current, stop, task, lease_until };
@@ -350,7 +356,7 @@ impl TelegramBridge {
     }
 
     /// Stops the local listener of a channel (if any) and answers its client, still connected.
-    async fn stop_local(&self, state: &AppState, channel_id: Uuid, release: bool) -> Option<Arc<dyn TelegramClient>> {
+    async fn stop_local(&self, state: &BridgeDeps, channel_id: Uuid, release: bool) -> Option<Arc<dyn TelegramClient>> {
         let mut live = self.live().remove(&channel_id)?;
         let _ = live.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(5), &mut live.task).await.is_err() {
@@ -378,7 +384,7 @@ impl TelegramBridge {
 
     /// One supervisor round: drops expired logins, then leases, starts, renews and stops listeners
     /// so that this replica runs exactly the sessions it owns.
-    pub async fn reconcile(&self, state: &AppState) {
+    pub async fn reconcile(&self, state: &BridgeDeps) {
         if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
@@ -408,7 +414,7 @@ impl TelegramBridge {
                 client.disconnect();
             }
         }
-        if state.config.bridges.telegram_api.is_none() {
+        if state.config.telegram_api.is_none() {
             if !sessions.is_empty() {
                 tracing::warn!(
                     sessions = sessions.len(),
@@ -440,7 +446,7 @@ impl TelegramBridge {
     }
 
     /// Stops every local listener and gives their leases back (shutdown).
-    pub async fn stop_all(&self, state: &AppState) {
+    pub async fn stop_all(&self, state: &BridgeDeps) {
         let channels: Vec<Uuid> = self.live().keys().copied().collect();
         for channel_id in channels {
             if let Some(client) = self.stop_local(state, channel_id, true).await {
@@ -455,7 +461,8 @@ impl TelegramBridge {
 
 /// The listener of one live session.
 struct Listener {
-    state: AppState,
+    state: BridgeDeps,
+    connector: Arc<dyn TelegramConnector>,
     tenant_id: Uuid,
     channel_id: Uuid,
     session_id: Uuid,
@@ -488,7 +495,7 @@ impl Listener {
                     let wait = Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(Duration::from_secs(60));
                     tracing::warn!(channel.id = %self.channel_id, error = %err, retry_in_ms = wait.as_millis() as u64, "telegram: connection lost; reconnecting");
                     let reason = format!("reconnecting: {err}");
-                    set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Connected, Some(&reason)).await;
+                    self.state.status.set(self.tenant_id, self.channel_id, ChannelStatus::Connected, Some(&reason)).await;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.stop.changed() => {}
@@ -502,14 +509,13 @@ impl Listener {
         let (api_id, api_hash) = self
             .state
             .config
-            .bridges
             .telegram_api
             .clone()
             .ok_or_else(|| TelegramError::Unavailable("TELEGRAM_API_ID and TELEGRAM_API_HASH are not set".into()))?;
         let session = DbSession::load(self.state.store.clone(), self.state.secrets.clone(), self.session_id)
             .await
             .map_err(|e| TelegramError::Unavailable(e.to_string()))?;
-        self.state.telegram.connector.connect(session, api_id, &api_hash).await
+        self.connector.connect(session, api_id, &api_hash).await
     }
 
     /// Handles messages until the connection ends (`Err`) or the listener is stopped (`Ok`).
@@ -519,7 +525,7 @@ impl Listener {
         }
         self.current.set_client(Some(client.clone()));
         if failures > 0 {
-            set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Connected, None).await;
+            self.state.status.set(self.tenant_id, self.channel_id, ChannelStatus::Connected, None).await;
         }
         loop {
             let next = tokio::select! {
@@ -554,12 +560,12 @@ impl Listener {
         }
         tracing::warn!(channel.id = %self.channel_id, reason = why, "telegram: session revoked; the channel needs a new login");
         let reason = format!("Telegram session revoked or logged out ({why}): log in again");
-        set_status(&self.state, self.tenant_id, self.channel_id, ChannelStatus::Error, Some(&reason)).await;
+        self.state.status.set(self.tenant_id, self.channel_id, ChannelStatus::Error, Some(&reason)).await;
     }
 }
 
-fn credentials(state: &AppState) -> ApiResult<(i32, SecretString)> {
-    state.config.bridges.telegram_api.clone().ok_or_else(|| {
+fn credentials(state: &BridgeDeps) -> ApiResult<(i32, SecretString)> {
+    state.config.telegram_api.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "telegram_not_configured",
@@ -579,9 +585,9 @@ fn normalize_phone(phone: &str) -> ApiResult<String> {
 }
 
 /// A TELEGRAM_USER channel of the tenant.
-async fn user_channel(state: &AppState, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
+async fn user_channel(state: &BridgeDeps, tenant_id: Uuid, channel_id: Uuid) -> ApiResult<Channel> {
     let channel = state.store.get_channel(tenant_id, channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
-    if channel.channel_type != ChannelType::TelegramUser {
+    if channel.channel_type != ChannelType::TELEGRAM_USER {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "wrong_channel_type",
@@ -592,13 +598,13 @@ async fn user_channel(state: &AppState, tenant_id: Uuid, channel_id: Uuid) -> Ap
 }
 
 /// The tenant's TELEGRAM_USER channel for this phone number, created when it has none.
-async fn channel_for_phone(state: &AppState, tenant_id: Uuid, phone: &str, name: Option<&str>) -> ApiResult<Channel> {
+async fn channel_for_phone(state: &BridgeDeps, tenant_id: Uuid, phone: &str, name: Option<&str>) -> ApiResult<Channel> {
     let existing = state
         .store
         .list_channels(tenant_id)
         .await?
         .into_iter()
-        .find(|channel| channel.channel_type == ChannelType::TelegramUser && channel.external_id.as_deref() == Some(phone));
+        .find(|channel| channel.channel_type == ChannelType::TELEGRAM_USER && channel.external_id.as_deref() == Some(phone));
     if let Some(channel) = existing {
         return Ok(channel);
     }
@@ -607,7 +613,7 @@ async fn channel_for_phone(state: &AppState, tenant_id: Uuid, phone: &str, name:
         None => format!("Telegram {phone}"),
     };
     let channel = NewChannel {
-        channel_type: ChannelType::TelegramUser,
+        channel_type: ChannelType::TELEGRAM_USER,
         name,
         external_id: Some(phone.to_owned()),
         config: serde_json::json!({}),

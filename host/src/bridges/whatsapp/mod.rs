@@ -11,6 +11,7 @@
 //! - Messages are stored through `handle_inbound_message`; sends come from the queue worker,
 //!   paced per session.
 
+pub mod adapter;
 pub mod client;
 pub mod handlers;
 pub mod mapping;
@@ -29,9 +30,7 @@ use uuid::Uuid;
 
 use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
-use crate::bridges::{LeaseRound, lease_round, store_received};
-use crate::channels::set_status;
-use crate::state::AppState;
+use crate::bridges::{BridgeDeps, LeaseRound, lease_round, store_received};
 use crate::store::{Channel, ChannelStatus, SessionKind};
 
 /// The least time between two sends of one number: WhatsApp answers 429 around 3 messages/s and
@@ -97,11 +96,11 @@ impl WhatsAppBridge {
 
     /// Starts (or resumes) a channel's session: CONNECTING now, and running on the replica that
     /// takes its lease (this one, when free).
-    pub async fn connect(&self, state: &AppState, channel: &Channel) -> Result<Channel, crate::store::StoreError> {
+    pub async fn connect(&self, state: &BridgeDeps, channel: &Channel) -> Result<Channel, crate::store::StoreError> {
         state.store.whatsapp_session_for_channel(channel.tenant_id, channel.id).await?;
         let status =
             if channel.status == ChannelStatus::Connected { ChannelStatus::Connected } else { ChannelStatus::Connecting };
-        let updated = set_status(state, channel.tenant_id, channel.id, status, None).await.unwrap_or_else(|| channel.clone());
+        let updated = state.status.set(channel.tenant_id, channel.id, status, None).await.unwrap_or_else(|| channel.clone());
         self.reconcile(state).await;
         Ok(updated)
     }
@@ -110,8 +109,8 @@ impl WhatsAppBridge {
     /// then, on the replica that runs it, the device is logged out (unlinked at WhatsApp) and
     /// stopped, and the keys cleared after the client's last save. Another replica's client is
     /// logged out by its own supervisor, which sees the channel is no longer live.
-    pub async fn disconnect(&self, state: &AppState, channel: &Channel) {
-        set_status(state, channel.tenant_id, channel.id, ChannelStatus::Disconnected, Some("disconnected")).await;
+    pub async fn disconnect(&self, state: &BridgeDeps, channel: &Channel) {
+        state.status.set(channel.tenant_id, channel.id, ChannelStatus::Disconnected, Some("disconnected")).await;
         let _round = self.reconciling.lock().await;
         self.stop_local(state, channel.id, Ending::Logout).await;
         match state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await {
@@ -167,7 +166,7 @@ impl WhatsAppBridge {
         sent.map_err(WhatsAppSendError::WhatsApp)
     }
 
-    async fn start(&self, state: &AppState, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid, lease_until: DateTime<Utc>) {
+    async fn start(&self, state: &BridgeDeps, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid, lease_until: DateTime<Utc>) {
         let backend = Arc::new(DbBackend::new(state.store.clone(), state.secrets.clone(), session_id));
         let (events, received) = mpsc::unbounded_channel();
         let client = match self.connector.start(backend.clone(), events).await {
@@ -193,7 +192,7 @@ impl WhatsAppBridge {
     /// Stops the local client of a channel: first the client (so its last events are handed
     /// over), then its event loop once it has drained them; a logout also unlinks the device and
     /// clears its keys after the client's final save. The lease is released unless lost.
-    async fn stop_local(&self, state: &AppState, channel_id: Uuid, ending: Ending) {
+    async fn stop_local(&self, state: &BridgeDeps, channel_id: Uuid, ending: Ending) {
         let Some(mut live) = self.live().remove(&channel_id) else { return };
         match ending {
             Ending::Logout => live.client.logout().await,
@@ -217,7 +216,7 @@ impl WhatsAppBridge {
 
     /// One supervisor round: leases, starts, renews and stops clients so that this replica runs
     /// exactly the sessions it owns.
-    pub async fn reconcile(&self, state: &AppState) {
+    pub async fn reconcile(&self, state: &BridgeDeps) {
         if self.halted.load(Ordering::SeqCst) {
             return;
         }
@@ -254,7 +253,7 @@ impl WhatsAppBridge {
     }
 
     /// Stops every local client and gives the leases back (shutdown).
-    pub async fn stop_all(&self, state: &AppState) {
+    pub async fn stop_all(&self, state: &BridgeDeps) {
         let _round = self.reconciling.lock().await;
         let channels: Vec<Uuid> = self.live().keys().copied().collect();
         for channel_id in channels {
@@ -286,7 +285,7 @@ enum Ending {
 
 /// The event loop of one running client.
 struct Session {
-    state: AppState,
+    state: BridgeDeps,
     tenant_id: Uuid,
     channel_id: Uuid,
     session_id: Uuid,
@@ -333,7 +332,7 @@ impl Session {
             }
             WaEvent::Connected => {
                 let _ = state.store.set_whatsapp_qr(self.session_id, None, None).await;
-                set_status(state, tenant_id, channel_id, ChannelStatus::Connected, None).await;
+                state.status.set(tenant_id, channel_id, ChannelStatus::Connected, None).await;
                 state
                     .realtime
                     .emit(tenant_id, channel_id, "whatsapp-connected", &json!({ "channelInstanceId": channel_id }))
@@ -378,7 +377,7 @@ impl Session {
         if clear_keys && let Err(err) = state.store.clear_whatsapp_session(self.session_id).await {
             tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: cannot clear the keys");
         }
-        set_status(state, self.tenant_id, self.channel_id, status, Some(reason)).await;
+        state.status.set(self.tenant_id, self.channel_id, status, Some(reason)).await;
         false
     }
 

@@ -1,0 +1,141 @@
+//! The WhatsApp bridge behind the channel seam.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::client::{WaMedia, WaMediaKind, WaSendError};
+use super::{WhatsAppBridge, WhatsAppSendError};
+use crate::bridges::{BridgeDeps, bridge_info, not_live_here};
+use crate::channels::adapter::{
+    AttachmentKind, ChannelAdapter, ChannelTypeInfo, ConnectError, Media, MediaError, OutboundAttachment, OutboundMessage,
+    SendFailure,
+};
+use crate::plugins::fetch::{FetchFailure, FetchRequest};
+use crate::store::{Channel, ChannelStatus, ChannelType};
+
+pub struct WhatsAppAdapter {
+    bridge: Arc<WhatsAppBridge>,
+    deps: BridgeDeps,
+    info: ChannelTypeInfo,
+}
+
+impl WhatsAppAdapter {
+    pub fn new(bridge: Arc<WhatsAppBridge>, deps: BridgeDeps) -> Self {
+        let info = bridge_info(ChannelType::WHATSAPP, "whatsapp", "WhatsApp (linked device)");
+        Self { bridge, deps, info }
+    }
+
+    /// Fetches a user-given media URL through the guarded fetcher (never the host's own network).
+    async fn fetch_media(
+        &self,
+        attachment: &OutboundAttachment,
+        kind: WaMediaKind,
+        caption: Option<String>,
+    ) -> Result<WaMedia, SendFailure> {
+        let host = reqwest::Url::parse(&attachment.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let fetched = self.deps.fetcher.fetch(request, &[host], &Default::default(), deadline).await;
+        let response = match fetched {
+            Ok(response) if (200..300).contains(&response.status) => response,
+            Ok(response) if (400..500).contains(&response.status) => {
+                return Err(SendFailure::Permanent(format!("the media URL answered {}", response.status)));
+            }
+            Ok(response) => return Err(SendFailure::Transient(format!("the media URL answered {}", response.status))),
+            Err(FetchFailure::Timeout) => return Err(SendFailure::Transient("fetching the media timed out".into())),
+            Err(FetchFailure::Failed(why)) => return Err(SendFailure::Transient(format!("cannot fetch the media: {why}"))),
+            Err(FetchFailure::TooLarge) => return Err(SendFailure::Permanent("the media is larger than the 8 MiB limit".into())),
+            Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) => {
+                return Err(SendFailure::Permanent(format!("the media URL is refused: {why}")));
+            }
+        };
+        let mime_type = attachment.mime_type.clone().or_else(|| {
+            response.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, value)| value.clone())
+        });
+        let file_name = attachment.file_name.clone().or_else(|| attachment.url.rsplit('/').next().map(str::to_owned));
+        Ok(WaMedia { kind, bytes: response.body, mime_type, file_name, caption })
+    }
+}
+
+fn media_kind(kind: AttachmentKind) -> Option<WaMediaKind> {
+    match kind {
+        AttachmentKind::Image => Some(WaMediaKind::Image),
+        AttachmentKind::Video => Some(WaMediaKind::Video),
+        AttachmentKind::Audio => Some(WaMediaKind::Audio),
+        AttachmentKind::Voice => Some(WaMediaKind::Voice),
+        AttachmentKind::Document => Some(WaMediaKind::Document),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ChannelAdapter for WhatsAppAdapter {
+    fn info(&self) -> &ChannelTypeInfo {
+        &self.info
+    }
+
+    /// Through the live client (paced per number): the first attachment is fetched from its URL
+    /// with the guarded fetcher, uploaded and sent with the text as caption; a kind WhatsApp
+    /// cannot send this way (a sticker) falls back to the text with the link.
+    async fn send(&self, channel: &Channel, message: &OutboundMessage) -> Result<String, SendFailure> {
+        match channel.status {
+            ChannelStatus::Connected => {}
+            ChannelStatus::Connecting => return Err(SendFailure::Transient("the WhatsApp channel is not paired yet".into())),
+            other => return Err(SendFailure::Permanent(format!("the WhatsApp channel is not connected (status {other})"))),
+        }
+        let mut text = message.text.clone();
+        let media = match message.attachments.first() {
+            None => None,
+            Some(attachment) => match media_kind(attachment.kind) {
+                Some(kind) => Some(self.fetch_media(attachment, kind, text.take()).await?),
+                None => {
+                    text = Some(format!("{}{}", text.map(|t| format!("{t}\n")).unwrap_or_default(), attachment.url));
+                    None
+                }
+            },
+        };
+        match self.bridge.send(channel.id, &message.recipient, text.as_deref(), media).await {
+            Ok(id) => Ok(id),
+            Err(WhatsAppSendError::NotLiveHere) => {
+                let session = self.deps.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await.ok().flatten();
+                let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
+                Err(not_live_here(lease, self.bridge.owner(), "WhatsApp"))
+            }
+            Err(WhatsAppSendError::WhatsApp(WaSendError::Refused(why))) => Err(SendFailure::Permanent(why)),
+            Err(WhatsAppSendError::WhatsApp(WaSendError::Unavailable(why))) => Err(SendFailure::Transient(why)),
+        }
+    }
+
+    /// A new WhatsApp channel starts pairing at once: QR codes follow as `whatsapp-qr`.
+    async fn created(&self, channel: Channel) -> Result<Channel, ConnectError> {
+        Ok(self.bridge.connect(&self.deps, &channel).await?)
+    }
+
+    async fn connect(&self, channel: &Channel) -> Result<Channel, ConnectError> {
+        Ok(self.bridge.connect(&self.deps, channel).await?)
+    }
+
+    async fn disconnect(&self, channel: &Channel) {
+        self.bridge.disconnect(&self.deps, channel).await
+    }
+
+    async fn download(&self, channel: &Channel, attachment: &serde_json::Value) -> Result<Media, MediaError> {
+        let extra = &attachment["extra"];
+        if !extra["download"].is_object() {
+            return Err(MediaError::NotFound("this attachment has no downloadable media".into()));
+        }
+        let bytes = self.bridge.download(channel.id, extra).await.map_err(|err| match err {
+            WhatsAppSendError::NotLiveHere => MediaError::NotRunningHere,
+            WhatsAppSendError::WhatsApp(WaSendError::Refused(why) | WaSendError::Unavailable(why)) => {
+                MediaError::Unavailable(why)
+            }
+        })?;
+        Ok(Media {
+            bytes,
+            mime_type: attachment["mimeType"].as_str().map(str::to_owned),
+            file_name: attachment["fileName"].as_str().map(str::to_owned),
+        })
+    }
+}
