@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  version:      {}", info.version);
             println!("  channel type: {}", info.channel_type);
             match &info.webhook {
-                Some(webhook) => println!("  webhook:      {:?} at {}", webhook.mode, webhook.path),
+                Some(webhook) => println!("  webhook:      {} at {}", webhook.mode.as_str(), webhook.path),
                 None => println!("  webhook:      none"),
             }
             println!("  config schema:");

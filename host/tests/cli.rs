@@ -95,3 +95,36 @@ fn an_unknown_key_in_plugins_toml_stops_start_up_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("memory"), "{stderr}");
 }
+
+#[test]
+fn plugins_check_describes_a_component_and_refuses_what_is_not_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("telegram.wasm"), omnichat::plugins::embedded::TELEGRAM_BOT).expect("write");
+    std::fs::write(dir.path().join("legacy.wasm"), omnichat::plugins::embedded::TEST_FIXTURE_LEGACY_V01).expect("write");
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm, or so it claims").expect("write");
+
+    let checked = omnichat(dir.path()).args(["plugins", "check", "telegram.wasm"]).output().expect("run check");
+    let shown = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{shown}{}", String::from_utf8_lossy(&checked.stderr));
+    for expected in [
+        "omnichat:channel@0.2.0",
+        "TELEGRAM_BOT",
+        "botToken",
+        "required, secret",
+        "per-channel at /api/webhooks/{channelInstanceId}",
+        "omnichat:channel/host@0.2.0",
+    ] {
+        assert!(shown.contains(expected), "{expected} missing from:\n{shown}");
+    }
+
+    let legacy = omnichat(dir.path()).args(["plugins", "check", "legacy.wasm"]).output().expect("run check");
+    let shown = String::from_utf8_lossy(&legacy.stdout);
+    assert!(legacy.status.success() && shown.contains("omnichat:channel@0.1.0") && shown.contains("LEGACY"), "{shown}");
+
+    for (file, reason) in [("broken.wasm", "not a valid component"), ("missing.wasm", "cannot read")] {
+        let refused = omnichat(dir.path()).args(["plugins", "check", file]).output().expect("run check");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{file} must be refused");
+        assert!(said.contains(reason), "{file}: {said}");
+    }
+}

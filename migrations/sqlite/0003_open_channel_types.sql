@@ -1,5 +1,5 @@
 -- no-transaction
--- Channel types are open: a loaded plugin may declare a type of its own (LINE, ...). The column
+-- Channel types are open: a loaded plugin may declare a type of its own. The column
 -- keeps a naming rule instead of the seed's five names; which types exist is the host's registry.
 --
 -- SQLite cannot alter a CHECK constraint, so the table is rebuilt (the documented 12-step

@@ -54,7 +54,11 @@ async fn main() {
     let args = args();
     let app = Arc::new(spawn_app(args.db).await);
     let owner = app.register("bench@bench.io").await;
-    let channel = id_of(&app.create_channel(&owner, json!({"name": "Bench bot", "type": "TELEGRAM_BOT"})).await).to_string();
+    let channel = id_of(
+        &app.create_channel(&owner, json!({"name": "Bench bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:bench"}}))
+            .await,
+    )
+    .to_string();
 
     // Warm-up: every customer and its conversation exist, as in steady state.
     for user in 1..=args.users {

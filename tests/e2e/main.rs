@@ -8,12 +8,14 @@ mod health;
 mod inbound;
 mod inbox;
 mod isolation;
+mod migrations;
 mod outbound;
 mod platform;
 mod plugins;
 mod realtime;
 mod store_contract;
 mod telegram_user;
+mod template;
 mod users;
 mod whatsapp;
 

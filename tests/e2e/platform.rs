@@ -23,6 +23,8 @@ on_both_databases!(
     telegram_connect_checks_the_token_and_registers_the_webhook,
     a_failing_send_shows_the_bot_token_nowhere,
     a_component_built_against_wit_0_1_still_loads_and_takes_webhooks,
+    inbound_media_is_downloaded_through_the_channels_plugin,
+    one_pages_bad_secret_does_not_refuse_the_other_pages_of_a_delivery,
 );
 
 const LINE_SECRET: &str = "line-channel-secret";
@@ -431,6 +433,16 @@ async fn telegram_connect_checks_the_token_and_registers_the_webhook(db: Db) {
         .expect("sent");
     assert_eq!(generic.status(), StatusCode::OK, "the generic route takes the same webhook");
 
+    // An update that leaves the generated secret out (a client never sees it) keeps it.
+    let patched =
+        app.patch(&format!("/api/channels/{id}"), &owner.access_token, json!({"config": {"botToken": "********"}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["config"]["secretToken"], "********");
+    assert_eq!(
+        app.telegram_update(&id, &omnichat_tests::telegram_text(3, 3, 99, "x"), None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
     // Disconnect deletes the webhook.
     let disconnected = app.post(&format!("/api/channels/{id}/disconnect"), Some(&owner.access_token), json!({})).await;
     assert_eq!(disconnected.body["status"], "DISCONNECTED");
@@ -623,4 +635,88 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+async fn inbound_media_is_downloaded_through_the_channels_plugin(db: Db) {
+    let line_api = FakeProvider::start().await;
+    let telegram = FakeProvider::start().await;
+    let plugins = PluginDir::new(&line_api.base_url());
+    let telegram_url = telegram.base_url();
+    let app = platform_app(db, &plugins, move |config| config.providers.telegram_api_base_url = telegram_url).await;
+    let owner = app.register("media@shop.io").await;
+
+    // LINE holds the image: the plugin fetches it from the content API with the access token.
+    let channel = line_channel(&app, &owner).await;
+    let image = json!({"destination": "U0", "events": [{
+        "type": "message", "mode": "active", "timestamp": 1_700_000_000_000u64,
+        "source": {"type": "user", "userId": "Umedia"}, "webhookEventId": "ev-image",
+        "deliveryContext": {"isRedelivery": false},
+        "message": {"id": "354718705033693859", "type": "image", "contentProvider": {"type": "line"}}
+    }]});
+    assert_eq!(line_webhook(&app, &channel, &image, None).await.body["stored"], 1);
+    let conversation = id_of(&app.get("/api/conversations", &owner.access_token).await.body["data"][0]).to_string();
+    let messages = app.get(&format!("/api/conversations/{conversation}/messages"), &owner.access_token).await.body;
+    let message = messages["data"][0]["id"].as_str().expect("id").to_owned();
+    line_api.script([(200, json!({"pixels": "jpeg bytes stand-in"}))]);
+    let media = app.client.get(app.url(&format!("/api/messages/{message}/media"))).bearer_auth(&owner.access_token).send().await;
+    let media = media.expect("sent");
+    assert_eq!(media.status(), StatusCode::OK);
+    assert_eq!(media.headers()["content-disposition"], "attachment");
+    assert_eq!(media.json::<Value>().await.expect("body"), json!({"pixels": "jpeg bytes stand-in"}));
+    let fetched = line_api.requests().pop().expect("a content request");
+    assert_eq!(fetched.path, "/v2/bot/message/354718705033693859/content");
+    assert_eq!(fetched.header("authorization"), Some(format!("Bearer {LINE_TOKEN}").as_str()));
+
+    // Telegram: getFile, then the file itself, the token filled in by the host.
+    let bot =
+        app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "4242:FILES"}})).await;
+    let bot = id_of(&bot).to_string();
+    let mut photo = omnichat_tests::telegram_text(7, 7, 555, "");
+    photo["message"].as_object_mut().expect("message").remove("text");
+    photo["message"]["photo"] =
+        json!([{"file_id": "AgACAgIAAxk", "file_unique_id": "u", "file_size": 1200, "width": 90, "height": 60}]);
+    assert_eq!(app.telegram_update(&bot, &photo, None).await.body["stored"], 1);
+    let inbox = app.get(&format!("/api/conversations?channelInstanceId={bot}"), &owner.access_token).await.body;
+    let messages = app.get(&format!("/api/conversations/{}/messages", id_of(&inbox["data"][0])), &owner.access_token).await.body;
+    let message = messages["data"][0]["id"].as_str().expect("id").to_owned();
+    telegram.script([
+        (200, json!({"ok": true, "result": {"file_id": "AgACAgIAAxk", "file_path": "photos/file_1.jpg"}})),
+        (200, json!({"photo": true})),
+    ]);
+    let media = app.client.get(app.url(&format!("/api/messages/{message}/media"))).bearer_auth(&owner.access_token).send().await;
+    let media = media.expect("sent");
+    assert_eq!(media.status(), StatusCode::OK);
+    assert_eq!(media.json::<Value>().await.expect("body"), json!({"photo": true}));
+    let paths: Vec<String> = telegram.requests().iter().map(|r| format!("{}?{}", r.path, r.query)).collect();
+    assert!(paths.iter().any(|p| p.starts_with("/bot4242:FILES/getFile?file_id=AgACAgIAAxk")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("/file/bot4242:FILES/photos/file_1.jpg")), "{paths:?}");
+
+    // Another tenant cannot fetch it.
+    let stranger = app.register("media-stranger@shop.io").await;
+    assert_eq!(app.get(&format!("/api/messages/{message}/media"), &stranger.access_token).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn one_pages_bad_secret_does_not_refuse_the_other_pages_of_a_delivery(db: Db) {
+    let app = spawn_app_with(db, |config| config.providers.facebook_app_secret = Some("the-app-secret".to_owned().into())).await;
+    let a = app.register("good-page@shop.io").await;
+    let b = app.register("bad-page@shop.io").await;
+    app.create_channel(&a, json!({"name": "A", "type": "FACEBOOK", "externalId": "PAGE_OK", "config": {"pageAccessToken": "a"}}))
+        .await;
+    // Tenant B set an app secret of its own, and a wrong one.
+    app.create_channel(
+        &b,
+        json!({"name": "B", "type": "FACEBOOK", "externalId": "PAGE_BAD", "config": {"pageAccessToken": "b", "appSecret": "wrong"}}),
+    )
+    .await;
+    let body = json!({"object": "page", "entry": [
+        {"id": "PAGE_OK", "time": 1, "messaging": [{"sender": {"id": "P1"}, "recipient": {"id": "PAGE_OK"}, "timestamp": 1, "message": {"mid": "m.ok", "text": "for A"}}]},
+        {"id": "PAGE_BAD", "time": 1, "messaging": [{"sender": {"id": "P2"}, "recipient": {"id": "PAGE_BAD"}, "timestamp": 1, "message": {"mid": "m.bad", "text": "for B"}}]}
+    ]});
+    let reply = app.facebook_delivery(&body, "the-app-secret", None).await;
+    assert_eq!((reply.status, reply.body["stored"].as_i64()), (StatusCode::OK, Some(1)), "{}", reply.body);
+    assert_eq!(app.get("/api/conversations", &a.access_token).await.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(app.get("/api/conversations", &b.access_token).await.body["data"], json!([]));
+    // When no page accepts it, the delivery is refused.
+    let forged = app.facebook_delivery(&body, "not-it", None).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
 }

@@ -42,6 +42,15 @@ pub enum WebhookMode {
     Shared,
 }
 
+impl WebhookMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerChannel => "per-channel",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct WebhookInfo {
     pub mode: WebhookMode,
@@ -54,7 +63,7 @@ pub struct WebhookInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ChannelTypeInfo {
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "LINE")]
+    #[schema(value_type = String, example = "TELEGRAM_BOT")]
     pub channel_type: ChannelType,
     pub kind: AdapterKind,
     pub plugin_id: String,
@@ -119,6 +128,15 @@ pub struct Receipt {
     /// With `up_to`: every reply to this customer sent until then.
     pub external_user_id: Option<String>,
     pub up_to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Where a shared webhook delivery goes.
+#[derive(Debug)]
+pub enum Routing {
+    /// A handshake: answered as is, nothing stored.
+    Answer(WebhookResponse),
+    /// The accounts (channel `externalId`s) it is for.
+    Accounts(Vec<String>),
 }
 
 /// What one webhook delivery carried for one channel.
@@ -264,14 +282,10 @@ pub enum MediaError {
 pub trait ChannelAdapter: Send + Sync + 'static {
     fn info(&self) -> &ChannelTypeInfo;
 
-    /// Shared webhooks: answers a request that concerns no channel (a subscription handshake).
-    async fn handshake(&self, _request: &WebhookRequest) -> Result<Option<WebhookResponse>, ReceiveError> {
-        Ok(None)
-    }
-
-    /// Shared webhooks: the channels' `externalId`s a delivery is for.
-    async fn accounts(&self, _request: &WebhookRequest) -> Result<Vec<String>, ReceiveError> {
-        Ok(Vec::new())
+    /// Shared webhooks: a handshake to answer (no channel concerned), or the channels'
+    /// `externalId`s a delivery is for.
+    async fn route(&self, _request: &WebhookRequest) -> Result<Routing, ReceiveError> {
+        Ok(Routing::Accounts(Vec::new()))
     }
 
     /// Verifies a webhook for `channel` and turns it into messages and receipts.

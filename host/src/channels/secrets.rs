@@ -14,7 +14,9 @@ use crate::crypto::{CryptoError, SecretBox};
 
 pub const REDACTED: &str = "********";
 
-/// Encrypts the `secret_fields` of `config`; placeholders keep the value found in `previous`.
+/// Encrypts the `secret_fields` of `config`; placeholders keep the value found in `previous`,
+/// and so does leaving a sealed field out (a client never sees a secret, so it cannot send it
+/// back; a generated one would be lost): `null` clears it.
 pub fn seal<'a>(
     secrets: &SecretBox,
     config: Value,
@@ -41,6 +43,14 @@ pub fn seal<'a>(
             other => other,
         };
         sealed.insert(key, value);
+    }
+    for (key, kept) in previous.into_iter().flatten() {
+        if let Value::String(text) = kept
+            && SecretBox::is_sealed(text)
+            && !sealed.contains_key(key)
+        {
+            sealed.insert(key.clone(), kept.clone());
+        }
     }
     Value::Object(sealed)
 }
@@ -123,6 +133,18 @@ mod tests {
         let opened = open_secrets(&secrets, &sealed).expect("opens");
         assert_eq!(opened.get("botToken").map(|s| s.expose_secret().to_owned()).as_deref(), Some("123:ABC"));
         assert!(!opened.contains_key("pageId"));
+    }
+
+    #[test]
+    fn a_sealed_field_left_out_of_an_update_is_kept_and_null_clears_it() {
+        let secrets = secrets();
+        let stored = seal(&secrets, json!({"botToken": "t0k3n", "secretToken": "generated"}), None, ["botToken", "secretToken"]);
+        let updated = seal(&secrets, json!({"botToken": REDACTED, "mode": "x"}), Some(&stored), ["botToken", "secretToken"]);
+        assert_eq!(updated["secretToken"], stored["secretToken"]);
+        let cleared =
+            seal(&secrets, json!({"botToken": REDACTED, "secretToken": null}), Some(&stored), ["botToken", "secretToken"]);
+        assert_eq!(cleared["secretToken"], Value::Null);
+        assert!(open_secrets(&secrets, &cleared).expect("opens").get("secretToken").is_none());
     }
 
     #[test]

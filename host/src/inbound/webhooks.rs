@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::channels::ChannelAdapter;
 use crate::channels::adapter::{
-    Header, ReceiptStatus, ReceiveError, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+    Header, ReceiptStatus, ReceiveError, Routing, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
 };
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::ApiPath;
@@ -35,7 +35,7 @@ pub struct WebhookReceipt {
     pub receipts: usize,
 }
 
-/// A webhook for one channel, named by its URL (Telegram bot, LINE, and any plugin whose
+/// A webhook for one channel, named by its URL (the Telegram bot, and any plugin whose
 /// webhooks are `per-channel`).
 #[utoipa::path(post, path = "/api/webhooks/{channelInstanceId}", tag = "webhooks",
     params(("channelInstanceId" = Uuid, Path)), request_body(content = Object, description = "the provider's delivery"),
@@ -167,10 +167,10 @@ async fn per_channel(
 
 async fn shared(state: &AppState, channel_type: &ChannelType, request: WebhookRequest) -> ApiResult<Response> {
     let adapter = adapter_for(state, channel_type, WebhookMode::Shared)?;
-    if let Some(answer) = adapter.handshake(&request).await.map_err(receive_failure)? {
-        return Ok(respond(Some(answer), WebhookReceipt::default()));
-    }
-    let accounts = adapter.accounts(&request).await.map_err(receive_failure)?;
+    let accounts = match adapter.route(&request).await.map_err(receive_failure)? {
+        Routing::Answer(answer) => return Ok(respond(Some(answer), WebhookReceipt::default())),
+        Routing::Accounts(accounts) => accounts,
+    };
     let mut channels: Vec<Channel> = Vec::new();
     for account in &accounts {
         match state.store.find_channel_by_external_id(channel_type, account).await? {
@@ -181,11 +181,25 @@ async fn shared(state: &AppState, channel_type: &ChannelType, request: WebhookRe
     if channels.is_empty() {
         return Err(ApiError::not_found(&format!("{channel_type} channel for the accounts of this delivery")));
     }
-    // Every account's delivery is verified (and read) before anything is stored.
+    // Every account's part is verified (and read) before anything is stored. One channel that
+    // refuses the delivery (another tenant's wrong app secret, say) does not hold back the
+    // others: it is skipped and logged; only when none accepts is the delivery refused.
     let mut verified = Vec::with_capacity(channels.len());
+    let mut refused = None;
     for channel in channels {
-        let outcome = adapter.receive(&channel, &request).await.map_err(receive_failure)?;
-        verified.push((channel, outcome));
+        match adapter.receive(&channel, &request).await {
+            Ok(outcome) => verified.push((channel, outcome)),
+            Err(err @ (ReceiveError::Unauthorized(_) | ReceiveError::BadRequest(_))) => {
+                tracing::warn!(channel.id = %channel.id, tenant.id = %channel.tenant_id, error = %err, "a channel refused its part of a shared webhook");
+                refused.get_or_insert(err);
+            }
+            Err(err) => return Err(receive_failure(err)),
+        }
+    }
+    if verified.is_empty()
+        && let Some(err) = refused
+    {
+        return Err(receive_failure(err));
     }
     let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
     let mut answer = None;
@@ -219,8 +233,11 @@ async fn take_outcome(
     outcome: WebhookOutcome,
     receipt: &mut WebhookReceipt,
 ) -> ApiResult<Option<WebhookResponse>> {
-    // A channel that receives a verified webhook is evidently connected.
-    if channel.status != ChannelStatus::Connected {
+    // A verified webhook shows a channel that was never connected (or is connecting) works. A
+    // channel disconnected on purpose, or in ERROR, keeps its status: its messages are still
+    // stored, but only `connect` changes what an operator decided or the provider reported.
+    let never_connected = channel.status == ChannelStatus::Disconnected && channel.status_reason.is_none();
+    if never_connected || channel.status == ChannelStatus::Connecting {
         state.status.set(channel.tenant_id, channel.id, ChannelStatus::Connected, None).await;
     }
     for message in outcome.messages {

@@ -268,7 +268,9 @@ async fn send(state: &AppState, dispatch: &Dispatch) -> Result<String, SendFailu
     let adapter = state
         .channels
         .get(channel_type)
-        .ok_or_else(|| SendFailure::Permanent(format!("no adapter sends on {channel_type} channels")))?;
+        // Transient: a plugin missing for a moment (a reload in progress, plugins.toml being
+        // edited) must not kill every queued reply of its type; the attempts run out if it stays away.
+        .ok_or_else(|| SendFailure::Transient(format!("no adapter is loaded for {channel_type} channels")))?;
     adapter.send(&dispatch.channel, &message).await
 }
 

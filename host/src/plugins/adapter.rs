@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::fetch::ChannelSecrets;
 use super::runtime::{ChannelCall, Plugin, PluginRuntime};
 use crate::channels::adapter::{
-    ChannelAdapter, ChannelTypeInfo, ConnectError, OutboundMessage, ReceiveError, SendFailure, WebhookMode, WebhookOutcome,
-    WebhookRequest, WebhookResponse,
+    ChannelAdapter, ChannelTypeInfo, ConnectError, Media, MediaError, OutboundMessage, ReceiveError, Routing, SendFailure,
+    WebhookMode, WebhookOutcome, WebhookRequest,
 };
 use crate::channels::{StatusSink, secrets};
 use crate::crypto::SecretBox;
@@ -38,10 +38,6 @@ impl WasmAdapter {
         Self { plugin, runtime, deps }
     }
 
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     /// The channel as the guest sees it, with its secrets held by the host for the call.
     fn call(&self, channel: &Channel) -> Result<ChannelCall, String> {
         let values = secrets::open_secrets(&self.deps.secrets, &channel.config.0).map_err(|e| {
@@ -65,11 +61,21 @@ impl WasmAdapter {
         })
     }
 
-    /// Secrets the plugin generated in `connect`, sealed into the channel's config.
+    /// Secrets the plugin generated in `connect`, sealed into the channel's config as it is now
+    /// (re-read, so an update made while the provider was called is kept).
     async fn keep_generated(&self, channel: &Channel, generated: Vec<(String, secrecy::SecretString)>) -> Result<(), String> {
         if generated.is_empty() {
             return Ok(());
         }
+        let unsaved = || "the provider accepted a generated secret, but it cannot be stored: connect again".to_owned();
+        let channel = match self.deps.store.get_channel(channel.tenant_id, channel.id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Err("the channel was deleted meanwhile".into()),
+            Err(err) => {
+                tracing::warn!(channel.id = %channel.id, error = %err, "cannot re-read the channel to store a generated secret");
+                return Err(unsaved());
+            }
+        };
         let mut config = channel.config.0.clone();
         let Value::Object(map) = &mut config else { return Err("the channel's config is not an object".into()) };
         let names: Vec<String> = generated.iter().map(|(name, _)| name.clone()).collect();
@@ -78,8 +84,13 @@ impl WasmAdapter {
         }
         let sealed = secrets::seal(&self.deps.secrets, config, Some(&channel.config.0), names.iter().map(String::as_str));
         let patch = ChannelPatch { config: Some(sealed), ..Default::default() };
-        self.deps.store.update_channel(channel.tenant_id, channel.id, patch).await.map_err(|e| e.to_string())?;
-        Ok(())
+        match self.deps.store.update_channel(channel.tenant_id, channel.id, patch).await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                tracing::warn!(channel.id = %channel.id, error = %err, "cannot store a generated secret");
+                Err(unsaved())
+            }
+        }
     }
 }
 
@@ -89,12 +100,8 @@ impl ChannelAdapter for WasmAdapter {
         &self.plugin.info
     }
 
-    async fn handshake(&self, request: &WebhookRequest) -> Result<Option<WebhookResponse>, ReceiveError> {
-        self.runtime.handshake(&self.plugin, request).await.map_err(|e| ReceiveError::Failed(e.to_string()))
-    }
-
-    async fn accounts(&self, request: &WebhookRequest) -> Result<Vec<String>, ReceiveError> {
-        self.runtime.accounts(&self.plugin, request).await.map_err(|e| ReceiveError::Failed(e.to_string()))?
+    async fn route(&self, request: &WebhookRequest) -> Result<Routing, ReceiveError> {
+        self.runtime.route(&self.plugin, request).await.map_err(|e| ReceiveError::Failed(e.to_string()))?
     }
 
     async fn receive(&self, channel: &Channel, request: &WebhookRequest) -> Result<WebhookOutcome, ReceiveError> {
@@ -133,6 +140,15 @@ impl ChannelAdapter for WasmAdapter {
         match updated {
             Some(channel) => Ok(channel),
             None => Ok(self.deps.store.get_channel(tenant_id, channel_id).await?.unwrap_or_else(|| channel.clone())),
+        }
+    }
+
+    async fn download(&self, channel: &Channel, attachment: &Value) -> Result<Media, MediaError> {
+        let call = self.call(channel).map_err(MediaError::Unavailable)?;
+        match self.runtime.download(&self.plugin, call, attachment).await {
+            Ok(Ok(media)) => Ok(media),
+            Ok(Err(reason)) => Err(MediaError::Unavailable(reason)),
+            Err(err) => Err(MediaError::Unavailable(err.to_string())),
         }
     }
 

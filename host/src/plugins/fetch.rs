@@ -71,8 +71,8 @@ impl ChannelSecrets {
         let mut out = text.to_owned();
         for value in self.0.values() {
             let value = value.expose_secret();
-            // Very short values would redact ordinary words; no real credential is that short.
-            if value.len() < 6 {
+            // Shorter values would redact ordinary words; no real credential is that short.
+            if value.len() < 4 {
                 continue;
             }
             let encoded = percent_encoding::utf8_percent_encode(value, URL_KEEP).to_string();

@@ -62,15 +62,6 @@ impl PluginHost {
         Self { runtime, manifest_path, providers, registry, deps, loaded: Default::default(), loading: Default::default() }
     }
 
-    pub fn runtime(&self) -> &Arc<PluginRuntime> {
-        &self.runtime
-    }
-
-    /// The loaded plugin of an id.
-    pub fn plugin(&self, id: &str) -> Option<Arc<Plugin>> {
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(id).map(|(plugin, _)| plugin.clone())
-    }
-
     fn manifest(&self) -> anyhow::Result<Manifest> {
         manifest(self.manifest_path.as_deref())
     }

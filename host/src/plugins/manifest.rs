@@ -89,11 +89,11 @@ pub enum ManifestError {
 impl Manifest {
     /// The first-party adapters with their default grants.
     pub fn builtin() -> Self {
-        let entry = |id: &str, channel_type, host: &str| PluginEntry {
+        let entry = |id: &str, channel_type, hosts: &[&str]| PluginEntry {
             id: id.into(),
             channel_type,
             source: builtin(),
-            allowed_hosts: vec![host.into()],
+            allowed_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
             time_limit_ms: DEFAULT_TIME_LIMIT_MS,
             api_base_url: None,
@@ -102,8 +102,9 @@ impl Manifest {
         };
         Self {
             plugins: vec![
-                entry("telegram-bot", ChannelType::TELEGRAM_BOT, "api.telegram.org"),
-                entry("facebook", ChannelType::FACEBOOK, "graph.facebook.com"),
+                entry("telegram-bot", ChannelType::TELEGRAM_BOT, &["api.telegram.org"]),
+                // Messenger attachments are served from Facebook's CDN.
+                entry("facebook", ChannelType::FACEBOOK, &["graph.facebook.com", "*.fbcdn.net", "*.fbsbx.com", "*.facebook.com"]),
             ],
         }
     }
@@ -124,7 +125,11 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Self, String> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
         for plugin in &manifest.plugins {
+            if !ids.insert(plugin.id.as_str()) {
+                return Err(format!("two plugins have the id {}: ids are unique", plugin.id));
+            }
             if !seen.insert(plugin.channel_type.clone()) {
                 return Err(format!("two plugins serve {}: one adapter per channel type", plugin.channel_type));
             }

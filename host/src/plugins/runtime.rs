@@ -23,10 +23,131 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::fetch::{ChannelSecrets, Fetcher};
 use super::manifest::PluginEntry;
 use crate::channels::adapter::{
-    AdapterKind, AttachmentKind, ChannelTypeInfo, ConfigField, Header, OutboundMessage, Receipt, ReceiptStatus, ReceiveError,
-    SendFailure, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse, webhook_info,
+    AdapterKind, AttachmentKind, ChannelTypeInfo, ConfigField, Header, Media, OutboundMessage, Receipt, ReceiptStatus,
+    ReceiveError, Routing, SendFailure, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse, webhook_info,
 };
 use crate::store::{ChannelType, MessageDirection, NewInboundMessage};
+
+/// Conversions between the seam's types and one contract version's records, which are the same
+/// in every version that has them: expanded inside each version's module.
+macro_rules! conversions {
+    () => {
+        use self::omnichat::channel::types as t;
+        use crate::channels::adapter as seam;
+
+        pub(super) fn context(api_base_url: Option<String>, call: &super::ChannelCall) -> t::ChannelContext {
+            t::ChannelContext {
+                channel_instance_id: call.channel_id.to_string(),
+                tenant_id: call.tenant_id.to_string(),
+                external_id: call.external_id.clone(),
+                config: call.config.clone(),
+                api_base_url,
+            }
+        }
+
+        pub(super) fn request(request: &seam::WebhookRequest) -> t::WebhookRequest {
+            t::WebhookRequest {
+                method: request.method.clone(),
+                path: request.path.clone(),
+                query: request.query.clone(),
+                headers: request.headers.iter().map(|h| t::Header { name: h.name.clone(), value: h.value.clone() }).collect(),
+                body: request.body.clone(),
+            }
+        }
+
+        pub(super) fn refusal(err: t::VerifyError) -> seam::ReceiveError {
+            match err {
+                t::VerifyError::Unauthorized(why) => seam::ReceiveError::Unauthorized(why),
+                t::VerifyError::BadRequest(why) => seam::ReceiveError::BadRequest(why),
+            }
+        }
+
+        pub(super) fn kind_in(kind: t::AttachmentKind) -> seam::AttachmentKind {
+            use seam::AttachmentKind as S;
+            use t::AttachmentKind as K;
+            match kind {
+                K::Image => S::Image,
+                K::Video => S::Video,
+                K::Audio => S::Audio,
+                K::Voice => S::Voice,
+                K::Document => S::Document,
+                K::Sticker => S::Sticker,
+                K::Location => S::Location,
+                K::Contact => S::Contact,
+                K::Other => S::Other,
+            }
+        }
+
+        pub(super) fn kind_out(kind: seam::AttachmentKind) -> t::AttachmentKind {
+            use seam::AttachmentKind as S;
+            use t::AttachmentKind as K;
+            match kind {
+                S::Image => K::Image,
+                S::Video => K::Video,
+                S::Audio => K::Audio,
+                S::Voice => K::Voice,
+                S::Document => K::Document,
+                S::Sticker => K::Sticker,
+                S::Location => K::Location,
+                S::Contact => K::Contact,
+                S::Other => K::Other,
+            }
+        }
+
+        pub(super) fn message_in(
+            tenant_id: uuid::Uuid,
+            channel_id: uuid::Uuid,
+            m: t::InboundMessage,
+        ) -> crate::store::NewInboundMessage {
+            let attachments = m
+                .attachments
+                .into_iter()
+                .map(|a| super::attachment_json(kind_in(a.kind), a.url, a.mime_type, a.file_name, a.size, &a.extra))
+                .collect();
+            super::to_payload(
+                tenant_id,
+                channel_id,
+                super::Normalized {
+                    external_user_id: m.external_user_id,
+                    external_conversation_id: m.external_conversation_id,
+                    provider_message_id: m.provider_message_id,
+                    sender_name: m.sender_name,
+                    sender_username: m.sender_username,
+                    text: m.text,
+                    attachments,
+                    sent_at_ms: m.sent_at_ms,
+                    raw: m.raw,
+                },
+            )
+        }
+
+        pub(super) fn outbound(message: &seam::OutboundMessage) -> t::OutboundMessage {
+            t::OutboundMessage {
+                message_id: message.message_id.clone(),
+                recipient: message.recipient.clone(),
+                text: message.text.clone(),
+                attachments: message
+                    .attachments
+                    .iter()
+                    .map(|a| t::OutboundAttachment {
+                        kind: kind_out(a.kind),
+                        url: a.url.clone(),
+                        file_name: a.file_name.clone(),
+                        mime_type: a.mime_type.clone(),
+                    })
+                    .collect(),
+            }
+        }
+
+        pub(super) fn send_failure(err: t::SendError) -> seam::SendFailure {
+            match err {
+                t::SendError::Transient(why) => seam::SendFailure::Transient(why),
+                t::SendError::RateLimited(ms) => seam::SendFailure::RateLimited(std::time::Duration::from_millis(ms.max(100))),
+                t::SendError::Permanent(why) => seam::SendFailure::Permanent(why),
+            }
+        }
+    };
+}
 
 /// Bindings of the current contract, `omnichat:channel@0.2.0`.
 pub mod v2 {
@@ -36,6 +157,7 @@ pub mod v2 {
         imports: { default: async },
         exports: { default: async },
     });
+    conversions!();
 }
 
 /// Bindings of the first contract, `omnichat:channel@0.1.0`, still loaded.
@@ -46,6 +168,7 @@ pub mod v1 {
         imports: { default: async },
         exports: { default: async },
     });
+    conversions!();
 }
 
 /// The contract versions this host loads, newest first.
@@ -150,11 +273,6 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// What `receive` gave, before the host stores it.
-pub struct Received {
-    pub outcome: WebhookOutcome,
-}
-
 impl PluginRuntime {
     /// One engine for every plugin. `max_memory_mb` bounds any plugin's `memory_limit_mb` (the
     /// pool's slots are sized for it); `cache_dir` holds compiled components across restarts.
@@ -213,12 +331,6 @@ impl PluginRuntime {
         v1::Adapter::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
             .map_err(|e| wasm_error(e, "cannot link the 0.1 host API"))?;
         Ok(Self { engine, linker, fetcher, slots: Arc::new(Semaphore::new(CONCURRENT_CALLS as usize)), max_memory_mb })
-    }
-
-    /// The guarded HTTP client (no private addresses unless allowed, no redirects, size cap),
-    /// also used by the native bridges to fetch media from user-given URLs.
-    pub fn fetcher(&self) -> &Arc<Fetcher> {
-        &self.fetcher
     }
 
     /// Compiles (or takes from the cache) and checks a component: it must implement the adapter
@@ -340,44 +452,32 @@ impl PluginRuntime {
         })
     }
 
-    /// Shared webhooks: a request that concerns no channel (a handshake).
-    pub async fn handshake(&self, plugin: &Plugin, request: &WebhookRequest) -> Result<Option<WebhookResponse>, PluginError> {
-        match &plugin.pre {
-            Pre::V2(_) => {
-                let request = v2_request(request);
-                let call = ChannelCall::plugin_only(plugin);
-                let response = self
-                    .call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_inbound().call_handshake(s, &request).await)
-                    .await?;
-                Ok(response.map(|r| WebhookResponse {
-                    status: r.status,
-                    headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
-                    body: r.body,
-                }))
-            }
-            Pre::V1(_) => Ok(None),
-        }
-    }
-
-    /// Shared webhooks: the accounts (channel `externalId`s) a delivery is for.
-    pub async fn accounts(
-        &self,
-        plugin: &Plugin,
-        request: &WebhookRequest,
-    ) -> Result<Result<Vec<String>, ReceiveError>, PluginError> {
+    /// Shared webhooks: a handshake to answer, or the accounts (channel `externalId`s) a
+    /// delivery is for. Only the plugin's own secrets are at hand.
+    pub async fn route(&self, plugin: &Plugin, request: &WebhookRequest) -> Result<Result<Routing, ReceiveError>, PluginError> {
         let call = ChannelCall::plugin_only(plugin);
         Ok(match &plugin.pre {
             Pre::V2(_) => {
-                let request = v2_request(request);
-                self.call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_inbound().call_accounts(s, &request).await)
-                    .await?
-                    .map_err(v2_refusal)
+                use v2::omnichat::channel::types::Routing as R;
+                let request = v2::request(request);
+                let routed = self
+                    .call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_inbound().call_route(s, &request).await)
+                    .await?;
+                routed.map_err(v2::refusal).map(|routing| match routing {
+                    R::Answer(r) => Routing::Answer(WebhookResponse {
+                        status: r.status,
+                        headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
+                        body: r.body,
+                    }),
+                    R::Accounts(accounts) => Routing::Accounts(accounts),
+                })
             }
             Pre::V1(_) => {
-                let request = v1_request(request);
-                self.call(plugin, Some(call), async |a, s| a.v1().omnichat_channel_inbound().call_accounts(s, &request).await)
-                    .await?
-                    .map_err(v1_refusal)
+                let request = v1::request(request);
+                let accounts = self
+                    .call(plugin, Some(call), async |a, s| a.v1().omnichat_channel_inbound().call_accounts(s, &request).await)
+                    .await?;
+                accounts.map(Routing::Accounts).map_err(v1::refusal)
             }
         })
     }
@@ -392,15 +492,15 @@ impl PluginRuntime {
         let (tenant_id, channel_id) = (call.tenant_id, call.channel_id);
         match &plugin.pre {
             Pre::V2(_) => {
-                let context = self.v2_context(plugin, &call);
-                let request = v2_request(request);
+                let context = v2::context(plugin.api_base_url.clone(), &call);
+                let request = v2::request(request);
                 let result = self
                     .call(plugin, Some(call), async |a, s| {
                         a.v2().omnichat_channel_inbound().call_receive(s, &context, &request).await
                     })
                     .await?;
-                Ok(result.map_err(v2_refusal).map(|outcome| WebhookOutcome {
-                    messages: outcome.messages.into_iter().map(|m| v2_message(tenant_id, channel_id, m)).collect(),
+                Ok(result.map_err(v2::refusal).map(|outcome| WebhookOutcome {
+                    messages: outcome.messages.into_iter().map(|m| v2::message_in(tenant_id, channel_id, m)).collect(),
                     receipts: outcome.receipts.into_iter().map(v2_receipt).collect(),
                     response: outcome.response.map(|r| WebhookResponse {
                         status: r.status,
@@ -410,13 +510,13 @@ impl PluginRuntime {
                 }))
             }
             Pre::V1(_) => {
-                let context = self.v1_context(plugin, &call);
-                let request = v1_request(request);
+                let context = v1::context(plugin.api_base_url.clone(), &call);
+                let request = v1::request(request);
                 let result = self
                     .call(plugin, Some(call), async |a, s| {
                         let inbound = a.v1().omnichat_channel_inbound();
                         if let Err(refused) = inbound.call_verify(&mut *s, &context, &request).await? {
-                            return Ok(Err(v1_refusal(refused)));
+                            return Ok(Err(v1::refusal(refused)));
                         }
                         Ok(match inbound.call_normalize(s, &context, &request).await? {
                             Ok(messages) => Ok(messages),
@@ -425,11 +525,44 @@ impl PluginRuntime {
                     })
                     .await?;
                 Ok(result.map(|messages| WebhookOutcome {
-                    messages: messages.into_iter().map(|m| v1_message(tenant_id, channel_id, m)).collect(),
+                    messages: messages.into_iter().map(|m| v1::message_in(tenant_id, channel_id, m)).collect(),
                     ..Default::default()
                 }))
             }
         }
+    }
+
+    /// The content of an inbound attachment (the stored JSON `{kind, url, mimeType, fileName,
+    /// size, extra}`), fetched by the plugin; the adapter's reason (scrubbed) when it cannot.
+    pub async fn download(
+        &self,
+        plugin: &Plugin,
+        call: ChannelCall,
+        attachment: &Value,
+    ) -> Result<Result<Media, String>, PluginError> {
+        let Pre::V2(_) = &plugin.pre else {
+            return Ok(Err(format!("plugin {} (WIT 0.1.0) cannot download media", plugin.entry.id)));
+        };
+        use v2::omnichat::channel::types as t;
+        let secrets = call.secrets.clone();
+        let context = v2::context(plugin.api_base_url.clone(), &call);
+        let text = |key: &str| attachment[key].as_str().map(str::to_owned);
+        let attachment = t::Attachment {
+            kind: v2::kind_out(AttachmentKind::parse(attachment["kind"].as_str().unwrap_or_default())),
+            url: text("url"),
+            mime_type: text("mimeType"),
+            file_name: text("fileName"),
+            size: attachment["size"].as_u64(),
+            extra: attachment.get("extra").filter(|e| !e.is_null()).map(Value::to_string).unwrap_or_else(|| "{}".into()),
+        };
+        let result = self
+            .call(plugin, Some(call), async |a, s| {
+                a.v2().omnichat_channel_inbound().call_download(s, &context, &attachment).await
+            })
+            .await?;
+        Ok(result
+            .map(|m| Media { bytes: m.body, mime_type: m.content_type, file_name: m.file_name })
+            .map_err(|e| secrets.scrub(&e.message)))
     }
 
     /// Delivers one reply: the provider's id, or why not. Error texts are scrubbed of secrets.
@@ -442,62 +575,24 @@ impl PluginRuntime {
         let secrets = call.secrets.clone();
         let result = match &plugin.pre {
             Pre::V2(_) => {
-                use v2::omnichat::channel::types as t;
-                let context = self.v2_context(plugin, &call);
-                let message = t::OutboundMessage {
-                    message_id: message.message_id.clone(),
-                    recipient: message.recipient.clone(),
-                    text: message.text.clone(),
-                    attachments: message
-                        .attachments
-                        .iter()
-                        .map(|a| t::OutboundAttachment {
-                            kind: v2_kind(a.kind),
-                            url: a.url.clone(),
-                            file_name: a.file_name.clone(),
-                            mime_type: a.mime_type.clone(),
-                        })
-                        .collect(),
-                };
+                let context = v2::context(plugin.api_base_url.clone(), &call);
+                let message = v2::outbound(message);
                 self.call(plugin, Some(call), async |a, s| {
                     a.v2().omnichat_channel_outbound().call_send(s, &context, &message).await
                 })
                 .await?
                 .map(|r| r.provider_message_id)
-                .map_err(|e| match e {
-                    t::SendError::Transient(why) => SendFailure::Transient(why),
-                    t::SendError::RateLimited(ms) => SendFailure::RateLimited(Duration::from_millis(ms.max(100))),
-                    t::SendError::Permanent(why) => SendFailure::Permanent(why),
-                })
+                .map_err(v2::send_failure)
             }
             Pre::V1(_) => {
-                use v1::omnichat::channel::types as t;
-                let context = self.v1_context(plugin, &call);
-                let message = t::OutboundMessage {
-                    message_id: message.message_id.clone(),
-                    recipient: message.recipient.clone(),
-                    text: message.text.clone(),
-                    attachments: message
-                        .attachments
-                        .iter()
-                        .map(|a| t::OutboundAttachment {
-                            kind: v1_kind(a.kind),
-                            url: a.url.clone(),
-                            file_name: a.file_name.clone(),
-                            mime_type: a.mime_type.clone(),
-                        })
-                        .collect(),
-                };
+                let context = v1::context(plugin.api_base_url.clone(), &call);
+                let message = v1::outbound(message);
                 self.call(plugin, Some(call), async |a, s| {
                     a.v1().omnichat_channel_outbound().call_send(s, &context, &message).await
                 })
                 .await?
                 .map(|r| r.provider_message_id)
-                .map_err(|e| match e {
-                    t::SendError::Transient(why) => SendFailure::Transient(why),
-                    t::SendError::RateLimited(ms) => SendFailure::RateLimited(Duration::from_millis(ms.max(100))),
-                    t::SendError::Permanent(why) => SendFailure::Permanent(why),
-                })
+                .map_err(v1::send_failure)
             }
         };
         Ok(result.map_err(|failure| match failure {
@@ -516,7 +611,7 @@ impl PluginRuntime {
     ) -> Result<Result<Vec<(String, SecretString)>, String>, PluginError> {
         let Pre::V2(_) = &plugin.pre else { return Ok(Ok(Vec::new())) };
         let secrets = call.secrets.clone();
-        let context = self.v2_context(plugin, &call);
+        let context = v2::context(plugin.api_base_url.clone(), &call);
         let url = webhook_url.map(str::to_owned);
         let (result, generated) = self
             .call_generating(plugin, call, async |a, s| {
@@ -529,31 +624,11 @@ impl PluginRuntime {
     pub async fn disconnect(&self, plugin: &Plugin, call: ChannelCall) -> Result<Result<(), String>, PluginError> {
         let Pre::V2(_) = &plugin.pre else { return Ok(Ok(())) };
         let secrets = call.secrets.clone();
-        let context = self.v2_context(plugin, &call);
+        let context = v2::context(plugin.api_base_url.clone(), &call);
         let result = self
             .call(plugin, Some(call), async |a, s| a.v2().omnichat_channel_lifecycle().call_disconnect(s, &context).await)
             .await?;
         Ok(result.map_err(|e| secrets.scrub(&e.message)))
-    }
-
-    fn v2_context(&self, plugin: &Plugin, call: &ChannelCall) -> v2::omnichat::channel::types::ChannelContext {
-        v2::omnichat::channel::types::ChannelContext {
-            channel_instance_id: call.channel_id.to_string(),
-            tenant_id: call.tenant_id.to_string(),
-            external_id: call.external_id.clone(),
-            config: call.config.clone(),
-            api_base_url: plugin.api_base_url.clone(),
-        }
-    }
-
-    fn v1_context(&self, plugin: &Plugin, call: &ChannelCall) -> v1::omnichat::channel::types::ChannelContext {
-        v1::omnichat::channel::types::ChannelContext {
-            channel_instance_id: call.channel_id.to_string(),
-            tenant_id: call.tenant_id.to_string(),
-            external_id: call.external_id.clone(),
-            config: call.config.clone(),
-            api_base_url: plugin.api_base_url.clone(),
-        }
     }
 
     async fn call<R>(
@@ -675,44 +750,6 @@ impl Instance {
     }
 }
 
-fn v2_request(request: &WebhookRequest) -> v2::omnichat::channel::types::WebhookRequest {
-    use v2::omnichat::channel::types as t;
-    t::WebhookRequest {
-        method: request.method.clone(),
-        path: request.path.clone(),
-        query: request.query.clone(),
-        headers: request.headers.iter().map(|h| t::Header { name: h.name.clone(), value: h.value.clone() }).collect(),
-        body: request.body.clone(),
-    }
-}
-
-fn v1_request(request: &WebhookRequest) -> v1::omnichat::channel::types::WebhookRequest {
-    use v1::omnichat::channel::types as t;
-    t::WebhookRequest {
-        method: request.method.clone(),
-        path: request.path.clone(),
-        query: request.query.clone(),
-        headers: request.headers.iter().map(|h| t::Header { name: h.name.clone(), value: h.value.clone() }).collect(),
-        body: request.body.clone(),
-    }
-}
-
-fn v2_refusal(err: v2::omnichat::channel::types::VerifyError) -> ReceiveError {
-    use v2::omnichat::channel::types::VerifyError as E;
-    match err {
-        E::Unauthorized(why) => ReceiveError::Unauthorized(why),
-        E::BadRequest(why) => ReceiveError::BadRequest(why),
-    }
-}
-
-fn v1_refusal(err: v1::omnichat::channel::types::VerifyError) -> ReceiveError {
-    use v1::omnichat::channel::types::VerifyError as E;
-    match err {
-        E::Unauthorized(why) => ReceiveError::Unauthorized(why),
-        E::BadRequest(why) => ReceiveError::BadRequest(why),
-    }
-}
-
 fn v2_receipt(receipt: v2::omnichat::channel::types::Receipt) -> Receipt {
     use v2::omnichat::channel::types::ReceiptStatus as S;
     Receipt {
@@ -727,7 +764,7 @@ fn v2_receipt(receipt: v2::omnichat::channel::types::Receipt) -> Receipt {
 }
 
 /// The fields of a normalized message, whichever contract version produced it.
-struct Normalized {
+pub(super) struct Normalized {
     external_user_id: String,
     external_conversation_id: Option<String>,
     provider_message_id: Option<String>,
@@ -739,81 +776,7 @@ struct Normalized {
     raw: String,
 }
 
-fn v2_message(tenant_id: Uuid, channel_id: Uuid, m: v2::omnichat::channel::types::InboundMessage) -> NewInboundMessage {
-    use v2::omnichat::channel::types::AttachmentKind as K;
-    let attachments = m
-        .attachments
-        .into_iter()
-        .map(|a| {
-            let kind = match a.kind {
-                K::Image => AttachmentKind::Image,
-                K::Video => AttachmentKind::Video,
-                K::Audio => AttachmentKind::Audio,
-                K::Voice => AttachmentKind::Voice,
-                K::Document => AttachmentKind::Document,
-                K::Sticker => AttachmentKind::Sticker,
-                K::Location => AttachmentKind::Location,
-                K::Contact => AttachmentKind::Contact,
-                K::Other => AttachmentKind::Other,
-            };
-            attachment_json(kind, a.url, a.mime_type, a.file_name, a.size, &a.extra)
-        })
-        .collect();
-    to_payload(
-        tenant_id,
-        channel_id,
-        Normalized {
-            external_user_id: m.external_user_id,
-            external_conversation_id: m.external_conversation_id,
-            provider_message_id: m.provider_message_id,
-            sender_name: m.sender_name,
-            sender_username: m.sender_username,
-            text: m.text,
-            attachments,
-            sent_at_ms: m.sent_at_ms,
-            raw: m.raw,
-        },
-    )
-}
-
-fn v1_message(tenant_id: Uuid, channel_id: Uuid, m: v1::omnichat::channel::types::InboundMessage) -> NewInboundMessage {
-    use v1::omnichat::channel::types::AttachmentKind as K;
-    let attachments = m
-        .attachments
-        .into_iter()
-        .map(|a| {
-            let kind = match a.kind {
-                K::Image => AttachmentKind::Image,
-                K::Video => AttachmentKind::Video,
-                K::Audio => AttachmentKind::Audio,
-                K::Voice => AttachmentKind::Voice,
-                K::Document => AttachmentKind::Document,
-                K::Sticker => AttachmentKind::Sticker,
-                K::Location => AttachmentKind::Location,
-                K::Contact => AttachmentKind::Contact,
-                K::Other => AttachmentKind::Other,
-            };
-            attachment_json(kind, a.url, a.mime_type, a.file_name, a.size, &a.extra)
-        })
-        .collect();
-    to_payload(
-        tenant_id,
-        channel_id,
-        Normalized {
-            external_user_id: m.external_user_id,
-            external_conversation_id: m.external_conversation_id,
-            provider_message_id: m.provider_message_id,
-            sender_name: m.sender_name,
-            sender_username: m.sender_username,
-            text: m.text,
-            attachments,
-            sent_at_ms: m.sent_at_ms,
-            raw: m.raw,
-        },
-    )
-}
-
-fn attachment_json(
+pub(super) fn attachment_json(
     kind: AttachmentKind,
     url: Option<String>,
     mime_type: Option<String>,
@@ -832,7 +795,7 @@ fn attachment_json(
 }
 
 /// The seed's `InboundMessagePayload`, from an adapter's normalized message.
-fn to_payload(tenant_id: Uuid, channel_id: Uuid, m: Normalized) -> NewInboundMessage {
+pub(super) fn to_payload(tenant_id: Uuid, channel_id: Uuid, m: Normalized) -> NewInboundMessage {
     NewInboundMessage {
         tenant_id,
         channel_instance_id: channel_id,
@@ -846,36 +809,6 @@ fn to_payload(tenant_id: Uuid, channel_id: Uuid, m: Normalized) -> NewInboundMes
         raw: serde_json::from_str(&m.raw).unwrap_or(Value::String(m.raw)),
         sent_at: m.sent_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
         direction: MessageDirection::Inbound,
-    }
-}
-
-fn v2_kind(kind: AttachmentKind) -> v2::omnichat::channel::types::AttachmentKind {
-    use v2::omnichat::channel::types::AttachmentKind as K;
-    match kind {
-        AttachmentKind::Image => K::Image,
-        AttachmentKind::Video => K::Video,
-        AttachmentKind::Audio => K::Audio,
-        AttachmentKind::Voice => K::Voice,
-        AttachmentKind::Document => K::Document,
-        AttachmentKind::Sticker => K::Sticker,
-        AttachmentKind::Location => K::Location,
-        AttachmentKind::Contact => K::Contact,
-        AttachmentKind::Other => K::Other,
-    }
-}
-
-fn v1_kind(kind: AttachmentKind) -> v1::omnichat::channel::types::AttachmentKind {
-    use v1::omnichat::channel::types::AttachmentKind as K;
-    match kind {
-        AttachmentKind::Image => K::Image,
-        AttachmentKind::Video => K::Video,
-        AttachmentKind::Audio => K::Audio,
-        AttachmentKind::Voice => K::Voice,
-        AttachmentKind::Document => K::Document,
-        AttachmentKind::Sticker => K::Sticker,
-        AttachmentKind::Location => K::Location,
-        AttachmentKind::Contact => K::Contact,
-        AttachmentKind::Other => K::Other,
     }
 }
 

@@ -657,7 +657,12 @@ macro_rules! impl_store {
                 // One statement for every message, each with its own provider id (a derived table both
                 // dialects accept). A provider id already taken on the channel (a re-send after a
                 // crash) is kept off the unique key rather than failing the delivery.
-                let mut messages = sqlx::QueryBuilder::new("UPDATE messages SET status = 'SENT', error = NULL, updated_at = ");
+                // A re-send (after a lease ran out) of a reply the provider already reported
+                // DELIVERED or READ keeps that status: receipts only move forward.
+                let mut messages = sqlx::QueryBuilder::new(
+                    "UPDATE messages SET status = CASE WHEN status IN ('DELIVERED', 'READ') THEN status ELSE 'SENT' END,
+                       error = NULL, updated_at = ",
+                );
                 messages.push_bind(now).push(
                     ", provider_message_id = CASE WHEN EXISTS (
                          SELECT 1 FROM messages other WHERE other.channel_instance_id = messages.channel_instance_id

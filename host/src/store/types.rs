@@ -108,7 +108,7 @@ impl Role {
 
 /// The kind of provider account a channel instance connects: an upper-case name matching
 /// `[A-Z][A-Z0-9_]{1,31}`. The seed's five are constants; a loaded plugin may declare any other
-/// (`LINE`), so this is an open, validated string rather than an enum: which types exist is the
+/// (`VIBER`), so this is an open, validated string rather than an enum: which types exist is the
 /// channel registry's business.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelType(std::borrow::Cow<'static, str>);
@@ -210,10 +210,10 @@ mod tests {
 
     #[test]
     fn channel_type_names_are_upper_case_words() {
-        for good in ["LINE", "TELEGRAM_BOT", "X2", "A_B_C_1"] {
+        for good in ["VIBER", "TELEGRAM_BOT", "X2", "A_B_C_1"] {
             assert_eq!(ChannelType::parse(good).map(|t| t.to_string()).ok().as_deref(), Some(good));
         }
-        for bad in ["", "L", "line", "1LINE", "_LINE", "LI-NE", "LINE ", &"A".repeat(33)] {
+        for bad in ["", "V", "viber", "1VIBER", "_VIBER", "VI-BER", "VIBER ", &"A".repeat(33)] {
             assert!(ChannelType::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(ChannelType::parse("WHATSAPP").ok(), Some(ChannelType::WHATSAPP));

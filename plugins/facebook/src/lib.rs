@@ -1,12 +1,13 @@
 //! Facebook Messenger (Page) adapter: Graph webhooks in, the Send API out.
 //!
 //! Inbound: one URL for every page of the app, `/api/webhooks/shared/FACEBOOK` (the seed's
-//! `/api/facebook/webhook` still works). `handshake` answers the `GET` subscription check
-//! (`hub.verify_token` against the host's `FACEBOOK_VERIFY_TOKEN`, secret `verifyToken`);
-//! `accounts` names the page ids of the entries so the host finds each page's channel; `receive`
-//! checks `X-Hub-Signature-256` against an HMAC-SHA256 of the raw body keyed by the app secret
-//! (held by the host: the channel's `appSecret`, else `FACEBOOK_APP_SECRET`), then reads the
-//! page's messages and its delivery and read receipts.
+//! `/api/facebook/webhook` still works). `route` answers the `GET` subscription check
+//! (`hub.verify_token` against the host's `FACEBOOK_VERIFY_TOKEN`, secret `verifyToken`) and,
+//! for a delivery, names the page ids of its entries so the host finds each page's channel;
+//! `receive` checks `X-Hub-Signature-256` against an HMAC-SHA256 of the raw body keyed by the app
+//! secret (held by the host: the channel's `appSecret`, else `FACEBOOK_APP_SECRET`), then reads
+//! the page's messages and its delivery and read receipts.
+//! Media: Messenger attachments carry a URL on Facebook's CDN; `download` fetches it.
 //! Outbound: `POST /{version}/me/messages` with the page access token (`{{secret:pageAccessToken}}`,
 //! filled in by the host); an attachment goes by URL, its text as a separate message first.
 //! Lifecycle: `connect` only checks the page access token (`GET /{version}/me`). It does not
@@ -20,8 +21,8 @@ wit_bindgen::generate!({ world: "adapter", path: "../../wit" });
 use exports::omnichat::channel::{describe, inbound, lifecycle, outbound};
 use omnichat::channel::host::{self, HttpRequest, LogLevel};
 use omnichat::channel::types::{
-    AdapterError, ChannelContext, ConfigField, Header, OutboundMessage, PluginInfo, SendError, SendReceipt, VerifyError,
-    WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+    AdapterError, Attachment, ChannelContext, ConfigField, Header, Media, OutboundMessage, PluginInfo, Routing, SendError,
+    SendReceipt, VerifyError, WebhookMode, WebhookOutcome, WebhookRequest,
 };
 use serde_json::{Value, json};
 
@@ -65,17 +66,10 @@ impl describe::Guest for Facebook {
 }
 
 impl inbound::Guest for Facebook {
-    fn handshake(request: WebhookRequest) -> Option<WebhookResponse> {
-        // Meta's subscription check is the only GET it sends; deliveries are POSTs.
-        if !request.method.eq_ignore_ascii_case("GET") {
-            return None;
-        }
-        Some(mapping::subscription_answer(&request.query, |token| host::secret_equals("verifyToken", token) == Some(true)))
-    }
-
-    fn accounts(request: WebhookRequest) -> Result<Vec<String>, VerifyError> {
-        let body = parse(&request.body).map_err(VerifyError::BadRequest)?;
-        mapping::page_ids(&body).map_err(VerifyError::BadRequest)
+    fn route(request: WebhookRequest) -> Result<Routing, VerifyError> {
+        mapping::route(&request.method, &request.query, &request.body, |token| {
+            host::secret_equals("verifyToken", token) == Some(true)
+        })
     }
 
     fn receive(ctx: ChannelContext, request: WebhookRequest) -> Result<WebhookOutcome, VerifyError> {
@@ -86,6 +80,23 @@ impl inbound::Guest for Facebook {
         let messages = mapping::normalize(&body, &page_id).map_err(VerifyError::BadRequest)?;
         let receipts = mapping::receipts(&body, &page_id);
         Ok(WebhookOutcome { messages, receipts, response: None })
+    }
+
+    fn download(_ctx: ChannelContext, attachment: Attachment) -> Result<Media, AdapterError> {
+        let url = mapping::media_url(&attachment).map_err(|message| AdapterError { message })?;
+        // Messenger's attachment URLs point at Facebook's CDN (`*.fbcdn.net`, some at
+        // `*.facebook.com`), both granted in plugins.toml; files may come from `cdn.fbsbx.com`,
+        // which a deployment has to add to `allowed_hosts`. They are signed and expire after a
+        // while, so an old attachment may be gone. No token: the signed URL is the credential.
+        let request = HttpRequest { method: "GET".into(), url: url.to_owned(), headers: Vec::new(), body: None };
+        // The error is shown to whoever asked for the media, so the host's fetch error (which
+        // quotes the signed URL) is only logged.
+        let response = host::fetch(&request).map_err(|err| {
+            host::log(LogLevel::Warn, &format!("an attachment download did not happen: {err:?}"));
+            AdapterError { message: mapping::download_unreachable(&err) }
+        })?;
+        mapping::downloaded(response.status, &response.headers, response.body, &attachment)
+            .map_err(|message| AdapterError { message })
     }
 }
 

@@ -1,12 +1,29 @@
-//! Messenger webhook events -> normalized messages and receipts, the subscription handshake, and
-//! Graph failures -> send errors and the reasons `connect` gives.
+//! Messenger webhook events -> routing (the subscription handshake, the pages of a delivery),
+//! normalized messages and receipts; downloaded attachments -> media; and Graph failures -> send
+//! errors and the reasons `connect` gives.
 
 use serde_json::{Value, json};
 
 use crate::omnichat::channel::host::FetchError;
 use crate::omnichat::channel::types::{
-    Attachment, AttachmentKind, Header, InboundMessage, Receipt, ReceiptStatus, SendError, WebhookResponse,
+    Attachment, AttachmentKind, Header, InboundMessage, Media, Receipt, ReceiptStatus, Routing, SendError, VerifyError,
+    WebhookResponse,
 };
+
+/// How a request to the shared webhook is routed: Meta's subscription check is the only `GET` it
+/// sends, answered here; anything else is a delivery, for the pages of its entries.
+pub fn route(
+    method: &str,
+    query: &str,
+    body: &[u8],
+    verify_token_matches: impl FnOnce(&str) -> bool,
+) -> Result<Routing, VerifyError> {
+    if method.eq_ignore_ascii_case("GET") {
+        return Ok(Routing::Answer(subscription_answer(query, verify_token_matches)));
+    }
+    let body: Value = serde_json::from_slice(body).map_err(|e| VerifyError::BadRequest(format!("the body is not JSON: {e}")))?;
+    page_ids(&body).map(Routing::Accounts).map_err(VerifyError::BadRequest)
+}
 
 /// The page ids a `{"object": "page", "entry": [...]}` delivery is for, without repeats.
 pub fn page_ids(body: &Value) -> Result<Vec<String>, String> {
@@ -286,6 +303,49 @@ pub fn unreachable(err: &FetchError) -> String {
     }
 }
 
+/// The URL of a stored attachment (Messenger gives one for media, none for a location).
+pub fn media_url(attachment: &Attachment) -> Result<&str, String> {
+    attachment.url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| "this attachment has no URL".to_owned())
+}
+
+/// The answer to an attachment's URL: its body, typed by the CDN's `content-type` (Messenger's
+/// webhooks name no type), named as `receive` named it, else by the URL's last path segment.
+pub fn downloaded(status: u16, headers: &[Header], body: Vec<u8>, attachment: &Attachment) -> Result<Media, String> {
+    if !(200..300).contains(&status) {
+        // Signed CDN URLs expire: a 403 or 404 usually means this one has.
+        return Err(format!("Facebook answered HTTP {status} for this attachment"));
+    }
+    let header_type = headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value.clone());
+    let url_name = attachment.url.as_deref().and_then(url_file_name);
+    Ok(Media {
+        content_type: header_type.or_else(|| attachment.mime_type.clone()),
+        file_name: attachment.file_name.clone().or(url_name),
+        body,
+    })
+}
+
+/// The last segment of a URL's path (`.../123_456_n.jpg?oh=..` -> `123_456_n.jpg`), when it
+/// looks like a file name.
+fn url_file_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let (_, path) = path.split_once('/')?;
+    let name = path.rsplit('/').next()?;
+    (name.contains('.') && !name.starts_with('.')).then(|| percent_decode(name))
+}
+
+/// A short reason for a download that never got an answer; the host's own text may quote the
+/// signed URL.
+pub fn download_unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::Denied(_) => "the host denied the download (its host is not in allowed_hosts?)".into(),
+        FetchError::InvalidRequest(_) => "the host refused the download request as invalid".into(),
+        FetchError::Timeout => "the download did not finish in time".into(),
+        FetchError::TooLarge => "the file is larger than the host accepts".into(),
+        FetchError::Failed(_) => "Facebook's CDN could not be reached".into(),
+    }
+}
+
 /// Graph error codes 4, 17, 32 and 613 are rate limits; 5xx and `is_transient` retry; the rest
 /// (an invalid token, a user who cannot be messaged) is permanent.
 pub fn classify_failure(status: u16, error: &Value) -> SendError {
@@ -486,5 +546,96 @@ mod tests {
             assert!(!reason.is_empty());
             assert!(!reason.contains("graph.facebook.com") && !reason.contains("access_token"), "{reason}");
         }
+    }
+
+    fn stored(url: Option<&str>, file_name: Option<&str>) -> Attachment {
+        Attachment {
+            kind: AttachmentKind::Image,
+            url: url.map(str::to_owned),
+            mime_type: None,
+            file_name: file_name.map(str::to_owned),
+            size: None,
+            extra: json!({"type": "image"}).to_string(),
+        }
+    }
+
+    #[test]
+    fn a_get_is_answered_and_any_other_method_names_the_pages() {
+        let query = "hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444";
+        match route("GET", query, b"", |token| token == "verify-me") {
+            Ok(Routing::Answer(answer)) => {
+                assert_eq!(answer.status, 200);
+                assert_eq!(answer.body, b"1158201444");
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        }
+        match route("get", "", b"", |_| true) {
+            Ok(Routing::Answer(answer)) => assert_eq!(answer.status, 403),
+            other => panic!("expected a 403 answer, got {other:?}"),
+        }
+        let body = delivery().to_string();
+        match route("POST", "", body.as_bytes(), |_| panic!("a delivery checks no verify token")) {
+            Ok(Routing::Accounts(ids)) => assert_eq!(ids, ["PAGE1", "PAGE2"]),
+            other => panic!("expected the pages, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_delivery_that_is_not_a_page_webhook_is_a_bad_request() {
+        assert!(matches!(route("POST", "", b"not json", |_| true), Err(VerifyError::BadRequest(_))));
+        assert!(matches!(
+            route("POST", "", br#"{"object": "instagram", "entry": []}"#, |_| true),
+            Err(VerifyError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn an_attachment_is_downloaded_from_its_url() {
+        let image = stored(Some("https://scontent.xx.fbcdn.net/v/t1.15752-9/123_456_n.jpg?_nc_cat=1&oh=abc"), None);
+        assert_eq!(media_url(&image), Ok("https://scontent.xx.fbcdn.net/v/t1.15752-9/123_456_n.jpg?_nc_cat=1&oh=abc"));
+        let headers = vec![Header { name: "Content-Type".into(), value: "image/jpeg".into() }];
+        let media = downloaded(200, &headers, b"jpeg".to_vec(), &image).expect("downloaded");
+        assert_eq!(media.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(media.file_name.as_deref(), Some("123_456_n.jpg"));
+        assert_eq!(media.body, b"jpeg");
+
+        let file = stored(Some("https://cdn.fbsbx.com/v/t59/menu.pdf?dl=1"), Some("Menu 2024.pdf"));
+        let media = downloaded(200, &[], Vec::new(), &file).expect("downloaded");
+        assert_eq!(media.content_type, None);
+        assert_eq!(media.file_name.as_deref(), Some("Menu 2024.pdf"));
+    }
+
+    #[test]
+    fn an_attachment_without_a_url_or_with_an_expired_one_is_an_error() {
+        assert_eq!(media_url(&stored(None, None)), Err("this attachment has no URL".to_owned()));
+        assert_eq!(media_url(&stored(Some(""), None)), Err("this attachment has no URL".to_owned()));
+        let image = stored(Some("https://scontent.xx.fbcdn.net/v/a.jpg"), None);
+        let why = downloaded(403, &[], b"URL signature expired".to_vec(), &image).expect_err("refused");
+        assert_eq!(why, "Facebook answered HTTP 403 for this attachment");
+        assert!(downloaded(500, &[], Vec::new(), &image).is_err());
+    }
+
+    #[test]
+    fn download_failures_never_repeat_the_signed_url() {
+        let url = "https://scontent.xx.fbcdn.net/v/a.jpg?oh=signature";
+        for err in [
+            FetchError::Denied(format!("{url} is not in allowed_hosts")),
+            FetchError::InvalidRequest(format!("{url}: bad")),
+            FetchError::Failed(format!("{url}: connection refused")),
+            FetchError::Timeout,
+            FetchError::TooLarge,
+        ] {
+            let reason = download_unreachable(&err);
+            assert!(!reason.is_empty());
+            assert!(!reason.contains("fbcdn.net/") && !reason.contains("signature"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn url_file_names_are_the_last_path_segment() {
+        assert_eq!(url_file_name("https://cdn.example/a/b/photo%201.png?x=1#f").as_deref(), Some("photo 1.png"));
+        assert_eq!(url_file_name("https://cdn.example/a/b/"), None);
+        assert_eq!(url_file_name("https://cdn.example"), None);
+        assert_eq!(url_file_name("https://cdn.example/download?id=1.2"), None);
     }
 }

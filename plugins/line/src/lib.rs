@@ -8,6 +8,9 @@
 //! delivered once. Replies are pushed rather than answered with a reply token: a reply token
 //! expires within a minute and works once, while an agent's answer may come hours later.
 //! Lifecycle: `connect` checks the token (`GET /v2/bot/info`) and sets the webhook endpoint.
+//! Media: `download` fetches content LINE holds by its message id from the content API
+//! (`api-data.line.me/v2/bot/message/{messageId}/content`, with the token), or content sent with
+//! an external URL from that URL.
 
 mod mapping;
 
@@ -16,8 +19,8 @@ wit_bindgen::generate!({ world: "adapter", path: "../../wit" });
 use exports::omnichat::channel::{describe, inbound, lifecycle, outbound};
 use omnichat::channel::host::{self, HttpRequest, HttpResponse, LogLevel};
 use omnichat::channel::types::{
-    AdapterError, ChannelContext, ConfigField, Header, OutboundMessage, PluginInfo, SendError, SendReceipt, VerifyError,
-    WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+    AdapterError, Attachment, ChannelContext, ConfigField, Header, Media, OutboundMessage, PluginInfo, Routing, SendError,
+    SendReceipt, VerifyError, WebhookMode, WebhookOutcome, WebhookRequest,
 };
 use serde_json::json;
 
@@ -57,14 +60,10 @@ impl describe::Guest for Line {
 }
 
 impl inbound::Guest for Line {
-    fn handshake(_request: WebhookRequest) -> Option<WebhookResponse> {
-        // LINE's console "Verify" button posts a signed delivery with no events: `receive` takes it.
-        None
-    }
-
-    fn accounts(_request: WebhookRequest) -> Result<Vec<String>, VerifyError> {
-        // The webhook URL names the channel.
-        Ok(Vec::new())
+    fn route(_request: WebhookRequest) -> Result<Routing, VerifyError> {
+        // Never asked: the webhook URL names the channel, and LINE has no handshake (the
+        // console's "Verify" button posts a signed delivery with no events, which `receive` takes).
+        Ok(Routing::Accounts(Vec::new()))
     }
 
     fn receive(_ctx: ChannelContext, request: WebhookRequest) -> Result<WebhookOutcome, VerifyError> {
@@ -81,6 +80,18 @@ impl inbound::Guest for Line {
         }
         let messages = mapping::normalize(&request.body).map_err(VerifyError::BadRequest)?;
         Ok(WebhookOutcome { messages, receipts: Vec::new(), response: None })
+    }
+
+    fn download(ctx: ChannelContext, attachment: Attachment) -> Result<Media, AdapterError> {
+        let request = mapping::content_request(&attachment, base_url(&ctx)).map_err(|message| AdapterError { message })?;
+        // The error is shown to whoever asked for the media, so the host's fetch error (which may
+        // quote the URL) is only logged.
+        let response = host::fetch(&request).map_err(|err| {
+            host::log(LogLevel::Warn, &format!("a content download did not happen: {err:?}"));
+            AdapterError { message: mapping::download_unreachable(&err) }
+        })?;
+        mapping::content_outcome(response.status, &response.headers, response.body, &attachment)
+            .map_err(|message| AdapterError { message })
     }
 }
 

@@ -1,13 +1,14 @@
-//! LINE webhook events -> normalized messages, replies -> push requests, and LINE's answers ->
-//! send outcomes. Pure: no host calls, so the tests run natively.
+//! LINE webhook events -> normalized messages, stored attachments -> content requests, replies
+//! -> push requests, and LINE's answers -> media and send outcomes. Pure: no host calls, so the
+//! tests run natively.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
-use crate::omnichat::channel::host::FetchError;
+use crate::omnichat::channel::host::{FetchError, HttpRequest};
 use crate::omnichat::channel::types::{
-    Attachment, AttachmentKind, Header, InboundMessage, OutboundMessage, SendError, SendReceipt,
+    Attachment, AttachmentKind, Header, InboundMessage, Media, OutboundMessage, SendError, SendReceipt,
 };
 
 /// LINE documents no `Retry-After` for 429: its rate limits are counted per second, so a short
@@ -233,6 +234,110 @@ pub fn check_webhook_endpoint(status: u16, body: &[u8]) -> Result<(), String> {
     }
     let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     Err(format!("LINE refused the webhook endpoint ({status}): {}", error_message(&reply)))
+}
+
+/// The request for a stored attachment's content. Content sent with an external URL
+/// (`contentProvider.type == "external"`, the attachment's `url`) is fetched from there, without
+/// the token, and its host has to be in `allowed_hosts`; content LINE holds is fetched by
+/// `messageId` from the content API, which LINE serves from `api-data.line.me`.
+pub fn content_request(attachment: &Attachment, api_base: &str) -> Result<HttpRequest, String> {
+    if !matches!(
+        attachment.kind,
+        AttachmentKind::Image | AttachmentKind::Video | AttachmentKind::Audio | AttachmentKind::Voice | AttachmentKind::Document
+    ) {
+        // Locations, stickers and message types newer than the adapter: nothing to download.
+        return Err("this LINE attachment has no content to download".into());
+    }
+    if let Some(url) = external_url(attachment) {
+        return Ok(HttpRequest { method: "GET".into(), url: url.to_owned(), headers: Vec::new(), body: None });
+    }
+    let id = message_id(&attachment.extra).ok_or("this attachment has no LINE message id")?;
+    Ok(HttpRequest {
+        method: "GET".into(),
+        url: content_url(&data_base_url(api_base), &id),
+        headers: vec![Header { name: "authorization".into(), value: crate::AUTHORIZATION.into() }],
+        body: None,
+    })
+}
+
+fn external_url(attachment: &Attachment) -> Option<&str> {
+    attachment.url.as_deref().filter(|url| !url.is_empty())
+}
+
+/// The `messageId` `receive` put in `extra` (LINE's message id, a string of digits).
+pub fn message_id(extra: &str) -> Option<String> {
+    let extra: Value = serde_json::from_str(extra).ok()?;
+    match &extra["messageId"] {
+        Value::String(id) if !id.is_empty() => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// The content API's base for `api_base`: LINE's own API host becomes `api-data.line.me`; any
+/// other base (a test server, a proxy) serves both and is used as it is.
+pub fn data_base_url(api_base: &str) -> String {
+    let api_base = api_base.trim_end_matches('/');
+    match api_base.split_once("://api.line.me") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+                && (rest.is_empty() || rest.starts_with(['/', ':'])) =>
+        {
+            format!("{scheme}://api-data.line.me{rest}")
+        }
+        _ => api_base.to_owned(),
+    }
+}
+
+/// `GET {data_base}/v2/bot/message/{messageId}/content`.
+pub fn content_url(data_base: &str, message_id: &str) -> String {
+    format!("{data_base}/v2/bot/message/{}/content", percent_encode(message_id))
+}
+
+/// What the answer to a content request means. LINE names the type in `content-type`; content
+/// LINE held but has deleted (it keeps it for a limited time) is a 404.
+pub fn content_outcome(status: u16, headers: &[Header], body: Vec<u8>, attachment: &Attachment) -> Result<Media, String> {
+    let external = external_url(attachment).is_some();
+    match status {
+        // A video or audio LINE is still preparing: nothing to serve yet.
+        202 if !external && body.is_empty() => Err("LINE is still preparing this content; try again shortly".into()),
+        200..=299 => Ok(Media {
+            content_type: header(headers, "content-type").map(str::to_owned).or_else(|| attachment.mime_type.clone()),
+            file_name: attachment.file_name.clone(),
+            body,
+        }),
+        _ if external => Err(format!("the content's own server answered HTTP {status}")),
+        404 => Err("LINE no longer has this content (it keeps it for a limited time)".into()),
+        _ => {
+            let reply: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Err(format!("LINE answered HTTP {status} to the content request: {}", error_message(&reply)))
+        }
+    }
+}
+
+/// A short reason for a download that never got an answer; the host's own text may name the URL.
+pub fn download_unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::Denied(_) => "the host denied the download (its host is not in allowed_hosts?)".into(),
+        FetchError::InvalidRequest(_) => "the host refused the download request as invalid".into(),
+        FetchError::Timeout => "the download did not finish in time".into(),
+        FetchError::TooLarge => "the content is larger than the host accepts".into(),
+        FetchError::Failed(_) => "the content could not be fetched".into(),
+    }
+}
+
+/// Encodes everything but RFC 3986's unreserved characters, as UTF-8 `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
@@ -587,5 +692,113 @@ mod tests {
         assert_eq!(check_webhook_endpoint(200, b"{}"), Ok(()));
         let why = check_webhook_endpoint(400, br#"{"message":"Invalid webhook endpoint URL"}"#).expect_err("refused");
         assert!(why.contains("Invalid webhook endpoint URL"), "{why}");
+    }
+
+    fn stored(fixture: &str) -> Attachment {
+        let mut message = one(fixture);
+        assert_eq!(message.attachments.len(), 1);
+        message.attachments.remove(0)
+    }
+
+    #[test]
+    fn download_urls_use_the_data_api_host() {
+        assert_eq!(data_base_url("https://api.line.me"), "https://api-data.line.me");
+        assert_eq!(data_base_url("https://api.line.me/"), "https://api-data.line.me");
+        assert_eq!(data_base_url("https://api.line.me:443"), "https://api-data.line.me:443");
+        let request =
+            content_request(&stored(include_str!("../fixtures/image_line.json")), "https://api.line.me").expect("a request");
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.url, "https://api-data.line.me/v2/bot/message/354718705033693859/content");
+        assert_eq!(header(&request.headers, "authorization"), Some("Bearer {{secret:channelAccessToken}}"));
+        assert_eq!(request.body, None);
+    }
+
+    #[test]
+    fn a_custom_api_base_serves_content_as_it_is() {
+        assert_eq!(data_base_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(data_base_url("https://api.line.me.example.com"), "https://api.line.me.example.com");
+        assert_eq!(
+            data_base_url("https://proxy.example/?to=https://api.line.me"),
+            "https://proxy.example/?to=https://api.line.me"
+        );
+        let file = stored(include_str!("../fixtures/file.json"));
+        let request = content_request(&file, "http://127.0.0.1:8080/").expect("a request");
+        assert_eq!(request.url, "http://127.0.0.1:8080/v2/bot/message/325708444573844085/content");
+        assert_eq!(
+            content_url("https://api-data.line.me", "12/../34"),
+            "https://api-data.line.me/v2/bot/message/12%2F..%2F34/content"
+        );
+    }
+
+    #[test]
+    fn external_content_is_fetched_from_its_url_without_the_token() {
+        let image = stored(include_str!("../fixtures/image_external.json"));
+        let request = content_request(&image, "https://api.line.me").expect("a request");
+        assert_eq!(request.url, "https://example.com/photos/original.jpg");
+        assert!(request.headers.is_empty(), "the access token never leaves for another host");
+    }
+
+    #[test]
+    fn an_attachment_without_content_cannot_be_downloaded() {
+        let sticker = stored(include_str!("../fixtures/sticker.json"));
+        let why = content_request(&sticker, "https://api.line.me").map(|r| r.url);
+        assert_eq!(why, Err("this LINE attachment has no content to download".to_owned()));
+        let mut other = stored(include_str!("../fixtures/image_line.json"));
+        other.kind = AttachmentKind::Other;
+        assert!(content_request(&other, "https://api.line.me").is_err(), "a newer message type is not fetched");
+        let mut location = stored(include_str!("../fixtures/location.json"));
+        location.kind = AttachmentKind::Document;
+        assert_eq!(
+            content_request(&location, "https://api.line.me").map(|r| r.url),
+            Err("this attachment has no LINE message id".to_owned())
+        );
+        assert_eq!(message_id(r#"{"messageId": 325708444573844085}"#).as_deref(), Some("325708444573844085"));
+        assert_eq!(message_id("not json"), None);
+    }
+
+    #[test]
+    fn content_is_typed_by_lines_answer() {
+        let file = stored(include_str!("../fixtures/file.json"));
+        let media =
+            content_outcome(200, &headers(&[("Content-Type", "application/pdf")]), b"%PDF".to_vec(), &file).expect("content");
+        assert_eq!(media.content_type.as_deref(), Some("application/pdf"));
+        assert_eq!(media.file_name.as_deref(), Some("invoice-2024-118.pdf"));
+        assert_eq!(media.body, b"%PDF");
+        let media = content_outcome(200, &[], Vec::new(), &file).expect("content");
+        assert_eq!(media.content_type, None);
+    }
+
+    #[test]
+    fn content_line_no_longer_has_or_has_not_prepared_is_an_error() {
+        let image = stored(include_str!("../fixtures/image_line.json"));
+        let gone = br#"{"message":"Not found"}"#.to_vec();
+        assert_eq!(
+            content_outcome(404, &[], gone, &image).map(|m| m.body),
+            Err("LINE no longer has this content (it keeps it for a limited time)".to_owned())
+        );
+        assert!(content_outcome(202, &[], Vec::new(), &image).expect_err("not ready").contains("preparing"));
+        let token =
+            br#"{"message":"Authentication failed. Confirm that the access token in the authorization header is valid."}"#;
+        let why = content_outcome(401, &[], token.to_vec(), &image).expect_err("refused");
+        assert!(why.starts_with("LINE answered HTTP 401 to the content request: Authentication failed"), "{why}");
+
+        let external = stored(include_str!("../fixtures/image_external.json"));
+        let why = content_outcome(404, &[], Vec::new(), &external).expect_err("gone");
+        assert_eq!(why, "the content's own server answered HTTP 404");
+    }
+
+    #[test]
+    fn download_failures_never_repeat_the_hosts_text() {
+        let url = "https://api-data.line.me/v2/bot/message/1/content";
+        for err in [
+            FetchError::Denied(format!("{url} is not in allowed_hosts")),
+            FetchError::InvalidRequest(format!("{url}: unknown secret channelAccessToken")),
+            FetchError::Failed(format!("{url}: connection refused")),
+            FetchError::Timeout,
+            FetchError::TooLarge,
+        ] {
+            let reason = download_unreachable(&err);
+            assert!(!reason.contains("/v2/bot") && !reason.contains("channelAccessToken"), "{reason}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! config holds `secretToken`, the `X-Telegram-Bot-Api-Secret-Token` header must match it.
 //! Outbound: `sendMessage`, or `sendPhoto`/`sendVideo`/`sendAudio`/`sendVoice`/`sendDocument` for
 //! the first attachment (by URL, Telegram fetches it), with the caption as text.
+//! Media: `download` fetches a stored attachment by its `fileId`, `getFile` first, then
+//! `/file/bot<token>/<file_path>` (the Bot API serves files up to 20 MB this way).
 //! Lifecycle: `connect` checks the token with `getMe` and, when the host knows its public URL,
 //! generates `secretToken` and registers the webhook with `setWebhook`; `disconnect` deletes it.
 //! The bot token never enters the sandbox: URLs carry `{{secret:botToken}}` and the host fills it in.
@@ -14,10 +16,10 @@ mod mapping;
 wit_bindgen::generate!({ world: "adapter", path: "../../wit" });
 
 use exports::omnichat::channel::{describe, inbound, lifecycle, outbound};
-use omnichat::channel::host::{self, HttpRequest, LogLevel};
+use omnichat::channel::host::{self, HttpRequest, HttpResponse, LogLevel};
 use omnichat::channel::types::{
-    AdapterError, AttachmentKind, ChannelContext, ConfigField, Header, OutboundMessage, PluginInfo, SendError, SendReceipt,
-    VerifyError, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+    AdapterError, Attachment, AttachmentKind, ChannelContext, ConfigField, Header, Media, OutboundMessage, PluginInfo, Routing,
+    SendError, SendReceipt, VerifyError, WebhookMode, WebhookOutcome, WebhookRequest,
 };
 use serde_json::{Value, json};
 
@@ -58,13 +60,10 @@ impl describe::Guest for TelegramBot {
 }
 
 impl inbound::Guest for TelegramBot {
-    fn handshake(_request: WebhookRequest) -> Option<WebhookResponse> {
-        // The webhook URL names the channel, and Telegram has no subscription handshake.
-        None
-    }
-
-    fn accounts(_request: WebhookRequest) -> Result<Vec<String>, VerifyError> {
-        Ok(Vec::new())
+    fn route(_request: WebhookRequest) -> Result<Routing, VerifyError> {
+        // Never asked: the webhook URL names the channel, and Telegram has no subscription
+        // handshake.
+        Ok(Routing::Accounts(Vec::new()))
     }
 
     fn receive(_ctx: ChannelContext, request: WebhookRequest) -> Result<WebhookOutcome, VerifyError> {
@@ -78,6 +77,18 @@ impl inbound::Guest for TelegramBot {
             .map_err(|e| VerifyError::BadRequest(format!("the body is not a Telegram update: {e}")))?;
         let messages = mapping::normalize_update(&update).map_err(VerifyError::BadRequest)?;
         Ok(WebhookOutcome { messages, receipts: Vec::new(), response: None })
+    }
+
+    fn download(ctx: ChannelContext, attachment: Attachment) -> Result<Media, AdapterError> {
+        let file_id =
+            mapping::file_id(&attachment.extra).ok_or_else(|| adapter_error("this attachment has no Telegram file id".into()))?;
+        let base = base_url(&ctx);
+        // `getFile` names where the file is; the path stays valid for at least an hour. Files over
+        // 20 MB are refused here by the Bot API (and the host caps any answer at 8 MiB anyway).
+        let info = get(mapping::get_file_url(base, &file_id))?;
+        let file_path = mapping::file_path(info.status, &info.body).map_err(adapter_error)?;
+        let file = get(mapping::file_url(base, &file_path))?;
+        mapping::downloaded(file.status, &file.headers, file.body, &attachment, &file_path).map_err(adapter_error)
     }
 }
 
@@ -173,6 +184,20 @@ fn call(url: &str, method: &str, body: Option<Value>, refused: &str) -> Result<(
         None => Ok(()),
         Some(description) => Err(AdapterError { message: format!("{refused}: {description}") }),
     }
+}
+
+/// A `GET` for `download`. The error is shown to whoever asked for the media, so the host's fetch
+/// error (which may quote the URL, token placeholder and all) is only logged.
+fn get(url: String) -> Result<HttpResponse, AdapterError> {
+    let request = HttpRequest { method: "GET".into(), url, headers: Vec::new(), body: None };
+    host::fetch(&request).map_err(|err| {
+        host::log(LogLevel::Warn, &format!("a file download did not happen: {err:?}"));
+        AdapterError { message: mapping::download_unreachable(&err) }
+    })
+}
+
+fn adapter_error(message: String) -> AdapterError {
+    AdapterError { message }
 }
 
 fn base_url(ctx: &ChannelContext) -> &str {

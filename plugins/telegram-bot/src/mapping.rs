@@ -1,10 +1,13 @@
-//! Telegram `Update` -> normalized messages, and Bot API failures -> send errors and the reasons
-//! `connect` and `disconnect` give.
+//! Telegram `Update` -> normalized messages, stored attachments -> Bot API file URLs, and Bot API
+//! failures -> send errors and the reasons `connect`, `disconnect` and `download` give.
 
 use serde_json::{Map, Value, json};
 
 use crate::omnichat::channel::host::FetchError;
-use crate::omnichat::channel::types::{Attachment, AttachmentKind, InboundMessage, SendError};
+use crate::omnichat::channel::types::{Attachment, AttachmentKind, Header, InboundMessage, Media, SendError};
+
+/// The bot's path prefix, as a placeholder the host fills in with the token: `{{secret:botToken}}`.
+const BOT: &str = "bot{{secret:botToken}}";
 
 /// Only `message` updates are customer messages; edits, callbacks, member changes and channel
 /// posts are acknowledged and give none.
@@ -177,6 +180,80 @@ pub fn unreachable(err: &FetchError) -> String {
     }
 }
 
+/// The Telegram file id `receive` put in an attachment's `extra` (`fileId`). Locations and
+/// contacts have none.
+pub fn file_id(extra: &str) -> Option<String> {
+    let extra: Value = serde_json::from_str(extra).ok()?;
+    extra["fileId"].as_str().or_else(|| extra["file_id"].as_str()).filter(|id| !id.is_empty()).map(str::to_owned)
+}
+
+/// `getFile` for `file_id`, which names where the file can be downloaded.
+pub fn get_file_url(base: &str, file_id: &str) -> String {
+    format!("{base}/{BOT}/getFile?file_id={}", percent_encode(file_id))
+}
+
+/// The download URL of a `file_path` from `getFile` (`photos/file_1.jpg`), each segment encoded.
+pub fn file_url(base: &str, file_path: &str) -> String {
+    let path: Vec<String> = file_path.trim_start_matches('/').split('/').map(percent_encode).collect();
+    format!("{base}/file/{BOT}/{}", path.join("/"))
+}
+
+/// `result.file_path` of `getFile`'s answer, or why Telegram refused (its `description`: a file
+/// over 20 MB, a file id of another bot).
+pub fn file_path(status: u16, body: &[u8]) -> Result<String, String> {
+    if let Some(description) = refusal(status, body) {
+        return Err(format!("Telegram refused the file: {description}"));
+    }
+    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    reply["result"]["file_path"]
+        .as_str()
+        .filter(|path| !path.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "Telegram gave no file path for this attachment".to_owned())
+}
+
+/// The downloaded file. Telegram serves every file as `application/octet-stream` or close to
+/// it, so the type `receive` recorded wins; the name falls back to the path's last segment.
+pub fn downloaded(
+    status: u16,
+    headers: &[Header],
+    body: Vec<u8>,
+    attachment: &Attachment,
+    file_path: &str,
+) -> Result<Media, String> {
+    if !(200..300).contains(&status) {
+        return Err(format!("Telegram answered HTTP {status} to the file download"));
+    }
+    let header_type = headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value.clone());
+    let last_segment = file_path.rsplit('/').next().filter(|name| !name.is_empty()).map(str::to_owned);
+    Ok(Media {
+        content_type: attachment.mime_type.clone().or(header_type),
+        file_name: attachment.file_name.clone().or(last_segment),
+        body,
+    })
+}
+
+/// A short reason for a download that never got an answer; the host's own text may name the URL.
+pub fn download_unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::TooLarge => "the file is larger than the host accepts".into(),
+        other => unreachable(other),
+    }
+}
+
+/// Encodes everything but RFC 3986's unreserved characters, as UTF-8 `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +419,87 @@ mod tests {
             assert!(!reason.contains("api.telegram.org") && !reason.contains("secret:"), "{reason}");
             assert!(!reason.is_empty());
         }
+    }
+
+    fn stored(extra: Value, mime_type: Option<&str>, file_name: Option<&str>) -> Attachment {
+        Attachment {
+            kind: AttachmentKind::Document,
+            url: None,
+            mime_type: mime_type.map(str::to_owned),
+            file_name: file_name.map(str::to_owned),
+            size: None,
+            extra: extra.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_file_id_comes_from_what_receive_stored() {
+        let m = one(base(json!({"document": {"file_id": "BQACAgIAAxk", "file_unique_id": "d", "file_name": "a.pdf"}})));
+        assert_eq!(file_id(&m.attachments[0].extra).as_deref(), Some("BQACAgIAAxk"));
+        assert_eq!(file_id(r#"{"file_id": "legacy"}"#).as_deref(), Some("legacy"));
+        assert_eq!(file_id(r#"{"latitude": 52.52, "longitude": 13.405}"#), None);
+        assert_eq!(file_id(r#"{"fileId": ""}"#), None);
+        assert_eq!(file_id("not json"), None);
+    }
+
+    #[test]
+    fn file_urls_keep_the_token_placeholder_and_encode_the_rest() {
+        assert_eq!(
+            get_file_url("https://api.telegram.org", "AgAC/+x y"),
+            "https://api.telegram.org/bot{{secret:botToken}}/getFile?file_id=AgAC%2F%2Bx%20y"
+        );
+        assert_eq!(
+            get_file_url("http://127.0.0.1:9000", "AgACAgIAAxk"),
+            "http://127.0.0.1:9000/bot{{secret:botToken}}/getFile?file_id=AgACAgIAAxk"
+        );
+        assert_eq!(
+            file_url("https://api.telegram.org", "photos/file 1.jpg"),
+            "https://api.telegram.org/file/bot{{secret:botToken}}/photos/file%201.jpg"
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent_encode("a/b?c&d=e#f%"), "a%2Fb%3Fc%26d%3De%23f%25");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(percent_encode(""), "");
+    }
+
+    #[test]
+    fn get_file_gives_the_file_path_or_telegrams_reason() {
+        let ok =
+            br#"{"ok":true,"result":{"file_id":"AgAC","file_unique_id":"u","file_size":1200,"file_path":"photos/file_1.jpg"}}"#;
+        assert_eq!(file_path(200, ok).as_deref(), Ok("photos/file_1.jpg"));
+        let big = br#"{"ok":false,"error_code":400,"description":"Bad Request: file is too big"}"#;
+        assert_eq!(file_path(400, big), Err("Telegram refused the file: Bad Request: file is too big".to_owned()));
+        assert!(file_path(200, br#"{"ok":true,"result":{"file_id":"AgAC"}}"#).is_err());
+        assert!(file_path(502, b"<html>").is_err());
+    }
+
+    #[test]
+    fn a_downloaded_file_keeps_the_type_and_name_receive_recorded() {
+        let headers = vec![Header { name: "Content-Type".into(), value: "application/octet-stream".into() }];
+        let photo = stored(json!({"fileId": "AgAC"}), Some("image/jpeg"), None);
+        let media = downloaded(200, &headers, b"jpeg".to_vec(), &photo, "photos/file_1.jpg").expect("downloaded");
+        assert_eq!(media.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(media.file_name.as_deref(), Some("file_1.jpg"));
+        assert_eq!(media.body, b"jpeg");
+
+        let doc = stored(json!({"fileId": "BQAC"}), None, Some("invoice.pdf"));
+        let media = downloaded(200, &headers, Vec::new(), &doc, "documents/file_2.pdf").expect("downloaded");
+        assert_eq!(media.content_type.as_deref(), Some("application/octet-stream"));
+        assert_eq!(media.file_name.as_deref(), Some("invoice.pdf"));
+
+        let why = downloaded(404, &[], Vec::new(), &doc, "documents/file_2.pdf").expect_err("not found");
+        assert_eq!(why, "Telegram answered HTTP 404 to the file download");
+    }
+
+    #[test]
+    fn download_failures_never_repeat_the_hosts_text() {
+        let url = "https://api.telegram.org/file/bot{{secret:botToken}}/photos/file_1.jpg";
+        assert_eq!(download_unreachable(&FetchError::TooLarge), "the file is larger than the host accepts");
+        let reason = download_unreachable(&FetchError::Failed(format!("{url}: connection reset")));
+        assert!(!reason.contains("api.telegram.org") && !reason.contains("secret:"), "{reason}");
     }
 }

@@ -4,7 +4,8 @@
 //! an array of them) to `/api/webhooks/{channelInstanceId}` with the channel's shared secret in
 //! `X-Example-Token`. Outbound: `POST {api_base_url}/messages` with the API token as bearer and
 //! OmniChat's message id as `Idempotency-Key`. Lifecycle: `connect` checks the token with
-//! `GET /me` and pushes the optional greeting.
+//! `GET /me` and pushes the optional greeting. Media: the provider sends media as URLs, which
+//! `download` fetches (their hosts must be in `allowed_hosts`).
 //!
 //! This file is the thin layer that talks to the host; everything testable lives in mapping.rs.
 
@@ -16,8 +17,8 @@ wit_bindgen::generate!({ world: "adapter", path: "wit" });
 use exports::omnichat::channel::{describe, inbound, lifecycle, outbound};
 use omnichat::channel::host::{self, HttpRequest, HttpResponse, LogLevel};
 use omnichat::channel::types::{
-    AdapterError, ChannelContext, ConfigField, Header, OutboundMessage, PluginInfo, SendError, SendReceipt, VerifyError,
-    WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
+    AdapterError, Attachment, ChannelContext, ConfigField, Header, Media, OutboundMessage, PluginInfo, Routing, SendError,
+    SendReceipt, VerifyError, WebhookMode, WebhookOutcome, WebhookRequest,
 };
 use serde_json::json;
 
@@ -62,14 +63,11 @@ impl describe::Guest for Example {
 }
 
 impl inbound::Guest for Example {
-    fn handshake(_request: WebhookRequest) -> Option<WebhookResponse> {
-        // Only for `shared` webhooks (one URL for every channel of the type).
-        None
-    }
-
-    fn accounts(_request: WebhookRequest) -> Result<Vec<String>, VerifyError> {
-        // Per-channel webhooks: the URL names the channel.
-        Ok(Vec::new())
+    fn route(_request: WebhookRequest) -> Result<Routing, VerifyError> {
+        // Only called for `shared` webhooks (one URL for every channel of the type): answer a
+        // handshake with `Routing::Answer`, or name the accounts with `Routing::Accounts`.
+        // Per-channel webhooks, as here, are never routed: the URL names the channel.
+        Ok(Routing::Accounts(Vec::new()))
     }
 
     fn receive(_ctx: ChannelContext, request: WebhookRequest) -> Result<WebhookOutcome, VerifyError> {
@@ -87,6 +85,22 @@ impl inbound::Guest for Example {
         }
         let messages = mapping::normalize(&request.body).map_err(VerifyError::BadRequest)?;
         Ok(WebhookOutcome { messages, receipts: Vec::new(), response: None })
+    }
+
+    fn download(_ctx: ChannelContext, attachment: Attachment) -> Result<Media, AdapterError> {
+        // `attachment` is what `receive` gave, as the host stored it. A provider that holds media
+        // by id would read that id from `attachment.extra` and call its API with a
+        // `{{secret:..}}` token; the Example provider sends public URLs, fetched as they are.
+        let url = mapping::media_url(&attachment).map_err(|message| AdapterError { message })?;
+        let request = HttpRequest { method: "GET".into(), url: url.to_owned(), headers: Vec::new(), body: None };
+        // The error is shown to whoever asked for the media, so the host's own text (which may
+        // quote the URL) is only logged.
+        let response = host::fetch(&request).map_err(|err| {
+            host::log(LogLevel::Warn, &format!("a media download did not happen: {err:?}"));
+            AdapterError { message: mapping::download_unreachable(&err) }
+        })?;
+        mapping::downloaded(response.status, &response.headers, response.body, &attachment)
+            .map_err(|message| AdapterError { message })
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::omnichat::channel::host::FetchError;
 use crate::omnichat::channel::types::{
-    AttachmentKind, Header, InboundMessage, OutboundAttachment, OutboundMessage, SendError, SendReceipt,
+    Attachment, AttachmentKind, Header, InboundMessage, Media, OutboundAttachment, OutboundMessage, SendError, SendReceipt,
 };
 
 /// Used when a 429 says nothing about when to come back.
@@ -160,6 +160,39 @@ pub fn check_ok(what: &str, status: u16, body: &[u8]) -> Result<(), String> {
     Err(format!("the Example API answered {status} to {what}: {}", error_message(&reply)))
 }
 
+/// Where a stored attachment's content is: the Example provider sends media as URLs.
+pub fn media_url(attachment: &Attachment) -> Result<&str, String> {
+    attachment
+        .url
+        .as_deref()
+        .filter(|url| !url.is_empty())
+        .ok_or_else(|| "the EXAMPLE provider sends media as URLs; this attachment has none".to_owned())
+}
+
+/// The answer to a media URL: its body, typed by the answer's `content-type`, else by what
+/// `receive` recorded.
+pub fn downloaded(status: u16, headers: &[Header], body: Vec<u8>, attachment: &Attachment) -> Result<Media, String> {
+    if !(200..300).contains(&status) {
+        return Err(format!("the media URL answered HTTP {status}"));
+    }
+    Ok(Media {
+        content_type: header(headers, "content-type").map(str::to_owned).or_else(|| attachment.mime_type.clone()),
+        file_name: attachment.file_name.clone(),
+        body,
+    })
+}
+
+/// A short reason for a download that never got an answer; the host's own text may name the URL.
+pub fn download_unreachable(err: &FetchError) -> String {
+    match err {
+        FetchError::Denied(_) => "the host denied the download (its host is not in allowed_hosts?)".into(),
+        FetchError::InvalidRequest(_) => "the host refused the download request as invalid".into(),
+        FetchError::Timeout => "the download did not finish in time".into(),
+        FetchError::TooLarge => "the media is larger than the host accepts".into(),
+        FetchError::Failed(_) => "the media could not be fetched".into(),
+    }
+}
+
 /// A non-secret text field of the channel's config (`ctx.config`, a JSON object in which secret
 /// values read `"********"`).
 pub fn config_text(config: &str, field: &str) -> Option<String> {
@@ -297,5 +330,39 @@ mod tests {
         assert_eq!(config_text(r#"{"greeting": ""}"#, "greeting"), None);
         assert_eq!(config_text("{}", "greeting"), None);
         assert_eq!(config_text("not json", "greeting"), None);
+    }
+
+    fn stored(url: Option<&str>) -> Attachment {
+        Attachment {
+            kind: AttachmentKind::Image,
+            url: url.map(str::to_owned),
+            mime_type: Some("image/png".into()),
+            file_name: Some("photo.png".into()),
+            size: None,
+            extra: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn media_is_downloaded_from_the_attachments_url() {
+        let image = stored(Some("https://media.example.com/p/1.png"));
+        assert_eq!(media_url(&image), Ok("https://media.example.com/p/1.png"));
+        let media = downloaded(200, &headers(&[("Content-Type", "image/webp")]), b"webp".to_vec(), &image).expect("media");
+        assert_eq!(media.content_type.as_deref(), Some("image/webp"));
+        assert_eq!(media.file_name.as_deref(), Some("photo.png"));
+        assert_eq!(media.body, b"webp");
+        let media = downloaded(200, &[], Vec::new(), &image).expect("media");
+        assert_eq!(media.content_type.as_deref(), Some("image/png"));
+    }
+
+    #[test]
+    fn media_without_a_url_or_that_is_gone_is_an_error() {
+        let why = media_url(&stored(None)).expect_err("no URL");
+        assert_eq!(why, "the EXAMPLE provider sends media as URLs; this attachment has none");
+        assert!(media_url(&stored(Some(""))).is_err());
+        let why = downloaded(404, &[], Vec::new(), &stored(Some("https://media.example.com/gone"))).expect_err("gone");
+        assert_eq!(why, "the media URL answered HTTP 404");
+        let reason = download_unreachable(&FetchError::Denied("https://media.example.com/gone is not granted".into()));
+        assert!(!reason.contains("media.example.com"), "{reason}");
     }
 }
