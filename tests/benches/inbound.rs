@@ -51,6 +51,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    omnichat_tests::quiet_logs();
     let args = args();
     let app = Arc::new(spawn_app(args.db).await);
     let owner = app.register("bench@bench.io").await;

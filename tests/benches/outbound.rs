@@ -16,6 +16,7 @@ static ALLOCATOR: omnichat::Allocator = omnichat::Allocator;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    omnichat_tests::quiet_logs();
     let mut db = Db::Sqlite;
     let mut jobs = 20_000usize;
     let mut args = std::env::args().skip(1);

@@ -130,6 +130,14 @@ impl Drop for TestDb {
     }
 }
 
+/// For benchmarks: warnings to stderr and nothing else, installed before any host starts, so
+/// the tests' in-memory log capture (`telemetry::init_for_tests`) does not cost them CPU.
+pub fn quiet_logs() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// The host, serving on 127.0.0.1 on a port of its own.
 pub struct TestApp {
     pub addr: SocketAddr,
