@@ -120,9 +120,15 @@ pub fn plugin_host(
     registry: Arc<channels::ChannelRegistry>,
     deps: plugins::adapter::PluginDeps,
 ) -> anyhow::Result<plugins::PluginHost> {
-    let cache = config.data_dir.join("plugin-cache");
-    let runtime = plugins::PluginRuntime::new(fetcher, plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))?;
+    let runtime = plugin_runtime(config, fetcher)?;
     Ok(plugins::PluginHost::new(Arc::new(runtime), config.plugins_manifest.clone(), config.providers.clone(), registry, deps))
+}
+
+/// The plugin runtime, its compiled components cached in the data dir (shared by the server and
+/// the `plugins` commands).
+pub fn plugin_runtime(config: &Config, fetcher: Arc<plugins::fetch::Fetcher>) -> anyhow::Result<plugins::PluginRuntime> {
+    let cache = config.data_dir.join("plugin-cache");
+    plugins::PluginRuntime::new(fetcher, plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.

@@ -120,8 +120,7 @@ async fn main() -> anyhow::Result<()> {
 /// A plugin runtime sharing the server's compile cache.
 fn plugin_runtime(config: &Config) -> anyhow::Result<omnichat::plugins::PluginRuntime> {
     let fetcher = omnichat::plugins::fetch::Fetcher::new(config.providers.allow_private_fetch)?;
-    let cache = config.data_dir.join("plugin-cache");
-    omnichat::plugins::PluginRuntime::new(fetcher, omnichat::plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))
+    omnichat::plugin_runtime(config, fetcher)
 }
 
 async fn shutdown_signal() {

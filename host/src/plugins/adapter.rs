@@ -11,7 +11,7 @@ use super::fetch::ChannelSecrets;
 use super::runtime::{ChannelCall, Plugin, PluginRuntime};
 use crate::channels::adapter::{
     ChannelAdapter, ChannelTypeInfo, ConnectError, Media, MediaError, OutboundMessage, ReceiveError, Routing, SendFailure,
-    WebhookMode, WebhookOutcome, WebhookRequest,
+    WebhookOutcome, WebhookRequest,
 };
 use crate::channels::{StatusSink, secrets};
 use crate::crypto::SecretBox;
@@ -53,12 +53,11 @@ impl WasmAdapter {
         })
     }
 
+    /// The public URL of the channel's webhook: its type's route (`webhook_info`), with the id in.
     fn webhook_url(&self, channel: &Channel) -> Option<String> {
         let base = self.deps.public_url.as_deref()?.trim_end_matches('/');
-        Some(match self.plugin.info.webhook.as_ref().map(|w| w.mode) {
-            Some(WebhookMode::Shared) => format!("{base}/api/webhooks/shared/{}", channel.channel_type),
-            _ => format!("{base}/api/webhooks/{}", channel.id),
-        })
+        let path = self.plugin.info.webhook.as_ref()?.path.replace("{channelInstanceId}", &channel.id.to_string());
+        Some(format!("{base}{path}"))
     }
 
     /// Secrets the plugin generated in `connect`, sealed into the channel's config as it is now

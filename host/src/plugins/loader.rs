@@ -36,6 +36,9 @@ pub struct PluginHost {
     loaded: Mutex<HashMap<String, Compiled>>,
     /// One load at a time.
     loading: tokio::sync::Mutex<()>,
+    /// The component files of the manifest last loaded (plugins.toml itself is always watched:
+    /// a change to it reloads, which renews this list).
+    components: Mutex<Vec<PathBuf>>,
 }
 
 /// A compiled plugin and the digest of what it was compiled from.
@@ -59,7 +62,16 @@ impl PluginHost {
         registry: Arc<ChannelRegistry>,
         deps: PluginDeps,
     ) -> Self {
-        Self { runtime, manifest_path, providers, registry, deps, loaded: Default::default(), loading: Default::default() }
+        Self {
+            runtime,
+            manifest_path,
+            providers,
+            registry,
+            deps,
+            loaded: Default::default(),
+            loading: Default::default(),
+            components: Default::default(),
+        }
     }
 
     fn manifest(&self) -> anyhow::Result<Manifest> {
@@ -69,7 +81,9 @@ impl PluginHost {
     /// Start-up: every plugin must load.
     pub async fn load(&self) -> anyhow::Result<()> {
         let _loading = self.loading.lock().await;
-        let plugins = compile_all(&self.runtime, &self.manifest()?, &self.providers).await?;
+        let manifest = self.manifest()?;
+        let plugins = compile_all(&self.runtime, &manifest, &self.providers).await?;
+        self.remember_components(&manifest);
         self.install(plugins.into_iter().map(|(plugin, digest)| (plugin.entry.id.clone(), (plugin, digest))).collect());
         Ok(())
     }
@@ -86,6 +100,7 @@ impl PluginHost {
                 return report;
             }
         };
+        self.remember_components(&manifest);
         let previous = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut next = BTreeMap::new();
         for entry in manifest.plugins {
@@ -151,10 +166,13 @@ impl PluginHost {
     fn watched(&self) -> Vec<PathBuf> {
         let Some(path) = &self.manifest_path else { return Vec::new() };
         let mut files = vec![path.clone()];
-        if let Ok(manifest) = Manifest::load(path) {
-            files.extend(manifest.plugins.into_iter().filter(|p| p.source != "builtin").map(|p| PathBuf::from(p.source)));
-        }
+        files.extend(self.components.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
         files
+    }
+
+    fn remember_components(&self, manifest: &Manifest) {
+        let files = manifest.plugins.iter().filter(|p| p.source != "builtin").map(|p| PathBuf::from(&p.source)).collect();
+        *self.components.lock().unwrap_or_else(|e| e.into_inner()) = files;
     }
 
     /// Reloads on SIGHUP and whenever a watched file changes, until `shutdown` turns true.
