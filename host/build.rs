@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const PLUGINS: [(&str, &str); 4] = [
+const PLUGINS: [(&str, &str); 5] = [
     ("omnichat-plugin-telegram-bot", "telegram_bot"),
     ("omnichat-plugin-facebook", "facebook"),
+    ("omnichat-plugin-widget", "widget"),
     ("omnichat-plugin-hostile", "hostile"),
     ("omnichat-plugin-legacy-v01", "legacy_v01"),
 ];

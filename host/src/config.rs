@@ -34,6 +34,7 @@ pub struct Config {
     /// `OMNICHAT_PUBLIC_URL`: where providers reach this host (`https://chat.example.com`);
     /// with it, connecting a channel registers its webhook with the provider.
     pub public_url: Option<String>,
+    pub visitors: VisitorConfig,
 }
 
 /// The outbound queue's worker.
@@ -54,6 +55,23 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// How often an idle worker looks for due jobs (new sends wake it at once).
     pub poll_interval: Duration,
+}
+
+/// The visitor transport (the website widget): its limits per visitor and per address.
+#[derive(Debug, Clone)]
+pub struct VisitorConfig {
+    /// Messages (and uploads) one visitor may post per minute (`OMNICHAT_WIDGET_MESSAGES_PER_MINUTE`, 60).
+    pub messages_per_minute: u32,
+    /// Sessions one IP address may open per minute (`OMNICHAT_WIDGET_SESSIONS_PER_MINUTE`, 30).
+    pub sessions_per_minute: u32,
+    /// Visitor API requests one IP address may make per minute
+    /// (`OMNICHAT_WIDGET_REQUESTS_PER_MINUTE`, 600).
+    pub requests_per_minute: u32,
+    /// The largest upload (`OMNICHAT_WIDGET_MAX_UPLOAD_BYTES`, 10 MiB).
+    pub max_upload_bytes: usize,
+    /// Take the client address from the last `X-Forwarded-For` hop (`OMNICHAT_TRUST_FORWARDED_FOR`):
+    /// only behind a reverse proxy that sets it.
+    pub trust_forwarded_for: bool,
 }
 
 /// The native bridges (Telegram user accounts; WhatsApp).
@@ -90,6 +108,8 @@ pub struct JwtConfig {
     pub refresh_secret: SecretString,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// Website visitors' tokens (`OMNICHAT_VISITOR_TOKEN_TTL`, 1h): the widget renews them.
+    pub visitor_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -191,6 +211,7 @@ impl Config {
                 refresh_secret: refresh_secret.into(),
                 access_ttl: parse_ttl("JWT_ACCESS_TTL", var("JWT_ACCESS_TTL"), "15m")?,
                 refresh_ttl: parse_ttl("JWT_REFRESH_TTL", var("JWT_REFRESH_TTL"), "30d")?,
+                visitor_ttl: parse_ttl("OMNICHAT_VISITOR_TOKEN_TTL", var("OMNICHAT_VISITOR_TOKEN_TTL"), "1h")?,
             },
             secret_key,
             body_limit: match var("OMNICHAT_BODY_LIMIT") {
@@ -257,6 +278,13 @@ impl Config {
             public_url: match var("OMNICHAT_PUBLIC_URL") {
                 Some(url) => Some(base_url("OMNICHAT_PUBLIC_URL", Some(url), "")?),
                 None => None,
+            },
+            visitors: VisitorConfig {
+                messages_per_minute: number("OMNICHAT_WIDGET_MESSAGES_PER_MINUTE", var("OMNICHAT_WIDGET_MESSAGES_PER_MINUTE"), 60)?,
+                sessions_per_minute: number("OMNICHAT_WIDGET_SESSIONS_PER_MINUTE", var("OMNICHAT_WIDGET_SESSIONS_PER_MINUTE"), 30)?,
+                requests_per_minute: number("OMNICHAT_WIDGET_REQUESTS_PER_MINUTE", var("OMNICHAT_WIDGET_REQUESTS_PER_MINUTE"), 600)?,
+                max_upload_bytes: number("OMNICHAT_WIDGET_MAX_UPLOAD_BYTES", var("OMNICHAT_WIDGET_MAX_UPLOAD_BYTES"), 10 * 1024 * 1024)?,
+                trust_forwarded_for: flag("OMNICHAT_TRUST_FORWARDED_FOR", var("OMNICHAT_TRUST_FORWARDED_FOR"))?,
             },
             data_dir,
         })

@@ -22,6 +22,7 @@ pub mod store;
 pub mod telemetry;
 pub mod users;
 pub mod validate;
+pub mod visitors;
 
 /// The allocator the `omnichat` binary and the benchmarks run on: glibc's malloc and free were
 /// about 12% of the host's CPU on the inbound webhook path (BENCHMARKS.md).
@@ -64,7 +65,7 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
     store.migrate().await.context("cannot migrate the database")?;
     let tokens = auth::tokens::TokenService::new(&config.jwt);
-    let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone());
+    let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone(), config.public_url.clone());
     let secrets = crypto::SecretBox::new(&config.secret_key);
     let status = channels::StatusSink::new(store.clone(), realtime.clone());
     let inbound = inbound::service::Inbound::new(store.clone(), realtime.clone(), Arc::new(agents::NoAutoReply));
@@ -106,6 +107,7 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         bridge_deps,
         secrets,
         login_throttle: Default::default(),
+        visitor_limits: visitors::VisitorLimits::new(&config.visitors),
         started_at: Instant::now(),
         store,
         config,
@@ -150,7 +152,7 @@ pub async fn serve(
         ))
     });
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("http server failed");
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await.context("http server failed");
     // The worker finishes or hands back its claimed jobs, and the bridges their sessions, before the pool closes.
     let _ = stop_worker.send(true);
     if let Some(worker) = worker {

@@ -16,12 +16,14 @@ use crate::outbound::QueueWorker;
 use crate::plugins::PluginHost;
 use crate::realtime::Realtime;
 use crate::store::Store;
+use crate::visitors::VisitorLimits;
 
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub tokens: TokenService,
     pub login_throttle: LoginThrottle,
+    pub visitor_limits: VisitorLimits,
     pub secrets: SecretBox,
     pub started_at: Instant,
     /// Channel type -> adapter: the one seam every channel type sits behind.

@@ -18,5 +18,7 @@ mod telegram_user;
 mod template;
 mod users;
 mod whatsapp;
+mod widget;
+mod widget_browser;
 
 use omnichat_tests::on_both_databases;

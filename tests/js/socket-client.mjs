@@ -4,17 +4,32 @@
 //   {"type":"ack","event":"join-channel","channel":...,"reply":{...}}
 //   {"type":"event","name":"message-created","payload":{...}}
 // Usage: node socket-client.mjs <baseUrl> <token|-> [channelId ...]
-// Options by environment: SOCKET_PATH (default /socket.io), TRANSPORT (websocket|polling).
+// Options by environment: SOCKET_PATH (default /socket.io), TRANSPORT (websocket|polling),
+// NAMESPACE (default /; e.g. /widget: connects to baseUrl + namespace), ORIGIN (sent as the
+// handshake's Origin header, as a browser on that page would).
+// Commands on stdin, one JSON object a line:
+//   {"emit":"<event>","payload":<json>,"ack":true|false,"timeoutMs"?:n}
+// emits the event (without "payload": no argument); with "ack": true it waits for the reply
+// (at most timeoutMs, default 10 s) and prints {"type":"ack","event":<event>,"reply":<reply>}
+// (or {"type":"ack","event":<event>,"error":"<message>"} when no reply came in time).
 // It exits when stdin closes (the test is done) or after 60 s.
+import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
 const [baseUrl, token, ...channels] = process.argv.slice(2);
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 
-const socket = io(baseUrl, {
+const namespace = process.env.NAMESPACE || "/";
+const url =
+  namespace === "/"
+    ? baseUrl
+    : baseUrl.replace(/\/+$/, "") + (namespace.startsWith("/") ? namespace : "/" + namespace);
+
+const socket = io(url, {
   path: process.env.SOCKET_PATH || "/socket.io",
   transports: [process.env.TRANSPORT || "websocket"],
   auth: token && token !== "-" ? { token } : {},
+  extraHeaders: process.env.ORIGIN ? { origin: process.env.ORIGIN } : {},
   reconnection: false,
   timeout: 10000,
 });
@@ -33,6 +48,38 @@ socket.on("connect_error", (err) => {
 });
 socket.onAny((name, payload) => print({ type: "event", name, payload }));
 
+// Commands from stdin. Emits made before the connection is up are buffered by socket.io-client.
+async function command(line) {
+  if (!line.trim()) return;
+  let cmd;
+  try {
+    cmd = JSON.parse(line);
+  } catch (err) {
+    process.stderr.write(`socket-client: not JSON: ${line}\n`);
+    return;
+  }
+  if (!cmd || typeof cmd.emit !== "string") {
+    process.stderr.write(`socket-client: no "emit" in: ${line}\n`);
+    return;
+  }
+  const args = Object.prototype.hasOwnProperty.call(cmd, "payload") ? [cmd.payload] : [];
+  if (!cmd.ack) {
+    socket.emit(cmd.emit, ...args);
+    return;
+  }
+  try {
+    const reply = await socket.timeout(cmd.timeoutMs || 10000).emitWithAck(cmd.emit, ...args);
+    print({ type: "ack", event: cmd.emit, reply: reply === undefined ? null : reply });
+  } catch (err) {
+    print({ type: "ack", event: cmd.emit, error: String(err && err.message ? err.message : err) });
+  }
+}
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+lines.on("line", (line) => {
+  command(line).catch((err) => process.stderr.write(`socket-client: ${err && err.stack}\n`));
+});
+lines.on("close", () => process.exit(0));
 process.stdin.on("end", () => process.exit(0));
 process.stdin.resume();
 setTimeout(() => process.exit(0), 60000);

@@ -1,10 +1,12 @@
 //! Test support: a fresh database per test (a temp SQLite file, or a randomly named PostgreSQL
 //! database), the real host served on port 0, and an HTTP client that speaks to it as an inbox UI does.
 
+pub mod browser;
 pub mod fake;
 pub mod socket;
 pub mod telegram;
 pub mod whatsapp;
+pub mod widget;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;

@@ -5,12 +5,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 pub struct SocketClient {
     child: Child,
+    stdin: Option<ChildStdin>,
     lines: mpsc::UnboundedReceiver<Value>,
     /// Everything received so far, in order.
     pub seen: Vec<Value>,
@@ -35,7 +36,21 @@ fn script() -> PathBuf {
 impl SocketClient {
     /// Connects with `token` (`None`: no token) and joins `channels` in order.
     pub async fn connect(base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
-        let mut child = Command::new("node")
+        Self::connect_to("/", None, base_url, token, channels).await
+    }
+
+    /// A website visitor's socket: the `/widget` namespace, from a page on `origin`.
+    pub async fn visitor(base_url: &str, token: &str, origin: &str) -> Self {
+        Self::connect_to("/widget", Some(origin), base_url, Some(token), &[]).await
+    }
+
+    pub async fn connect_to(namespace: &str, origin: Option<&str>, base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
+        let mut command = Command::new("node");
+        command.env("NAMESPACE", namespace);
+        if let Some(origin) = origin {
+            command.env("ORIGIN", origin);
+        }
+        let mut child = command
             .arg(script())
             .arg(base_url)
             .arg(token.unwrap_or("-"))
@@ -46,6 +61,7 @@ impl SocketClient {
             .spawn()
             .expect("node runs (is Node.js installed?)");
         let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
         let (tx, lines) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
@@ -55,7 +71,15 @@ impl SocketClient {
                 }
             }
         });
-        Self { child, lines, seen: Vec::new() }
+        Self { child, stdin, lines, seen: Vec::new() }
+    }
+
+    /// Emits `event` with `payload`; with `ack`, the reply arrives as an `ack` line.
+    pub async fn emit(&mut self, event: &str, payload: Value, ack: bool) {
+        let line = serde_json::json!({"emit": event, "payload": payload, "ack": ack}).to_string() + "\n";
+        let stdin = self.stdin.as_mut().expect("the client's stdin");
+        stdin.write_all(line.as_bytes()).await.expect("write to the socket client");
+        stdin.flush().await.expect("flush");
     }
 
     /// The next line of `type` (skipping others, which stay in `seen`), or `None` after `wait`.

@@ -16,6 +16,10 @@ use crate::config::JwtConfig;
 const ISSUER: &str = "omnichat";
 const ACCESS_AUDIENCE: &str = "omnichat:access";
 const REFRESH_AUDIENCE: &str = "omnichat:refresh";
+const VISITOR_AUDIENCE: &str = "omnichat:visitor";
+/// How long after its expiry a visitor token still resumes its visitor (at `sessions`, which
+/// issues a fresh one): a returning visitor keeps their conversation for a month.
+pub const VISITOR_RESUME_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,6 +35,39 @@ pub struct Claims {
     /// The rotation family of a refresh token (absent on access tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fam: Option<Uuid>,
+}
+
+/// A website visitor of one web channel (the widget): a token of its own audience, never a
+/// user's, bound to its channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VisitorClaims {
+    /// The visitor's id on the channel: its customer's `externalId`.
+    pub sub: String,
+    pub channel_id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Signed in on the site, proven by the identifier's HMAC.
+    pub verified: bool,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Who a visitor token is for, as `issue_visitor` takes it.
+pub struct Visitor {
+    pub id: String,
+    pub channel_id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub verified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +99,7 @@ pub struct TokenService {
     refresh: (EncodingKey, DecodingKey),
     access_ttl: Duration,
     refresh_ttl: Duration,
+    visitor_ttl: Duration,
 }
 
 impl TokenService {
@@ -75,7 +113,53 @@ impl TokenService {
             refresh: keys(&config.refresh_secret),
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
+            visitor_ttl: config.visitor_ttl,
         }
+    }
+
+    /// A visitor token and when it expires. Signed with the access key, told apart by its
+    /// audience.
+    pub fn issue_visitor(&self, visitor: Visitor) -> Result<(String, chrono::DateTime<Utc>), TokenError> {
+        let now = Utc::now().timestamp();
+        let exp = now + i64::try_from(self.visitor_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = VisitorClaims {
+            sub: visitor.id,
+            channel_id: visitor.channel_id,
+            tenant_id: visitor.tenant_id,
+            customer_id: visitor.customer_id,
+            name: visitor.name,
+            email: visitor.email,
+            verified: visitor.verified,
+            iss: ISSUER.to_owned(),
+            aud: VISITOR_AUDIENCE.to_owned(),
+            iat: now,
+            exp,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.access.0).map_err(|_| TokenError::Invalid)?;
+        Ok((token, chrono::DateTime::from_timestamp(exp, 0).unwrap_or_else(Utc::now)))
+    }
+
+    /// A visitor token, of `channel_id` when given. `expired_grace`: how long past its expiry it
+    /// still counts (resuming a visitor); `ZERO` everywhere else.
+    pub fn verify_visitor(
+        &self,
+        token: &str,
+        channel_id: Option<Uuid>,
+        expired_grace: Duration,
+    ) -> Result<VisitorClaims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[VISITOR_AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation.leeway = 5 + expired_grace.as_secs();
+        let data = jsonwebtoken::decode::<VisitorClaims>(token, &self.access.1, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        if channel_id.is_some_and(|id| id != data.claims.channel_id) {
+            return Err(TokenError::Invalid);
+        }
+        Ok(data.claims)
     }
 
     pub fn issue_access(&self, user_id: Uuid, tenant_id: Uuid, email: &str) -> Result<String, TokenError> {
@@ -163,6 +247,7 @@ mod tests {
             refresh_secret: refresh.to_owned().into(),
             access_ttl: ttl,
             refresh_ttl: ttl,
+            visitor_ttl: ttl,
         })
     }
 
@@ -189,6 +274,42 @@ mod tests {
         let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"secret-a"))
             .expect("encode");
         assert!(tokens.verify(&hs512, TokenKind::Access).is_err(), "the algorithm is pinned to HS256");
+    }
+
+    fn visitor(channel_id: Uuid) -> Visitor {
+        Visitor {
+            id: "v:1".into(),
+            channel_id,
+            tenant_id: Uuid::new_v4(),
+            customer_id: Uuid::new_v4(),
+            name: None,
+            email: None,
+            verified: false,
+        }
+    }
+
+    #[test]
+    fn visitor_tokens_are_bound_to_their_channel_and_never_user_tokens() {
+        let tokens = service("same-secret", "same-secret", Duration::from_secs(60));
+        let channel = Uuid::new_v4();
+        let (token, _) = tokens.issue_visitor(visitor(channel)).expect("issue");
+        assert_eq!(tokens.verify_visitor(&token, Some(channel), Duration::ZERO).expect("valid").sub, "v:1");
+        assert!(tokens.verify_visitor(&token, Some(Uuid::new_v4()), Duration::ZERO).is_err(), "another channel");
+        assert!(tokens.verify(&token, TokenKind::Access).is_err(), "a visitor token is no access token");
+        let access = tokens.issue_access(Uuid::new_v4(), Uuid::new_v4(), "a@b.c").expect("issue");
+        assert!(tokens.verify_visitor(&access, None, Duration::ZERO).is_err(), "an access token is no visitor token");
+    }
+
+    #[test]
+    fn an_expired_visitor_token_counts_only_within_the_grace_given() {
+        let tokens = service("s", "s", Duration::from_secs(60));
+        let channel = Uuid::new_v4();
+        let (token, _) = tokens.issue_visitor(visitor(channel)).expect("issue");
+        let mut claims = tokens.verify_visitor(&token, Some(channel), Duration::ZERO).expect("valid");
+        claims.exp = Utc::now().timestamp() - 3600;
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.access.0).expect("encode");
+        assert!(matches!(tokens.verify_visitor(&expired, Some(channel), Duration::ZERO), Err(TokenError::Expired)));
+        assert!(tokens.verify_visitor(&expired, Some(channel), VISITOR_RESUME_WINDOW).is_ok());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum WebhookMode {
     PerChannel,
     /// `/api/webhooks/shared/{channelType}`
     Shared,
+    /// No provider webhooks: browser visitors use the host's visitor transport,
+    /// `/api/widget/{channelInstanceId}/...` (granted by `visitor_transport` in plugins.toml).
+    Visitor,
 }
 
 impl WebhookMode {
@@ -47,6 +50,7 @@ impl WebhookMode {
         match self {
             Self::PerChannel => "per-channel",
             Self::Shared => "shared",
+            Self::Visitor => "visitor",
         }
     }
 }
@@ -85,6 +89,7 @@ pub fn webhook_info(mode: WebhookMode, channel_type: &ChannelType) -> WebhookInf
     let path = match mode {
         WebhookMode::PerChannel => "/api/webhooks/{channelInstanceId}".to_owned(),
         WebhookMode::Shared => format!("/api/webhooks/shared/{channel_type}"),
+        WebhookMode::Visitor => "/api/widget/{channelInstanceId}".to_owned(),
     };
     WebhookInfo { mode, path }
 }

@@ -18,7 +18,9 @@ use crate::error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn apply(router: Router, config: &Config) -> Router {
+/// The layers of every route. `visitor_api` (`/api/widget/...`) is dispatched to before the
+/// host's CORS layer: the visitor transport answers CORS per channel itself.
+pub fn apply(router: Router, visitor_api: Router, config: &Config) -> Router {
     let security_headers = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -28,9 +30,24 @@ pub fn apply(router: Router, config: &Config) -> Router {
         (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
         (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
     ];
+    let visitor_api = visitor_api.layer(DefaultBodyLimit::max(config.body_limit));
     let mut router = router
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(cors(config))
+        .layer(axum::middleware::from_fn(move |request: Request<Body>, next: axum::middleware::Next| {
+            let visitor_api = visitor_api.clone();
+            async move {
+                if request.uri().path().starts_with("/api/widget/") {
+                    use tower::ServiceExt;
+                    match visitor_api.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                } else {
+                    next.run(request).await
+                }
+            }
+        }))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {

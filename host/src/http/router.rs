@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{auth, bridges, channels, conversations, inbound, outbound, users};
+use crate::{auth, bridges, channels, conversations, inbound, outbound, users, visitors};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +30,16 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "visitor",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("a website visitor's token, from POST /api/widget/{channelInstanceId}/sessions"))
+                    .build(),
+            ),
         );
     }
 }
@@ -70,14 +81,41 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The visitor transport's routes (`/api/widget/...`): CORS of their own (per channel, by the
+/// [guard](visitors::guard)), so the host's `CORS_ORIGIN` never applies to them.
+pub fn visitor_api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    // (The guard is layered on in `router`, after the fallbacks.)
+    let max_upload = state.config.visitors.max_upload_bytes + 64 * 1024;
+    let uploads = OpenApiRouter::new().routes(routes!(visitors::handlers::upload)).layer(DefaultBodyLimit::max(max_upload));
+    OpenApiRouter::new()
+        .routes(routes!(visitors::handlers::session))
+        .routes(routes!(visitors::handlers::messages, visitors::handlers::post_message))
+        .routes(routes!(visitors::handlers::typing))
+        .routes(routes!(visitors::handlers::read))
+        .merge(uploads)
+        .routes(routes!(visitors::handlers::download))
+        .split_for_parts()
+}
+
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api();
+    let (api, mut openapi) = api();
+    let (visitor_api, visitor_openapi) = visitor_api(&state);
+    openapi.merge(visitor_openapi);
     let openapi = std::sync::Arc::new(openapi);
     let router = api
         .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
+        .route("/widget.js", get(visitors::assets::script))
+        .route("/widget/demo", get(visitors::assets::demo))
+        .route("/widget/demo.css", get(visitors::assets::demo_css))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone())
         .layer(state.realtime.layer());
-    middleware::apply(router, &state.config)
+    // The guard goes on after the fallbacks, so it answers preflights and unknown methods too.
+    let visitor_api = visitor_api
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), visitors::guard))
+        .with_state(state.clone());
+    middleware::apply(router, visitor_api, &state.config)
 }

@@ -64,6 +64,11 @@ pub struct PluginEntry {
     /// fields that are secret (encrypted at rest, redacted, usable by name).
     #[serde(default)]
     pub secret_fields: Vec<String>,
+    /// Serves browser visitors through the host's visitor transport (`/api/widget/{id}/...` and
+    /// the `/widget` Socket.IO namespace) instead of provider webhooks: the WIDGET plugin, or any
+    /// other web-based channel.
+    #[serde(default)]
+    pub visitor_transport: bool,
 }
 
 fn builtin() -> String {
@@ -99,12 +104,15 @@ impl Manifest {
             api_base_url: None,
             env_secrets: BTreeMap::new(),
             secret_fields: Vec::new(),
+            visitor_transport: false,
         };
         Self {
             plugins: vec![
                 entry("telegram-bot", ChannelType::TELEGRAM_BOT, &["api.telegram.org"]),
                 // Messenger attachments are served from Facebook's CDN.
                 entry("facebook", ChannelType::FACEBOOK, &["graph.facebook.com", "*.fbcdn.net", "*.fbsbx.com", "*.facebook.com"]),
+                // The widget fetches nothing: its visitors come to the host.
+                PluginEntry { visitor_transport: true, memory_limit_mb: 16, time_limit_ms: 2000, ..entry("widget", ChannelType::WIDGET, &[]) },
             ],
         }
     }

@@ -22,6 +22,7 @@ pub mod embedded {
 
     pub const TELEGRAM_BOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/telegram_bot.wasm"));
     pub const FACEBOOK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/facebook.wasm"));
+    pub const WIDGET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/widget.wasm"));
     /// A misbehaving adapter for the runtime's own tests (loops, allocates, traps, fetches).
     #[doc(hidden)]
     pub const TEST_FIXTURE_HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/hostile.wasm"));
@@ -33,6 +34,7 @@ pub mod embedded {
         match id {
             "telegram-bot" => Some(TELEGRAM_BOT),
             "facebook" => Some(FACEBOOK),
+            "widget" => Some(WIDGET),
             _ => None,
         }
     }

@@ -362,6 +362,7 @@ impl PluginRuntime {
             api_base_url: None,
             env_secrets: Default::default(),
             secret_fields: Vec::new(),
+            visitor_transport: false,
         };
         self.load_component(entry, bytes, ChannelSecrets::default()).await
     }
@@ -441,6 +442,8 @@ impl PluginRuntime {
             }
         };
         let channel_type = ChannelType::parse(&channel_type)?;
+        // A visitor-transport channel takes no provider webhooks: its visitors use the host's routes.
+        let mode = if entry.visitor_transport { WebhookMode::Visitor } else { mode };
         Ok(ChannelTypeInfo {
             webhook: Some(webhook_info(mode, &channel_type)),
             channel_type,

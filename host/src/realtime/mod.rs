@@ -4,7 +4,12 @@
 //! header); anything else gets `connect_error`. Every socket sits in its tenant's room;
 //! `join-channel` / `leave-channel` add or remove the room of one channel instance of that
 //! tenant (acknowledged with `{ok: true}` or `{ok: false, error}`). Events go to a channel's
-//! room and its tenant's room, once per socket.
+//! room and its tenant's room, once per socket. `typing` `{conversationId, typing}` tells the
+//! tenant's other sockets and the conversation's visitor that an agent is typing.
+//!
+//! Website visitors connect to the [`/widget` namespace](visitors).
+
+pub mod visitors;
 
 use std::sync::Arc;
 
@@ -17,7 +22,7 @@ use socketioxide::layer::SocketIoLayer;
 use uuid::Uuid;
 
 use crate::auth::tokens::{TokenKind, TokenService};
-use crate::store::{ChannelStatus, Conversation, Message, Store};
+use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Store};
 
 #[derive(Clone)]
 pub struct Realtime {
@@ -30,6 +35,8 @@ pub struct Realtime {
 struct SocketDeps {
     tokens: TokenService,
     store: Arc<dyn Store>,
+    /// `OMNICHAT_PUBLIC_URL`: the host's own origin, whose pages may use any widget.
+    public_url: Option<String>,
 }
 
 /// Who a socket belongs to, set by the handshake.
@@ -48,10 +55,13 @@ pub fn tenant_room(tenant_id: Uuid) -> String {
 }
 
 impl Realtime {
-    pub fn new(socket_path: &str, tokens: TokenService, store: Arc<dyn Store>) -> Self {
-        let (layer, io) =
-            SocketIo::builder().req_path(socket_path.to_owned()).with_state(SocketDeps { tokens, store }).build_layer();
+    pub fn new(socket_path: &str, tokens: TokenService, store: Arc<dyn Store>, public_url: Option<String>) -> Self {
+        let (layer, io) = SocketIo::builder()
+            .req_path(socket_path.to_owned())
+            .with_state(SocketDeps { tokens, store, public_url })
+            .build_layer();
         io.ns("/", on_connect.with(authenticate));
+        io.ns(visitors::NAMESPACE, visitors::on_connect.with(visitors::authenticate));
         Self { io, layer }
     }
 
@@ -62,11 +72,39 @@ impl Realtime {
     pub async fn message_created(&self, tenant_id: Uuid, message: &Message) {
         let payload = json!({"channelInstanceId": message.channel_instance_id, "conversationId": message.conversation_id, "message": message});
         self.emit(tenant_id, message.channel_instance_id, "message-created", &payload).await;
+        // A visitor's own message reaches its other tabs; a reply waits until it is handed over.
+        if message.direction == MessageDirection::Inbound {
+            self.to_visitor(message).await;
+        }
     }
 
     pub async fn message_updated(&self, tenant_id: Uuid, message: &Message) {
         let payload = json!({"channelInstanceId": message.channel_instance_id, "conversationId": message.conversation_id, "message": message});
         self.emit(tenant_id, message.channel_instance_id, "message-updated", &payload).await;
+        self.to_visitor(message).await;
+    }
+
+    /// A message of a web channel's conversation, to its visitor's sockets (a room nobody is in
+    /// for every other channel).
+    async fn to_visitor(&self, message: &Message) {
+        let Some(customer_id) = message.customer_id.filter(|_| crate::visitors::view::visible(message)) else { return };
+        if let Some(ns) = self.io.of(visitors::NAMESPACE)
+            && let Err(err) = ns.to(visitors::room(customer_id)).emit("message", &crate::visitors::view::message(message)).await
+        {
+            tracing::warn!(message.id = %message.id, error = %err, "socket.io emit to a visitor failed");
+        }
+    }
+
+    /// A visitor typing (or stopping), to the inbox.
+    pub async fn visitor_typing(&self, conversation: &Conversation, typing: bool) {
+        let payload = json!({"channelInstanceId": conversation.channel_instance_id, "conversationId": conversation.id,
+            "from": "visitor", "typing": typing});
+        self.emit(conversation.tenant_id, conversation.channel_instance_id, "typing", &payload).await;
+    }
+
+    /// Whether any inbox user of the tenant is connected to this server.
+    pub fn tenant_online(&self, tenant_id: Uuid) -> bool {
+        !self.io.within(tenant_room(tenant_id)).sockets().is_empty()
     }
 
     pub async fn conversation_updated(&self, tenant_id: Uuid, conversation: &Conversation) {
@@ -119,6 +157,44 @@ async fn on_connect(socket: SocketRef, Extension(user): Extension<SocketUser>) {
     socket.join(tenant_room(user.tenant_id));
     socket.on("join-channel", join_channel);
     socket.on("leave-channel", leave_channel);
+    socket.on("typing", agent_typing);
+}
+
+/// `typing` `{conversationId, typing = true}`: an agent typing in a conversation of its tenant,
+/// told to the tenant's other sockets and to the conversation's visitor.
+async fn agent_typing(
+    socket: SocketRef,
+    io: SocketIo,
+    TryData(payload): TryData<Value>,
+    ack: AckSender,
+    State(deps): State<SocketDeps>,
+    Extension(user): Extension<SocketUser>,
+) {
+    let payload = payload.unwrap_or_default();
+    let typing = payload.get("typing").and_then(Value::as_bool).unwrap_or(true);
+    let conversation_id = payload.get("conversationId").and_then(Value::as_str).and_then(|id| id.trim().parse::<Uuid>().ok());
+    let reply = match conversation_id {
+        None => json!({"ok": false, "error": "a conversationId is required"}),
+        Some(id) => match deps.store.get_conversation(user.tenant_id, id).await {
+            Ok(Some(conversation)) => {
+                let event = json!({"channelInstanceId": conversation.channel_instance_id, "conversationId": conversation.id,
+                    "from": "agent", "userId": user.user_id, "typing": typing});
+                let rooms = [conversation.channel_instance_id.to_string(), tenant_room(user.tenant_id)];
+                let _ = socket.to(rooms).emit("typing", &event).await;
+                let visitor = json!({"conversationId": conversation.id, "from": "agent", "typing": typing});
+                if let Some(ns) = io.of(visitors::NAMESPACE) {
+                    let _ = ns.to(visitors::room(conversation.customer_id)).emit("typing", &visitor).await;
+                }
+                json!({"ok": true})
+            }
+            Ok(None) => json!({"ok": false, "error": "conversation not found"}),
+            Err(err) => {
+                tracing::error!(error = %err, "typing: store unavailable");
+                json!({"ok": false, "error": "service unavailable"})
+            }
+        },
+    };
+    let _ = ack.send(&reply);
 }
 
 async fn join_channel(

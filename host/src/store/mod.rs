@@ -126,6 +126,18 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     /// The customer's open conversation, created when it has none.
     async fn open_conversation_for(&self, tenant_id: Uuid, customer: &Customer) -> StoreResult<Conversation>;
 
+    // Visitors of web channels (the widget).
+    /// Upserts the visitor as the channel's customer (a name given replaces the stored one;
+    /// metadata keys are merged) in one transaction.
+    async fn upsert_visitor(&self, tenant_id: Uuid, channel_id: Uuid, visitor: &VisitorProfile) -> StoreResult<Customer>;
+    async fn insert_visitor_upload(&self, upload: &NewVisitorUpload) -> StoreResult<VisitorUpload>;
+    /// A stored file and its content, by its token.
+    async fn visitor_upload_content(&self, token: &str) -> StoreResult<Option<(VisitorUpload, Vec<u8>)>>;
+    /// The uploads among `ids` that `visitor_id` made on the channel (others are left out).
+    async fn visitor_uploads(&self, channel_id: Uuid, visitor_id: &str, ids: &[Uuid]) -> StoreResult<Vec<VisitorUpload>>;
+    /// The message a provider id names on a channel (what a redelivery was a duplicate of).
+    async fn find_message_by_provider_id(&self, channel_id: Uuid, provider_message_id: &str) -> StoreResult<Option<Message>>;
+
     /// A provider's delivery or read receipt: moves the channel's OUTBOUND messages it covers to
     /// `receipt.status`, never backwards, and returns those that moved.
     async fn apply_receipt(&self, tenant_id: Uuid, channel_id: Uuid, receipt: &ReceiptUpdate<'_>) -> StoreResult<Vec<Message>>;

@@ -376,3 +376,46 @@ pub enum SessionKind {
     Telegram,
     WhatsApp,
 }
+
+/// A visitor, as a web channel's session names it: upserted as the channel's customer.
+#[derive(Debug, Clone)]
+pub struct VisitorProfile {
+    pub external_id: String,
+    pub name: Option<String>,
+    /// Merged into the customer's metadata (e-mail, identifier, the page they came from).
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+/// A file a visitor uploaded, without its content.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VisitorUpload {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub visitor_id: String,
+    /// Unguessable: the only way to address the file.
+    pub token: String,
+    pub content_type: String,
+    pub file_name: Option<String>,
+    pub size: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored file with its content.
+#[derive(sqlx::FromRow)]
+pub struct VisitorUploadContent {
+    #[sqlx(flatten)]
+    pub upload: VisitorUpload,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVisitorUpload {
+    pub tenant_id: Uuid,
+    pub channel_instance_id: Uuid,
+    pub visitor_id: String,
+    pub token: String,
+    pub content_type: String,
+    pub file_name: Option<String>,
+    pub body: Vec<u8>,
+}

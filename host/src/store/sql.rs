@@ -467,6 +467,105 @@ macro_rules! impl_store {
                 Ok(conversation)
             }
 
+            async fn upsert_visitor(&self, tenant_id: Uuid, channel_id: Uuid, visitor: &VisitorProfile) -> StoreResult<Customer> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let customer: Customer = sqlx::query_as(
+                    "INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, metadata, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
+                       name = COALESCE(excluded.name, customers.name)
+                     RETURNING *",
+                )
+                .bind(Uuid::now_v7())
+                .bind(tenant_id)
+                .bind(channel_id)
+                .bind(&visitor.external_id)
+                .bind(&visitor.name)
+                .bind(Json(serde_json::Value::Object(visitor.metadata.clone())))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut metadata = customer.metadata.0.clone();
+                let merged = match &mut metadata {
+                    serde_json::Value::Object(map) => {
+                        let before = map.clone();
+                        map.extend(visitor.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        *map != before
+                    }
+                    _ => {
+                        metadata = serde_json::Value::Object(visitor.metadata.clone());
+                        true
+                    }
+                };
+                let customer = if merged {
+                    sqlx::query_as("UPDATE customers SET metadata = $2, updated_at = $3 WHERE id = $1 RETURNING *")
+                        .bind(customer.id)
+                        .bind(Json(metadata))
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                } else {
+                    customer
+                };
+                tx.commit().await?;
+                Ok(customer)
+            }
+
+            async fn insert_visitor_upload(&self, upload: &NewVisitorUpload) -> StoreResult<VisitorUpload> {
+                Ok(sqlx::query_as(
+                    "INSERT INTO visitor_uploads
+                       (id, tenant_id, channel_instance_id, visitor_id, token, content_type, file_name, size, body, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     RETURNING id, tenant_id, channel_instance_id, visitor_id, token, content_type, file_name, size, created_at",
+                )
+                .bind(Uuid::now_v7())
+                .bind(upload.tenant_id)
+                .bind(upload.channel_instance_id)
+                .bind(&upload.visitor_id)
+                .bind(&upload.token)
+                .bind(&upload.content_type)
+                .bind(&upload.file_name)
+                .bind(i64::try_from(upload.body.len()).unwrap_or(i64::MAX))
+                .bind(&upload.body)
+                .bind(Utc::now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn visitor_upload_content(&self, token: &str) -> StoreResult<Option<(VisitorUpload, Vec<u8>)>> {
+                let row: Option<VisitorUploadContent> = sqlx::query_as("SELECT * FROM visitor_uploads WHERE token = $1")
+                    .bind(token)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|row| (row.upload, row.body)))
+            }
+
+            async fn visitor_uploads(&self, channel_id: Uuid, visitor_id: &str, ids: &[Uuid]) -> StoreResult<Vec<VisitorUpload>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT id, tenant_id, channel_instance_id, visitor_id, token, content_type, file_name, size, created_at
+                     FROM visitor_uploads WHERE channel_instance_id = ",
+                );
+                query.push_bind(channel_id).push(" AND visitor_id = ").push_bind(visitor_id).push(" AND id IN (");
+                let mut ids_list = query.separated(", ");
+                for id in ids {
+                    ids_list.push_bind(*id);
+                }
+                query.push(")");
+                Ok(query.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn find_message_by_provider_id(&self, channel_id: Uuid, provider_message_id: &str) -> StoreResult<Option<Message>> {
+                Ok(sqlx::query_as("SELECT * FROM messages WHERE channel_instance_id = $1 AND provider_message_id = $2")
+                    .bind(channel_id)
+                    .bind(provider_message_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn enqueue_outbound(&self, new: &NewOutboundMessage) -> StoreResult<Enqueued> {
                 if let Some(key) = &new.idempotency_key {
                     if let Some(message) = replayed(&self.pool, new.tenant_id, key).await? {
