@@ -280,10 +280,26 @@ impl Config {
                 None => None,
             },
             visitors: VisitorConfig {
-                messages_per_minute: number("OMNICHAT_WIDGET_MESSAGES_PER_MINUTE", var("OMNICHAT_WIDGET_MESSAGES_PER_MINUTE"), 60)?,
-                sessions_per_minute: number("OMNICHAT_WIDGET_SESSIONS_PER_MINUTE", var("OMNICHAT_WIDGET_SESSIONS_PER_MINUTE"), 30)?,
-                requests_per_minute: number("OMNICHAT_WIDGET_REQUESTS_PER_MINUTE", var("OMNICHAT_WIDGET_REQUESTS_PER_MINUTE"), 600)?,
-                max_upload_bytes: number("OMNICHAT_WIDGET_MAX_UPLOAD_BYTES", var("OMNICHAT_WIDGET_MAX_UPLOAD_BYTES"), 10 * 1024 * 1024)?,
+                messages_per_minute: number(
+                    "OMNICHAT_WIDGET_MESSAGES_PER_MINUTE",
+                    var("OMNICHAT_WIDGET_MESSAGES_PER_MINUTE"),
+                    60,
+                )?,
+                sessions_per_minute: number(
+                    "OMNICHAT_WIDGET_SESSIONS_PER_MINUTE",
+                    var("OMNICHAT_WIDGET_SESSIONS_PER_MINUTE"),
+                    30,
+                )?,
+                requests_per_minute: number(
+                    "OMNICHAT_WIDGET_REQUESTS_PER_MINUTE",
+                    var("OMNICHAT_WIDGET_REQUESTS_PER_MINUTE"),
+                    600,
+                )?,
+                max_upload_bytes: number(
+                    "OMNICHAT_WIDGET_MAX_UPLOAD_BYTES",
+                    var("OMNICHAT_WIDGET_MAX_UPLOAD_BYTES"),
+                    10 * 1024 * 1024,
+                )?,
                 trust_forwarded_for: flag("OMNICHAT_TRUST_FORWARDED_FOR", var("OMNICHAT_TRUST_FORWARDED_FOR"))?,
             },
             data_dir,

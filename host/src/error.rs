@@ -132,4 +132,10 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::new(rejection.status(), "invalid_multipart", rejection.body_text())
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -64,6 +64,11 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
     store.migrate().await.context("cannot migrate the database")?;
+    if config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")) && !config.visitors.trust_forwarded_for {
+        tracing::warn!(
+            "OMNICHAT_PUBLIC_URL is https but OMNICHAT_TRUST_FORWARDED_FOR is off: behind a TLS proxy every widget visitor shares the proxy's address and its rate limits"
+        );
+    }
     let tokens = auth::tokens::TokenService::new(&config.jwt);
     let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone(), config.public_url.clone());
     let secrets = crypto::SecretBox::new(&config.secret_key);
@@ -152,7 +157,10 @@ pub async fn serve(
         ))
     });
     tracing::info!(addr = %listener.local_addr()?, "omnichat listening");
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await.context("http server failed");
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("http server failed");
     // The worker finishes or hands back its claimed jobs, and the bridges their sessions, before the pool closes.
     let _ = stop_worker.send(true);
     if let Some(worker) = worker {

@@ -10,8 +10,9 @@
 //! next to nothing, instead of sharing the host's runtime.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use omnichat_tests::bench::concurrent;
 use omnichat_tests::{Db, TestApp, id_of, spawn_app, telegram_text};
 use serde_json::json;
 
@@ -43,10 +44,6 @@ fn args() -> Args {
         }
     }
     args
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -127,34 +124,17 @@ async fn main() {
 
 /// `--concurrency` reqwest tasks in this process, `--messages` in all: (stored, elapsed, p50, p99).
 async fn with_reqwest(app: &Arc<TestApp>, channel: &str, args: &Args) -> (usize, Duration, Duration, Duration) {
-    let per_sender = args.messages / args.concurrency;
-    let started = Instant::now();
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|sender| {
-            let app = app.clone();
-            let channel = channel.to_owned();
-            let users = args.users;
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_sender);
-                for i in 0..per_sender {
-                    let n = (sender * per_sender + i) as i64;
-                    let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
-                    let sent = Instant::now();
-                    let reply = app.telegram_update(&channel, &update, None).await;
-                    latencies.push(sent.elapsed());
-                    assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(args.messages);
-    for sender in senders {
-        latencies.extend(sender.await.expect("sender"));
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    (latencies.len(), elapsed, percentile(&latencies, 0.50), percentile(&latencies, 0.99))
+    let (app, channel, users) = (app.clone(), channel.to_owned(), args.users);
+    concurrent(args.messages, args.concurrency, move |n| {
+        let (app, channel) = (app.clone(), channel.clone());
+        async move {
+            let n = n as i64;
+            let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
+            let reply = app.telegram_update(&channel, &update, None).await;
+            assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
+        }
+    })
+    .await
 }
 
 /// `wrk` for 20 s at `--concurrency` connections; every request must have stored one message.

@@ -7,10 +7,16 @@
 //!    one Node.js process with socket.io-client (tests/js/idle-sockets.mjs).
 //!
 //!   cargo bench -p omnichat-tests --bench widget -- [--db postgres] [--messages 10000] [--concurrency 32] [--sockets 5000]
+//!       [--namespaces widget,inbox] [--messages 0]
+//!
+//! The process's heap grows for the first sockets and is reused by later ones, so only the first
+//! namespace measured in a process is a fair figure: run once with `--namespaces widget,inbox`
+//! and once with `--namespaces inbox,widget` (and `--messages 0` to skip the throughput part).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use omnichat_tests::bench::concurrent;
 use omnichat_tests::widget::{SHOP, Visitor, create_widget};
 use omnichat_tests::{Db, TestApp, id_of, spawn_app_with, telegram_text};
 use reqwest::Method;
@@ -26,10 +32,18 @@ struct Args {
     concurrency: usize,
     visitors: usize,
     sockets: usize,
+    namespaces: Vec<String>,
 }
 
 fn args() -> Args {
-    let mut args = Args { db: Db::Sqlite, messages: 10_000, concurrency: 32, visitors: 500, sockets: 5_000 };
+    let mut args = Args {
+        db: Db::Sqlite,
+        messages: 10_000,
+        concurrency: 32,
+        visitors: 500,
+        sockets: 5_000,
+        namespaces: vec!["widget".into(), "inbox".into()],
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -39,15 +53,12 @@ fn args() -> Args {
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--visitors" => args.visitors = value().parse().expect("--visitors N"),
             "--sockets" => args.sockets = value().parse().expect("--sockets N"),
+            "--namespaces" => args.namespaces = value().split(',').map(str::to_owned).collect(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     args
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -65,8 +76,9 @@ async fn main() {
     );
     let owner = app.register("bench@widget.io").await;
     let widget = create_widget(&app, &owner, json!({})).await;
-    let bot = id_of(&app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:b"}})).await)
-        .to_string();
+    let bot =
+        id_of(&app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:b"}})).await)
+            .to_string();
 
     // Steady state: every visitor (and every bot user) has its customer and conversation.
     let mut tokens = Vec::with_capacity(args.visitors.max(args.sockets));
@@ -83,34 +95,42 @@ async fn main() {
         assert!(reply.status.is_success());
     }
 
-    let visitors = Arc::new(tokens[..args.visitors].to_vec());
-    let (count, elapsed, p50, p99) = load(&args, {
-        let (app, widget, visitors) = (app.clone(), widget.clone(), visitors.clone());
-        move |n| {
+    if args.messages > 0 {
+        let visitors = Arc::new(tokens[..args.visitors].to_vec());
+        let (count, elapsed, p50, p99) = concurrent(args.messages, args.concurrency, {
             let (app, widget, visitors) = (app.clone(), widget.clone(), visitors.clone());
-            async move {
-                let visitor = Visitor { token: Some(visitors[n % visitors.len()].clone()), ..Visitor::new(&app, &widget) };
-                let reply = visitor.call(Method::POST, "messages", Some(json!({"clientMessageId": format!("b-{n}"), "text": "bench message"}))).await;
-                assert_eq!(reply.status, 201, "{}", reply.body);
+            move |n| {
+                let (app, widget, visitors) = (app.clone(), widget.clone(), visitors.clone());
+                async move {
+                    let visitor = Visitor { token: Some(visitors[n % visitors.len()].clone()), ..Visitor::new(&app, &widget) };
+                    let reply = visitor
+                        .call(
+                            Method::POST,
+                            "messages",
+                            Some(json!({"clientMessageId": format!("b-{n}"), "text": "bench message"})),
+                        )
+                        .await;
+                    assert_eq!(reply.status, 201, "{}", reply.body);
+                }
             }
-        }
-    })
-    .await;
-    report("visitor API POST /messages -> commit -> 201", &args, count, elapsed, p50, p99);
-    let (count, elapsed, p50, p99) = load(&args, {
-        let (app, bot, users) = (app.clone(), bot.clone(), args.visitors as i64);
-        move |n| {
-            let (app, bot) = (app.clone(), bot.clone());
-            async move {
-                let n = n as i64;
-                let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
-                let reply = app.telegram_update(&bot, &update, None).await;
-                assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
+        })
+        .await;
+        report("visitor API POST /messages -> commit -> 201", &args, count, elapsed, p50, p99);
+        let (count, elapsed, p50, p99) = concurrent(args.messages, args.concurrency, {
+            let (app, bot, users) = (app.clone(), bot.clone(), args.visitors as i64);
+            move |n| {
+                let (app, bot) = (app.clone(), bot.clone());
+                async move {
+                    let n = n as i64;
+                    let update = telegram_text(1_000_000 + n, 1_000_000 + n, 1 + n % users, "bench message");
+                    let reply = app.telegram_update(&bot, &update, None).await;
+                    assert!(reply.status.is_success() && reply.body["stored"] == 1, "{}", reply.body);
+                }
             }
-        }
-    })
-    .await;
-    report("Telegram webhook -> commit -> 200 (same store)", &args, count, elapsed, p50, p99);
+        })
+        .await;
+        report("Telegram webhook -> commit -> 200 (same store)", &args, count, elapsed, p50, p99);
+    }
 
     if args.sockets > 0 {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -118,47 +138,31 @@ async fn main() {
         std::fs::write(&visitor_tokens, tokens[..args.sockets].join("\n")).expect("tokens");
         let inbox_tokens = dir.path().join("inbox.txt");
         std::fs::write(&inbox_tokens, &owner.access_token).expect("token");
-        let visitor = idle_sockets(&app, "/widget", &visitor_tokens, args.sockets, &[("ORIGIN", SHOP)]).await;
-        let inbox = idle_sockets(&app, "/", &inbox_tokens, args.sockets, &[("CHANNEL", &widget)]).await;
-        for (name, (kb, ms)) in [("visitor sockets (/widget)", visitor), ("inbox sockets (/, one join-channel)", inbox)] {
-            println!("{} idle {name}: {kb:.1} KB of host RSS per socket, all connected in {ms} ms", args.sockets);
+        for (position, namespace) in args.namespaces.iter().enumerate() {
+            let (name, (kb, ms)) = match namespace.as_str() {
+                "widget" => (
+                    "visitor sockets (/widget)",
+                    idle_sockets(&app, "/widget", &visitor_tokens, args.sockets, &[("ORIGIN", SHOP)]).await,
+                ),
+                "inbox" => (
+                    "inbox sockets (/, one join-channel)",
+                    idle_sockets(&app, "/", &inbox_tokens, args.sockets, &[("CHANNEL", &widget)]).await,
+                ),
+                other => panic!("unknown namespace {other}: widget or inbox"),
+            };
+            let order =
+                if position == 0 { "measured first in this process" } else { "measured after another set (heap already grown)" };
+            println!("{} idle {name}: {kb:.1} KB of host RSS per socket, all connected in {ms} ms ({order})", args.sockets);
         }
     }
 }
 
-async fn load<F, Fut>(args: &Args, send: F) -> (usize, Duration, Duration, Duration)
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let per_sender = args.messages / args.concurrency;
-    let started = Instant::now();
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|sender| {
-            let send = send.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_sender);
-                for i in 0..per_sender {
-                    let sent = Instant::now();
-                    send(sender * per_sender + i).await;
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(args.messages);
-    for sender in senders {
-        latencies.extend(sender.await.expect("sender"));
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    (latencies.len(), elapsed, percentile(&latencies, 0.50), percentile(&latencies, 0.99))
-}
-
 fn report(what: &str, args: &Args, count: usize, elapsed: Duration, p50: Duration, p99: Duration) {
     let rate = count as f64 / elapsed.as_secs_f64();
-    println!("{what}, {:?}, {} senders: {count} in {elapsed:.2?} = {rate:.0} msg/s; p50 {p50:.2?}, p99 {p99:.2?}", args.db, args.concurrency);
+    println!(
+        "{what}, {:?}, {} senders: {count} in {elapsed:.2?} = {rate:.0} msg/s; p50 {p50:.2?}, p99 {p99:.2?}",
+        args.db, args.concurrency
+    );
 }
 
 fn rss_kb() -> f64 {
@@ -169,7 +173,13 @@ fn rss_kb() -> f64 {
 
 /// Opens `count` idle sockets from a Node.js process; the host's RSS growth per socket (KB) and
 /// how long they took to connect. The sockets close before the next measurement.
-async fn idle_sockets(app: &TestApp, namespace: &str, tokens: &std::path::Path, count: usize, env: &[(&str, &str)]) -> (f64, u64) {
+async fn idle_sockets(
+    app: &TestApp,
+    namespace: &str,
+    tokens: &std::path::Path,
+    count: usize,
+    env: &[(&str, &str)],
+) -> (f64, u64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = rss_kb();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/js/idle-sockets.mjs");
@@ -178,7 +188,12 @@ async fn idle_sockets(app: &TestApp, namespace: &str, tokens: &std::path::Path, 
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).kill_on_drop(true).spawn().expect("node");
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let line = lines.next_line().await.expect("output").expect("a summary line");
     let summary: serde_json::Value = serde_json::from_str(&line).expect("JSON summary");

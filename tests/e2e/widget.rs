@@ -19,6 +19,7 @@ on_both_databases!(
     a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor,
     uploads_are_capped_typed_and_served_from_an_unguessable_url,
     visitors_and_addresses_are_rate_limited_with_retry_after,
+    an_expired_token_resumes_an_anonymous_visitor_but_not_an_identity,
 );
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -33,8 +34,13 @@ fn identity_hash(identifier: &str) -> String {
 async fn sessions_resume_the_same_visitor_and_identities_need_their_hash(db: Db) {
     let app = spawn_app(db).await;
     let owner = app.register("widget@acme.io").await;
-    let channel =
-        create_widget(&app, &owner, json!({"identitySecret": SECRET, "preChatForm": {"name": "required", "email": "optional"}})).await;
+    let channel = create_widget(
+        &app,
+        &owner,
+        json!({"identitySecret": SECRET, "offlineMessage": "We reply within a day.",
+            "preChatForm": {"name": "required", "email": "optional"}}),
+    )
+    .await;
 
     let mut visitor = Visitor::new(&app, &channel);
     let first = visitor.session(json!({"pageUrl": "https://shop.example.com/pricing"})).await;
@@ -42,11 +48,18 @@ async fn sessions_resume_the_same_visitor_and_identities_need_their_hash(db: Db)
     assert_eq!(first.body["channel"]["title"], "Acme support");
     assert_eq!(first.body["channel"]["greeting"], "Hi! How can we help?");
     assert_eq!(first.body["channel"]["preChatForm"], json!({"name": "required", "email": "optional"}));
+    assert_eq!(first.body["channel"]["offlineMessage"], "We reply within a day.");
+    assert_eq!(first.body["channel"]["online"], false, "no inbox user is connected");
     assert_eq!(first.body["conversation"], Value::Null);
     assert_eq!(first.body["messages"], json!([]));
     assert!(!first.body.to_string().contains(SECRET), "the identity secret never leaves the host");
     assert_eq!(first.headers["access-control-allow-origin"], SHOP);
     let visitor_id = first.body["visitor"]["id"].as_str().expect("visitor id").to_owned();
+    assert_eq!(first.body["visitor"]["customerId"], Value::Null, "a page view makes no customer");
+    let customers = app.get(&format!("/api/customers?channelInstanceId={channel}"), &owner.access_token).await;
+    assert_eq!(customers.body["data"], json!([]));
+    let nul = visitor.call(Method::POST, "sessions", Some(json!({"name": "a\u{0}b"}))).await;
+    assert_eq!(nul.status, StatusCode::UNPROCESSABLE_ENTITY, "the same answer on both databases: {}", nul.body);
 
     // The pre-chat form asks for a name before the first message.
     let refused = visitor.send("c-0", "hello?").await;
@@ -75,10 +88,13 @@ async fn sessions_resume_the_same_visitor_and_identities_need_their_hash(db: Db)
     let on_laptop = laptop.session(signed_in.clone()).await;
     assert_eq!(on_laptop.status, StatusCode::OK, "{}", on_laptop.body);
     assert_eq!(on_laptop.body["visitor"]["verified"], true);
-    assert_eq!(laptop.send("l-1", "from my laptop").await.status, StatusCode::CREATED);
+    let from_laptop = laptop.send("l-1", "from my laptop").await;
+    assert_eq!(from_laptop.status, StatusCode::CREATED);
+    assert!(from_laptop.body["visitorToken"].is_string(), "the first message names the new customer in a fresh token");
     let mut phone = Visitor::new(&app, &channel);
     let on_phone = phone.session(signed_in).await;
-    assert_eq!(on_phone.body["visitor"]["customerId"], on_laptop.body["visitor"]["customerId"]);
+    assert!(on_phone.body["visitor"]["customerId"].is_string());
+    assert_eq!(on_phone.body["conversation"]["id"], from_laptop.body["conversation"]["id"], "the same conversation");
     assert_eq!(on_phone.body["messages"][0]["text"], "from my laptop");
 
     let forged = Visitor::new(&app, &channel)
@@ -116,7 +132,8 @@ async fn visitor_tokens_and_user_tokens_never_stand_in_for_each_other(db: Db) {
     let elsewhere = Visitor { token: Some(visitor_token.clone()), ..Visitor::new(&app, &other_channel) };
     assert_eq!(elsewhere.call(Method::GET, "messages", None).await.status, StatusCode::UNAUTHORIZED, "bound to its channel");
     assert_eq!(visitor.call(Method::GET, "messages", None).await.status, StatusCode::OK);
-    let socket_as_user = SocketClient::connect(&app.base_url(), Some(&visitor_token), &[]).await.next("connect_error", WAIT).await;
+    let socket_as_user =
+        SocketClient::connect(&app.base_url(), Some(&visitor_token), &[]).await.next("connect_error", WAIT).await;
     assert!(socket_as_user.is_some(), "the inbox namespace refuses visitor tokens");
 
     // Origins: the channel's, its wildcard's subdomains, never another site, never none.
@@ -142,7 +159,8 @@ async fn visitor_tokens_and_user_tokens_never_stand_in_for_each_other(db: Db) {
         .expect("sent");
     assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
     assert_eq!(preflight.headers()["access-control-allow-origin"], SHOP);
-    let visitor_socket = SocketClient::visitor(&app.base_url(), &visitor_token, "https://evil.example").await.next("connect_error", WAIT).await;
+    let visitor_socket =
+        SocketClient::visitor(&app.base_url(), &visitor_token, "https://evil.example").await.next("connect_error", WAIT).await;
     assert!(visitor_socket.is_some(), "the visitor namespace checks the page's origin too");
 
     // Not a visitor channel, not a channel, and a provider-style webhook posing as a visitor.
@@ -154,9 +172,22 @@ async fn visitor_tokens_and_user_tokens_never_stand_in_for_each_other(db: Db) {
     let types = app.get("/api/channel-types", &owner.access_token).await;
     let widget = types.body.as_array().expect("types").iter().find(|t| t["type"] == "WIDGET").expect("WIDGET listed").clone();
     assert_eq!(widget["webhook"]["mode"], "visitor");
-    assert!(widget["configSchema"].as_array().expect("schema").iter().any(|f| f["name"] == "identitySecret" && f["secret"] == true));
+    assert!(
+        widget["configSchema"].as_array().expect("schema").iter().any(|f| f["name"] == "identitySecret" && f["secret"] == true)
+    );
     let channel_json = app.get(&format!("/api/channels/{channel}"), &owner.access_token).await;
-    assert_eq!(channel_json.body["status"], "CONNECTED", "a widget that served a visitor is connected");
+    assert_eq!(channel_json.body["status"], "CONNECTED", "a widget is connected once it exists");
+
+    // A widget whose config cannot work says so at once, and serves no visitor.
+    let broken = app
+        .create_channel(&owner, json!({"type": "WIDGET", "name": "Broken", "config": {"allowedOrigins": ["shop.example.com/*"]}}))
+        .await;
+    assert_eq!(broken["status"], "ERROR", "{broken}");
+    assert!(broken["statusReason"].as_str().is_some_and(|r| r.contains("allowedOrigins")), "{broken}");
+    let turned_away =
+        Visitor::new(&app, broken["id"].as_str().expect("id")).call(Method::POST, "sessions", Some(json!({}))).await;
+    assert_eq!(turned_away.status, StatusCode::NOT_FOUND);
+    assert_eq!(turned_away.error_code(), "widget_unavailable");
 }
 
 async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor(db: Db) {
@@ -167,7 +198,8 @@ async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor
     inbox.ready().await;
 
     let mut ann = Visitor::new(&app, &channel);
-    ann.session(json!({"name": "Ann"})).await;
+    let opened = ann.session(json!({"name": "Ann"})).await;
+    assert_eq!(opened.body["channel"]["online"], true, "an inbox user is connected");
     let mut bob = Visitor::new(&app, &channel);
     bob.session(json!({"name": "Bob"})).await;
     let mut ann_socket = SocketClient::visitor(&app.base_url(), ann.token.as_deref().expect("token"), SHOP).await;
@@ -193,7 +225,10 @@ async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor
     // Typing, both ways, to the right people only.
     assert_eq!(ann.call(Method::POST, "typing", Some(json!({"typing": true}))).await.status, StatusCode::NO_CONTENT);
     let typing = inbox.event("typing", WAIT).await.expect("visitor typing in the inbox");
-    assert_eq!(typing, json!({"channelInstanceId": channel, "conversationId": conversation_id, "from": "visitor", "typing": true}));
+    assert_eq!(
+        typing,
+        json!({"channelInstanceId": channel, "conversationId": conversation_id, "from": "visitor", "typing": true})
+    );
     inbox.emit("typing", json!({"conversationId": conversation_id}), true).await;
     let ack = inbox.next("ack", WAIT).await.expect("typing ack");
     assert_eq!(ack["reply"], json!({"ok": true}));
@@ -201,7 +236,13 @@ async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor
     assert_eq!(agent_typing, json!({"conversationId": conversation_id, "from": "agent", "typing": true}));
 
     // The agent replies through the send API; the queue hands it to Ann's socket, SENT.
-    let sent = app.post("/api/messages/send", Some(&owner.access_token), json!({"conversationId": conversation_id, "text": "It ships today."})).await;
+    let sent = app
+        .post(
+            "/api/messages/send",
+            Some(&owner.access_token),
+            json!({"conversationId": conversation_id, "text": "It ships today."}),
+        )
+        .await;
     assert!(sent.status.is_success(), "{}", sent.body);
     let reply_id = sent.body["message"]["id"].as_str().or(sent.body["id"].as_str()).expect("reply id").to_owned();
     let delivered = ann_socket.event("message", WAIT).await.expect("the reply at the visitor");
@@ -221,7 +262,13 @@ async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor
 
     // An offline visitor gets the reply with the next session, counted unread.
     drop(ann_socket);
-    let later = app.post("/api/messages/send", Some(&owner.access_token), json!({"conversationId": conversation_id, "text": "Tracking: 123"})).await;
+    let later = app
+        .post(
+            "/api/messages/send",
+            Some(&owner.access_token),
+            json!({"conversationId": conversation_id, "text": "Tracking: 123"}),
+        )
+        .await;
     let later_id = later.body["message"]["id"].as_str().or(later.body["id"].as_str()).expect("id").to_owned();
     app.message_with_status(&owner, &conversation_id, &later_id, "SENT").await;
     let back = ann.session(json!({})).await;
@@ -232,7 +279,9 @@ async fn a_visitor_message_is_stored_once_and_the_reply_reaches_only_its_visitor
     let bob_heard = bob_socket.events_within("message", Duration::from_millis(500)).await;
     assert!(bob_heard.iter().all(|m| m["text"] == "me too"), "Bob hears only his own: {bob_heard:?}");
     assert!(bob_socket.seen.iter().all(|l| l["name"] != "typing"), "{:?}", bob_socket.seen);
-    assert!(back.body["messages"].as_array().expect("history").iter().all(|m| m.get("raw").is_none() && m.get("error").is_none()));
+    assert!(
+        back.body["messages"].as_array().expect("history").iter().all(|m| m.get("raw").is_none() && m.get("error").is_none())
+    );
 
     // Another tenant sees none of it and cannot type into it.
     let rival = app.register("rival@other.io").await;
@@ -266,14 +315,17 @@ async fn uploads_are_capped_typed_and_served_from_an_unguessable_url(db: Db) {
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
     assert_eq!(uploaded.body["kind"], "image");
     let url = uploaded.body["url"].as_str().expect("url").to_owned();
-    assert!(url.contains(&format!("/api/widget/{channel}/attachments/")) && url.len() > 80, "{url}");
-    let served = app.client.get(&url).send().await.expect("download");
+    assert!(
+        url.starts_with(&format!("/api/widget/{channel}/attachments/")) && url.len() > 80,
+        "relative without a public URL: {url}"
+    );
+    let served = app.client.get(app.url(&url)).send().await.expect("download");
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(served.headers()["content-type"], "image/png");
     assert_eq!(served.headers()["cross-origin-resource-policy"], "cross-origin");
     assert!(served.headers()["content-security-policy"].to_str().expect("csp").contains("sandbox"));
     assert_eq!(served.bytes().await.expect("body").as_ref(), PIXEL_PNG);
-    let guessed = app.client.get(format!("{}x", &url[..url.len() - 1])).send().await.expect("download");
+    let guessed = app.client.get(app.url(&format!("{}x", &url[..url.len() - 1]))).send().await.expect("download");
     assert_eq!(guessed.status(), StatusCode::NOT_FOUND);
 
     let html = ann.upload(b"<script>alert(1)</script>".to_vec(), "page.html", "text/html").await;
@@ -284,12 +336,19 @@ async fn uploads_are_capped_typed_and_served_from_an_unguessable_url(db: Db) {
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
     let pdf = ann.upload(b"%PDF-1.4 tiny".to_vec(), "terms.pdf", "application/octet-stream").await;
     assert_eq!(pdf.body["mimeType"], "application/pdf", "typed by its extension when the browser does not know");
-    let served_pdf = app.client.get(pdf.body["url"].as_str().expect("url")).send().await.expect("download");
+    let served_pdf = app.client.get(app.url(pdf.body["url"].as_str().expect("url"))).send().await.expect("download");
+    let not_multipart = ann.call(Method::POST, "attachments", Some(json!({"file": "x"}))).await;
+    assert!(not_multipart.status.is_client_error());
+    assert_eq!(not_multipart.error_code(), "invalid_multipart");
     assert!(served_pdf.headers()["content-disposition"].to_str().expect("disposition").starts_with("attachment"));
 
     let upload_id = uploaded.body["id"].clone();
     let message = ann
-        .call(Method::POST, "messages", Some(json!({"clientMessageId": "img-1", "text": "see", "attachments": [{"uploadId": upload_id}]})))
+        .call(
+            Method::POST,
+            "messages",
+            Some(json!({"clientMessageId": "img-1", "text": "see", "attachments": [{"uploadId": upload_id}]})),
+        )
         .await;
     assert_eq!(message.status, StatusCode::CREATED, "{}", message.body);
     assert_eq!(message.body["message"]["attachments"][0]["kind"], "image");
@@ -302,10 +361,15 @@ async fn uploads_are_capped_typed_and_served_from_an_unguessable_url(db: Db) {
     // Another visitor cannot attach Ann's file.
     let mut bob = Visitor::new(&app, &channel);
     bob.session(json!({})).await;
-    let stolen =
-        bob.call(Method::POST, "messages", Some(json!({"clientMessageId": "b-1", "attachments": [{"uploadId": upload_id}]}))).await;
+    let stolen = bob
+        .call(Method::POST, "messages", Some(json!({"clientMessageId": "b-1", "attachments": [{"uploadId": upload_id}]})))
+        .await;
     assert_eq!(stolen.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(stolen.error_code(), "unknown_upload");
+    let many: Vec<Value> = (0..11).map(|_| json!({"uploadId": uuid::Uuid::new_v4()})).collect();
+    let too_many = bob.call(Method::POST, "messages", Some(json!({"clientMessageId": "b-9", "attachments": many}))).await;
+    assert_eq!(too_many.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_many.error_code(), "too_many_attachments");
     let empty = bob.call(Method::POST, "messages", Some(json!({"clientMessageId": "b-2", "text": "   "}))).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     let long = bob.call(Method::POST, "messages", Some(json!({"clientMessageId": "b-3", "text": "x".repeat(4001)}))).await;
@@ -346,4 +410,26 @@ async fn visitors_and_addresses_are_rate_limited_with_retry_after(db: Db) {
     })
     .await;
     assert_eq!(count, 2);
+}
+
+async fn an_expired_token_resumes_an_anonymous_visitor_but_not_an_identity(db: Db) {
+    let app = spawn_app_with(db, |config| config.jwt.visitor_ttl = Duration::from_secs(1)).await;
+    let owner = app.register("expiry@acme.io").await;
+    let channel = create_widget(&app, &owner, json!({"identitySecret": SECRET})).await;
+    let mut anonymous = Visitor::new(&app, &channel);
+    let first = anonymous.session(json!({})).await;
+    let mut signed_in = Visitor::new(&app, &channel);
+    let verified = signed_in.session(json!({"identifier": "u-1", "identifierHash": identity_hash("u-1")})).await;
+    assert_eq!(verified.body["visitor"]["id"], "id:u-1");
+    tokio::time::sleep(Duration::from_secs(8)).await; // past expiry (whole seconds) and the 5 s leeway
+
+    let expired = anonymous.token.clone().expect("token");
+    let refused = Visitor { token: Some(expired), ..Visitor::new(&app, &channel) }.call(Method::GET, "messages", None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "an expired token opens nothing but a session");
+    let resumed = anonymous.session(json!({})).await;
+    assert_eq!(resumed.body["visitor"]["id"], first.body["visitor"]["id"], "an anonymous visitor resumes");
+    let after = signed_in.session(json!({})).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_ne!(after.body["visitor"]["id"], "id:u-1", "an identity is proven again, never resumed from an expired token");
+    assert_eq!(after.body["visitor"]["verified"], false);
 }

@@ -99,7 +99,9 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
     inbox.emit("typing", json!({"conversationId": conversation_id, "typing": true}), true).await;
     browser.run(json!({"cmd": "waitTyping", "visible": true})).await;
     let answer = "It ships today <img src=x onerror=alert(1)> track it at https://example.com/track?id=7";
-    let reply = app.post("/api/messages/send", Some(&owner.access_token), json!({"conversationId": conversation_id, "text": answer})).await;
+    let reply = app
+        .post("/api/messages/send", Some(&owner.access_token), json!({"conversationId": conversation_id, "text": answer}))
+        .await;
     assert!(reply.status.is_success(), "{}", reply.body);
     let reply_id = reply.body["id"].as_str().expect("reply id").to_owned();
     browser.run(json!({"cmd": "waitMessage", "text": "It ships today", "from": "agent"})).await;
@@ -127,7 +129,9 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
         messages.body["data"].as_array()?.iter().find(|m| m["attachments"][0]["kind"] == "image").cloned()
     })
     .await;
-    assert!(stored["attachments"][0]["url"].as_str().is_some_and(|u| u.starts_with(&app.base_url())));
+    assert!(
+        stored["attachments"][0]["url"].as_str().is_some_and(|u| u.starts_with(&format!("/api/widget/{channel}/attachments/")))
+    );
 
     // A reload keeps the history (the token is in localStorage, never in a URL).
     browser.run(json!({"cmd": "reload"})).await;
@@ -136,7 +140,8 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
     let texts: Vec<&str> = history["messages"].as_array().expect("messages").iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.iter().any(|t| t.contains("Hello from a real browser")), "{history}");
     assert!(texts.iter().any(|t| t.contains("It ships today")), "{history}");
-    let stored_token = browser.run(json!({"cmd": "eval", "expr": format!("localStorage.getItem('omnichat:{channel}:token')")})).await;
+    let stored_token =
+        browser.run(json!({"cmd": "eval", "expr": format!("localStorage.getItem('omnichat:{channel}:token')")})).await;
     assert!(stored_token["value"].as_str().is_some_and(|t| t.split('.').count() == 3), "{stored_token}");
     let url = browser.run(json!({"cmd": "eval", "expr": "location.href"})).await;
     assert!(!url["value"].as_str().unwrap_or_default().contains("token"));
@@ -144,13 +149,38 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
     // The shop's CSS stays out of the widget, and the widget's out of the shop.
     let bubble = browser.run(shadow("getComputedStyle(root.querySelector('[data-omnichat=bubble]')).backgroundColor")).await;
     assert_ne!(bubble["value"], "rgb(255, 0, 0)", "the shop's button style leaked into the widget");
-    let shop_button = browser.run(json!({"cmd": "eval", "expr": "getComputedStyle(document.querySelector('body > button')).backgroundColor"})).await;
+    let shop_button = browser
+        .run(json!({"cmd": "eval", "expr": "getComputedStyle(document.querySelector('body > button')).backgroundColor"}))
+        .await;
     assert_eq!(shop_button["value"], "rgb(255, 0, 0)");
     let globals = browser.run(json!({"cmd": "eval", "expr": "[typeof window.io, typeof window.OmniChat.open]"})).await;
     assert_eq!(globals["value"], json!(["undefined", "function"]), "socket.io stays inside the widget");
 
+    // Escape closes the window and gives the focus back to the bubble.
+    let closed = browser.run(json!({"cmd": "close"})).await;
+    assert_eq!(closed["focus"], "bubble", "{closed}");
+
+    // A reply while the window is closed: the unread badge counts it.
+    let later = app
+        .post(
+            "/api/messages/send",
+            Some(&owner.access_token),
+            json!({"conversationId": conversation_id, "text": "Anything else?"}),
+        )
+        .await;
+    assert!(later.status.is_success(), "{}", later.body);
+    let mut badge = Value::Null;
+    for _ in 0..100 {
+        badge = browser.run(json!({"cmd": "badge"})).await;
+        if badge["visible"] == true && badge["text"] == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((&badge["visible"], &badge["text"]), (&json!(true), &json!("1")), "{badge}");
+
     // The JS API.
-    browser.run(json!({"cmd": "eval", "expr": "window.OmniChat.close()"})).await;
+    browser.run(json!({"cmd": "eval", "expr": "window.OmniChat.open(); window.OmniChat.close()"})).await;
     let closed = browser.run(shadow("root.querySelector('[data-omnichat=window]').getAttribute('data-open')")).await;
     assert_eq!(closed["value"], "false");
     browser.run(json!({"cmd": "eval", "expr": "window.OmniChat.toggle()"})).await;
@@ -180,7 +210,8 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
     browser.screenshot("widget-phone.png").await;
 
     // The same page on an origin the widget does not allow gets no session and shows nothing.
-    let foreign = browser.run(json!({"cmd": "goto", "url": format!("http://localhost:{}/", shop.port()), "timeoutMs": 8000})).await;
+    let foreign =
+        browser.run(json!({"cmd": "goto", "url": format!("http://localhost:{}/", shop.port()), "timeoutMs": 8000})).await;
     assert_eq!(foreign["ready"], false, "{foreign}");
     assert_eq!(foreign["error"]["status"], 403, "{foreign}");
     let bubble = browser.run(json!({"cmd": "eval", "expr": "!!document.querySelector('#omnichat-widget')?.shadowRoot?.querySelector('[data-omnichat=bubble]')"})).await;

@@ -33,18 +33,7 @@ pub struct Browser {
 }
 
 fn driver() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs (is Node.js installed?)");
-        assert!(status.success(), "npm ci in tests/js failed");
-    }
-    dir.join("widget-browser.mjs")
+    super::js_script("widget-browser.mjs", "playwright-core")
 }
 
 impl Browser {

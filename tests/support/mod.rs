@@ -1,6 +1,7 @@
 //! Test support: a fresh database per test (a temp SQLite file, or a randomly named PostgreSQL
 //! database), the real host served on port 0, and an HTTP client that speaks to it as an inbox UI does.
 
+pub mod bench;
 pub mod browser;
 pub mod fake;
 pub mod socket;
@@ -79,6 +80,23 @@ macro_rules! on_both_databases {
             }
         }
     )+};
+}
+
+/// A script of `tests/js`, its npm dependencies installed first (`npm ci`, once per run) when
+/// `package` is missing.
+pub fn js_script(name: &str, package: &str) -> std::path::PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("node_modules").join(package).exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (is Node.js installed?)");
+        assert!(status.success(), "npm ci in tests/js failed");
+    }
+    dir.join(name)
 }
 
 /// A database of its own for one test; dropped with it.

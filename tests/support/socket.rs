@@ -17,20 +17,9 @@ pub struct SocketClient {
     pub seen: Vec<Value>,
 }
 
-/// The client script; its npm dependencies are installed on first use (`npm ci`, once per run).
+/// The client script (its npm dependencies installed on first use).
 fn script() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js");
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs (is Node.js installed?)");
-        assert!(status.success(), "npm ci in tests/js failed");
-    }
-    dir.join("socket-client.mjs")
+    super::js_script("socket-client.mjs", "socket.io-client")
 }
 
 impl SocketClient {
@@ -44,7 +33,13 @@ impl SocketClient {
         Self::connect_to("/widget", Some(origin), base_url, Some(token), &[]).await
     }
 
-    pub async fn connect_to(namespace: &str, origin: Option<&str>, base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
+    pub async fn connect_to(
+        namespace: &str,
+        origin: Option<&str>,
+        base_url: &str,
+        token: Option<&str>,
+        channels: &[&str],
+    ) -> Self {
         let mut command = Command::new("node");
         command.env("NAMESPACE", namespace);
         if let Some(origin) = origin {

@@ -66,7 +66,8 @@ impl<'a> Visitor<'a> {
     pub async fn upload(&self, bytes: Vec<u8>, file_name: &str, mime: &str) -> Reply {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(mime).expect("mime");
         let form = reqwest::multipart::Form::new().part("file", part);
-        let mut request = self.app.client.post(self.app.url(&self.path("attachments"))).header("origin", &self.origin).multipart(form);
+        let mut request =
+            self.app.client.post(self.app.url(&self.path("attachments"))).header("origin", &self.origin).multipart(form);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

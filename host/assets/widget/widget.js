@@ -326,7 +326,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   function connect() {
     let refused = 0;
     socket = io(`${HOST}/widget`, {
-      path: script.getAttribute("data-socket-path") || "/socket.io",
+      path: (channel && channel.socketPath) || script.getAttribute("data-socket-path") || "/socket.io",
       transports: ["websocket"],
       auth: (cb) => cb({ token }), // read on every (re)connect
     });
@@ -594,6 +594,12 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
         (r) => {
           if (e.dead) return; // reset() while it was on its way
           if (r.conversation) conversation = r.conversation;
+          // The first message made the visitor a customer: its token now names it.
+          if (r.visitorToken) {
+            token = r.visitorToken;
+            store("token", token);
+            scheduleRenewal(r.expiresAt);
+          }
           upsert(r.message, true);
         },
         (err) => {

@@ -46,11 +46,16 @@ pub struct VisitorClaims {
     pub sub: String,
     pub channel_id: Uuid,
     pub tenant_id: Uuid,
-    pub customer_id: Uuid,
+    /// The visitor's customer, once its first message made one (a page view makes none).
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+    /// The page the session was opened on.
+    #[serde(default)]
+    pub page_url: Option<String>,
     /// Signed in on the site, proven by the identifier's HMAC.
     pub verified: bool,
     pub iss: String,
@@ -64,9 +69,10 @@ pub struct Visitor {
     pub id: String,
     pub channel_id: Uuid,
     pub tenant_id: Uuid,
-    pub customer_id: Uuid,
+    pub customer_id: Option<Uuid>,
     pub name: Option<String>,
     pub email: Option<String>,
+    pub page_url: Option<String>,
     pub verified: bool,
 }
 
@@ -129,13 +135,15 @@ impl TokenService {
             customer_id: visitor.customer_id,
             name: visitor.name,
             email: visitor.email,
+            page_url: visitor.page_url,
             verified: visitor.verified,
             iss: ISSUER.to_owned(),
             aud: VISITOR_AUDIENCE.to_owned(),
             iat: now,
             exp,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.access.0).map_err(|_| TokenError::Invalid)?;
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.access.0).map_err(|_| TokenError::Invalid)?;
         Ok((token, chrono::DateTime::from_timestamp(exp, 0).unwrap_or_else(Utc::now)))
     }
 
@@ -281,9 +289,10 @@ mod tests {
             id: "v:1".into(),
             channel_id,
             tenant_id: Uuid::new_v4(),
-            customer_id: Uuid::new_v4(),
+            customer_id: None,
             name: None,
             email: None,
+            page_url: None,
             verified: false,
         }
     }

@@ -25,6 +25,17 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// `axum::extract::Multipart` whose rejections (not multipart, no boundary) are our JSON errors.
+pub struct ApiMultipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(axum::extract::Multipart::from_request(request, state).await?))
+    }
+}
+
 /// The authenticated caller: a valid access token whose user still exists. The user is read
 /// fresh on every request, so a removed user or a changed role takes effect at once.
 #[derive(Debug, Clone)]

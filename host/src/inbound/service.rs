@@ -6,9 +6,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::agents::AutoReply;
+use crate::channels::adapter::{Receipt, ReceiptStatus};
 use crate::realtime::Realtime;
 use crate::state::AppState;
-use crate::store::{Channel, Ingested, MessageDirection, NewInboundMessage, ReceiptUpdate, Store, StoreError};
+use crate::store::{Channel, Ingested, MessageDirection, MessageStatus, NewInboundMessage, ReceiptUpdate, Store, StoreError};
 
 /// The inbound pipeline after an adapter: the store's one transaction, then the events and the
 /// auto-reply hook. Cheap to clone; the bridges hold one.
@@ -55,6 +56,19 @@ impl Inbound {
             self.realtime.message_updated(channel.tenant_id, message).await;
         }
         Ok(moved.len())
+    }
+}
+
+/// An adapter's receipt as the store applies it.
+pub fn receipt_update(receipt: &Receipt) -> ReceiptUpdate<'_> {
+    ReceiptUpdate {
+        status: match receipt.status {
+            ReceiptStatus::Delivered => MessageStatus::Delivered,
+            ReceiptStatus::Read => MessageStatus::Read,
+        },
+        provider_message_ids: &receipt.provider_message_ids,
+        external_user_id: receipt.external_user_id.as_deref(),
+        up_to: receipt.up_to,
     }
 }
 

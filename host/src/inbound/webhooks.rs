@@ -15,13 +15,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::channels::ChannelAdapter;
-use crate::channels::adapter::{
-    Header, ReceiptStatus, ReceiveError, Routing, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse,
-};
+use crate::channels::adapter::{Header, ReceiveError, Routing, WebhookMode, WebhookOutcome, WebhookRequest, WebhookResponse};
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::ApiPath;
+use crate::inbound::service::receipt_update;
 use crate::state::AppState;
-use crate::store::{Channel, ChannelStatus, ChannelType, Ingested, MessageStatus, ReceiptUpdate};
+use crate::store::{Channel, ChannelStatus, ChannelType, Ingested};
 
 /// What a webhook delivery led to.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -247,16 +246,7 @@ async fn take_outcome(
         }
     }
     for delivered in &outcome.receipts {
-        let update = ReceiptUpdate {
-            status: match delivered.status {
-                ReceiptStatus::Delivered => MessageStatus::Delivered,
-                ReceiptStatus::Read => MessageStatus::Read,
-            },
-            provider_message_ids: &delivered.provider_message_ids,
-            external_user_id: delivered.external_user_id.as_deref(),
-            up_to: delivered.up_to,
-        };
-        receipt.receipts += state.inbound.apply_receipt(channel, &update).await?;
+        receipt.receipts += state.inbound.apply_receipt(channel, &receipt_update(delivered)).await?;
     }
     Ok(outcome.response)
 }

@@ -117,6 +117,12 @@ impl ChannelAdapter for WasmAdapter {
         }
     }
 
+    /// A web channel (visitor transport) registers nothing at a provider: it is checked and
+    /// connected as soon as it exists, so a bad config shows at once as ERROR with the reason.
+    async fn created(&self, channel: Channel) -> Result<Channel, ConnectError> {
+        if self.plugin.entry.visitor_transport { self.connect(&channel).await } else { Ok(channel) }
+    }
+
     /// CONNECTED when the plugin's `connect` passes (the provider accepted the credentials and,
     /// with a public URL, the webhook), else ERROR with its reason.
     async fn connect(&self, channel: &Channel) -> Result<Channel, ConnectError> {

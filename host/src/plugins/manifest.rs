@@ -112,7 +112,12 @@ impl Manifest {
                 // Messenger attachments are served from Facebook's CDN.
                 entry("facebook", ChannelType::FACEBOOK, &["graph.facebook.com", "*.fbcdn.net", "*.fbsbx.com", "*.facebook.com"]),
                 // The widget fetches nothing: its visitors come to the host.
-                PluginEntry { visitor_transport: true, memory_limit_mb: 16, time_limit_ms: 2000, ..entry("widget", ChannelType::WIDGET, &[]) },
+                PluginEntry {
+                    visitor_transport: true,
+                    memory_limit_mb: 16,
+                    time_limit_ms: 2000,
+                    ..entry("widget", ChannelType::WIDGET, &[])
+                },
             ],
         }
     }

@@ -95,6 +95,15 @@ impl Realtime {
         }
     }
 
+    /// A visitor's first message made it a customer: its sockets join the customer's room.
+    pub async fn visitor_became_customer(&self, channel_id: Uuid, visitor_id: &str, customer_id: Uuid) {
+        if let Some(ns) = self.io.of(visitors::NAMESPACE)
+            && let Err(err) = ns.within(visitors::pending_room(channel_id, visitor_id)).join(visitors::room(customer_id)).await
+        {
+            tracing::warn!(customer.id = %customer_id, error = %err, "visitor sockets could not join their customer's room");
+        }
+    }
+
     /// A visitor typing (or stopping), to the inbox.
     pub async fn visitor_typing(&self, conversation: &Conversation, typing: bool) {
         let payload = json!({"channelInstanceId": conversation.channel_instance_id, "conversationId": conversation.id,

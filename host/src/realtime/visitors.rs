@@ -18,6 +18,11 @@ pub fn room(customer_id: Uuid) -> String {
     format!("visitor:{customer_id}")
 }
 
+/// Where a visitor's sockets wait until its first message makes it a customer.
+pub fn pending_room(channel_id: Uuid, visitor_id: &str) -> String {
+    format!("pending:{channel_id}:{visitor_id}")
+}
+
 pub(super) async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<Value>,
@@ -30,8 +35,8 @@ pub(super) async fn authenticate(
         .verify_visitor(&token, None, std::time::Duration::ZERO)
         .map_err(|_| Refused("unauthorized: invalid or expired visitor token"))?;
     let channel = match deps.store.find_channel(claims.channel_id).await {
-        Ok(Some(channel)) if channel.tenant_id == claims.tenant_id => channel,
-        Ok(_) => return Err(Refused("unauthorized: the widget no longer exists")),
+        Ok(Some(channel)) if channel.tenant_id == claims.tenant_id && !crate::visitors::switched_off(&channel) => channel,
+        Ok(_) => return Err(Refused("unauthorized: the widget no longer exists or is switched off")),
         Err(err) => {
             tracing::error!(error = %err, "visitor socket handshake: store unavailable");
             return Err(Refused("service unavailable"));
@@ -45,5 +50,8 @@ pub(super) async fn authenticate(
 
 pub(super) async fn on_connect(socket: SocketRef, Extension(visitor): Extension<VisitorClaims>) {
     tracing::debug!(socket.id = %socket.id, channel.id = %visitor.channel_id, "visitor socket connected");
-    socket.join(room(visitor.customer_id));
+    match visitor.customer_id {
+        Some(customer_id) => socket.join(room(customer_id)),
+        None => socket.join(pending_room(visitor.channel_id, &visitor.sub)),
+    }
 }

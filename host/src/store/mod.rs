@@ -130,13 +130,31 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     /// Upserts the visitor as the channel's customer (a name given replaces the stored one;
     /// metadata keys are merged) in one transaction.
     async fn upsert_visitor(&self, tenant_id: Uuid, channel_id: Uuid, visitor: &VisitorProfile) -> StoreResult<Customer>;
+    /// A channel's customer by its provider (or visitor) id.
+    async fn find_customer_by_external_id(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        external_id: &str,
+    ) -> StoreResult<Option<Customer>>;
     async fn insert_visitor_upload(&self, upload: &NewVisitorUpload) -> StoreResult<VisitorUpload>;
-    /// A stored file and its content, by its token.
+    /// A stored file and its content, by its token (no tenant: the token is the address).
     async fn visitor_upload_content(&self, token: &str) -> StoreResult<Option<(VisitorUpload, Vec<u8>)>>;
     /// The uploads among `ids` that `visitor_id` made on the channel (others are left out).
-    async fn visitor_uploads(&self, channel_id: Uuid, visitor_id: &str, ids: &[Uuid]) -> StoreResult<Vec<VisitorUpload>>;
+    async fn visitor_uploads(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        visitor_id: &str,
+        ids: &[Uuid],
+    ) -> StoreResult<Vec<VisitorUpload>>;
     /// The message a provider id names on a channel (what a redelivery was a duplicate of).
-    async fn find_message_by_provider_id(&self, channel_id: Uuid, provider_message_id: &str) -> StoreResult<Option<Message>>;
+    async fn find_message_by_provider_id(
+        &self,
+        tenant_id: Uuid,
+        channel_id: Uuid,
+        provider_message_id: &str,
+    ) -> StoreResult<Option<Message>>;
 
     /// A provider's delivery or read receipt: moves the channel's OUTBOUND messages it covers to
     /// `receipt.status`, never backwards, and returns those that moved.

@@ -541,15 +541,15 @@ macro_rules! impl_store {
                 Ok(row.map(|row| (row.upload, row.body)))
             }
 
-            async fn visitor_uploads(&self, channel_id: Uuid, visitor_id: &str, ids: &[Uuid]) -> StoreResult<Vec<VisitorUpload>> {
+            async fn visitor_uploads(&self, tenant_id: Uuid, channel_id: Uuid, visitor_id: &str, ids: &[Uuid]) -> StoreResult<Vec<VisitorUpload>> {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut query = sqlx::QueryBuilder::new(
                     "SELECT id, tenant_id, channel_instance_id, visitor_id, token, content_type, file_name, size, created_at
-                     FROM visitor_uploads WHERE channel_instance_id = ",
+                     FROM visitor_uploads WHERE tenant_id = ",
                 );
-                query.push_bind(channel_id).push(" AND visitor_id = ").push_bind(visitor_id).push(" AND id IN (");
+                query.push_bind(tenant_id).push(" AND channel_instance_id = ").push_bind(channel_id).push(" AND visitor_id = ").push_bind(visitor_id).push(" AND id IN (");
                 let mut ids_list = query.separated(", ");
                 for id in ids {
                     ids_list.push_bind(*id);
@@ -558,12 +558,34 @@ macro_rules! impl_store {
                 Ok(query.build_query_as().fetch_all(&self.pool).await?)
             }
 
-            async fn find_message_by_provider_id(&self, channel_id: Uuid, provider_message_id: &str) -> StoreResult<Option<Message>> {
-                Ok(sqlx::query_as("SELECT * FROM messages WHERE channel_instance_id = $1 AND provider_message_id = $2")
+            async fn find_customer_by_external_id(
+                &self,
+                tenant_id: Uuid,
+                channel_id: Uuid,
+                external_id: &str,
+            ) -> StoreResult<Option<Customer>> {
+                Ok(sqlx::query_as("SELECT * FROM customers WHERE tenant_id = $1 AND channel_instance_id = $2 AND external_id = $3")
+                    .bind(tenant_id)
                     .bind(channel_id)
-                    .bind(provider_message_id)
+                    .bind(external_id)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn find_message_by_provider_id(
+                &self,
+                tenant_id: Uuid,
+                channel_id: Uuid,
+                provider_message_id: &str,
+            ) -> StoreResult<Option<Message>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM messages WHERE tenant_id = $1 AND channel_instance_id = $2 AND provider_message_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(channel_id)
+                .bind(provider_message_id)
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             async fn enqueue_outbound(&self, new: &NewOutboundMessage) -> StoreResult<Enqueued> {

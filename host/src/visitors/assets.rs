@@ -82,5 +82,6 @@ pub async fn demo(Query(params): Query<DemoParams>) -> Response {
 }
 
 pub async fn demo_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], DEMO_CSS).into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], DEMO_CSS)
+        .into_response()
 }

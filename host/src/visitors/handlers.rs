@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, Multipart, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -17,18 +17,21 @@ use uuid::Uuid;
 
 use super::{VisitorAuth, VisitorChannel, limited, view};
 use crate::auth::tokens::{VISITOR_RESUME_WINDOW, Visitor, VisitorClaims};
-use crate::channels::adapter::{Header, ReceiptStatus, ReceiveError, WebhookOutcome, WebhookRequest};
+use crate::channels::adapter::{Header, ReceiveError, WebhookOutcome, WebhookRequest};
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery};
 use crate::http::pagination::{self, PageParams};
+use crate::inbound::service::receipt_update;
 use crate::state::AppState;
 use crate::store::{
-    ChannelStatus, Conversation, ConversationQuery, Customer, Ingested, Message, MessageDirection, MessageStatus, NewVisitorUpload,
-    PageQuery, ReceiptUpdate, VisitorProfile,
+    Channel, Conversation, ConversationQuery, ConversationStatus, Customer, Ingested, Message, MessageDirection, MessageStatus,
+    NewVisitorUpload, PageQuery, ReceiptUpdate, VisitorProfile,
 };
 
 /// History pages a visitor reads.
 const HISTORY_PAGE: i64 = 50;
+/// The most uploads one message may name (the adapter may allow fewer).
+const MAX_ATTACHMENT_REFS: usize = 10;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -76,23 +79,77 @@ pub async fn session(
 ) -> ApiResult<Json<Value>> {
     limited(&state.visitor_limits.sessions, &web.client, "sessions from this address")?;
     let channel = &web.channel;
-    // A token that no longer verifies (another channel's, a rotated key) starts a new visitor.
+    // A token that no longer verifies (another channel's, a rotated key) starts a new visitor. An
+    // anonymous visitor resumes for 30 days past its token's expiry; a verified one only while
+    // its token is valid (after that the page proves the identity again with setUser).
     let previous = req
         .visitor_token
         .as_deref()
-        .and_then(|token| state.tokens.verify_visitor(token, Some(channel.id), VISITOR_RESUME_WINDOW).ok());
+        .and_then(|token| state.tokens.verify_visitor(token, Some(channel.id), VISITOR_RESUME_WINDOW).ok())
+        .filter(|claims| !claims.verified || claims.exp >= Utc::now().timestamp());
     let vouched = match &previous {
-        Some(claims) => json!({"id": claims.sub, "name": claims.name, "email": claims.email, "verified": claims.verified}),
+        Some(claims) => vouched(claims),
         None => json!({"id": format!("v:{}", Uuid::new_v4().simple()), "verified": false}),
     };
     let body = json!({"name": req.name, "email": req.email, "identifier": req.identifier,
         "identifierHash": req.identifier_hash, "pageUrl": req.page_url});
     let outcome = ask(&web, "sessions", &vouched, &headers, body).await?;
-    let answer: SessionAnswer = outcome
+    let mut answer: SessionAnswer = outcome
         .response
         .and_then(|r| serde_json::from_slice(&r.body).ok())
         .ok_or_else(|| adapter_failed("the channel adapter gave no session answer"))?;
+    if answer.page_url.is_none() {
+        answer.page_url = previous.as_ref().and_then(|claims| claims.page_url.clone());
+    }
 
+    // A page view makes no customer: the first message does. A known visitor's profile is
+    // brought up to date.
+    let known = state.store.find_customer_by_external_id(channel.tenant_id, channel.id, &answer.external_user_id).await?;
+    let customer = match known {
+        Some(_) if answer.name.is_some() || !profile_metadata(&answer).is_empty() => {
+            let profile = VisitorProfile {
+                external_id: answer.external_user_id.clone(),
+                name: answer.name.clone(),
+                metadata: profile_metadata(&answer),
+            };
+            Some(state.store.upsert_visitor(channel.tenant_id, channel.id, &profile).await?)
+        }
+        known => known,
+    };
+    let conversation = match &customer {
+        Some(customer) => latest_conversation(&state, customer).await?,
+        None => None,
+    };
+    let (messages, next_cursor) = match &conversation {
+        Some(conversation) => history(&state, conversation, PageQuery { after: None, limit: HISTORY_PAGE }).await?,
+        None => (Vec::new(), None),
+    };
+    let unread = messages
+        .iter()
+        .filter(|m| {
+            m.direction == MessageDirection::Outbound && matches!(m.status, MessageStatus::Sent | MessageStatus::Delivered)
+        })
+        .count();
+    let (token, expires_at) = issue(&state, channel, &answer, customer.as_ref().map(|c| c.id))?;
+    let mut settings = answer.settings;
+    settings.insert("id".into(), json!(channel.id));
+    settings.insert("online".into(), json!(state.realtime.tenant_online(channel.tenant_id)));
+    settings.insert("socketPath".into(), json!(state.config.socket_path));
+    Ok(Json(json!({
+        "visitorToken": token,
+        "expiresAt": expires_at,
+        "visitor": {"id": answer.external_user_id, "customerId": customer.as_ref().map(|c| c.id), "name": answer.name,
+            "email": answer.email, "verified": answer.verified},
+        "channel": settings,
+        "conversation": conversation.as_ref().map(view::conversation),
+        "messages": messages.iter().map(view::message).collect::<Vec<_>>(),
+        "nextCursor": next_cursor,
+        "unreadCount": unread,
+    })))
+}
+
+/// What the customer's metadata keeps of a session: e-mail, identifier, the page, verified.
+fn profile_metadata(answer: &SessionAnswer) -> Map<String, Value> {
     let mut metadata = Map::new();
     for (key, value) in [("email", &answer.email), ("identifier", &answer.identifier), ("pageUrl", &answer.page_url)] {
         if let Some(value) = value {
@@ -102,47 +159,28 @@ pub async fn session(
     if answer.verified {
         metadata.insert("verified".into(), Value::Bool(true));
     }
-    let profile = VisitorProfile { external_id: answer.external_user_id.clone(), name: answer.name.clone(), metadata };
-    let customer = state.store.upsert_visitor(channel.tenant_id, channel.id, &profile).await?;
-    if channel.status == ChannelStatus::Disconnected && channel.status_reason.is_none() {
-        state.status.set(channel.tenant_id, channel.id, ChannelStatus::Connected, None).await;
-    }
+    metadata
+}
 
-    let conversation = latest_conversation(&state, &customer).await?;
-    let (messages, next_cursor) = match &conversation {
-        Some(conversation) => history(&state, conversation, PageQuery { after: None, limit: HISTORY_PAGE }).await?,
-        None => (Vec::new(), None),
-    };
-    let unread = messages
-        .iter()
-        .filter(|m| m.direction == MessageDirection::Outbound && matches!(m.status, MessageStatus::Sent | MessageStatus::Delivered))
-        .count();
-    let (token, expires_at) = state
+fn issue(
+    state: &AppState,
+    channel: &Channel,
+    answer: &SessionAnswer,
+    customer_id: Option<Uuid>,
+) -> ApiResult<(String, chrono::DateTime<Utc>)> {
+    state
         .tokens
         .issue_visitor(Visitor {
             id: answer.external_user_id.clone(),
             channel_id: channel.id,
             tenant_id: channel.tenant_id,
-            customer_id: customer.id,
+            customer_id,
             name: answer.name.clone(),
             email: answer.email.clone(),
+            page_url: answer.page_url.clone(),
             verified: answer.verified,
         })
-        .map_err(|_| ApiError::internal("cannot issue a visitor token"))?;
-    let mut settings = answer.settings;
-    settings.insert("id".into(), json!(channel.id));
-    settings.insert("online".into(), json!(state.realtime.tenant_online(channel.tenant_id)));
-    Ok(Json(json!({
-        "visitorToken": token,
-        "expiresAt": expires_at,
-        "visitor": {"id": answer.external_user_id, "customerId": customer.id, "name": answer.name, "email": answer.email,
-            "verified": answer.verified},
-        "channel": settings,
-        "conversation": conversation.as_ref().map(view::conversation),
-        "messages": messages.iter().map(view::message).collect::<Vec<_>>(),
-        "nextCursor": next_cursor,
-        "unreadCount": unread,
-    })))
+        .map_err(|_| ApiError::internal("cannot issue a visitor token"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,8 +198,11 @@ pub async fn messages(
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
     let page = PageParams { limit: Some(HISTORY_PAGE), cursor: params.cursor }.to_query()?;
-    let customer = visitor_customer(&state, &visitor).await?;
-    let (messages, next_cursor) = match latest_conversation(&state, &customer).await? {
+    let conversation = match visitor_customer(&state, &visitor).await? {
+        Some(customer) => latest_conversation(&state, &customer).await?,
+        None => None,
+    };
+    let (messages, next_cursor) = match conversation {
         Some(conversation) => history(&state, &conversation, page).await?,
         None => (Vec::new(), None),
     };
@@ -199,16 +240,29 @@ pub async fn post_message(
     headers: HeaderMap,
     ApiJson(req): ApiJson<PostMessage>,
 ) -> ApiResult<Response> {
-    limited(&state.visitor_limits.messages, &visitor.sub, "messages")?;
-    let ids: Vec<Uuid> = req.attachments.iter().map(|a| a.upload_id).collect();
-    let uploads = state.store.visitor_uploads(web.channel.id, &visitor.sub, &ids).await?;
+    limited(&state.visitor_limits.messages, &rate_key(&visitor), "messages")?;
+    let mut ids: Vec<Uuid> = req.attachments.iter().map(|a| a.upload_id).collect();
+    ids.dedup();
+    if ids.len() > MAX_ATTACHMENT_REFS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_attachments",
+            format!("at most {MAX_ATTACHMENT_REFS} attachments per message"),
+        ));
+    }
+    let channel = &web.channel;
+    let uploads = state.store.visitor_uploads(channel.tenant_id, channel.id, &visitor.sub, &ids).await?;
     let attachments = ids
         .iter()
         .map(|id| {
             let upload = uploads.iter().find(|u| u.id == *id).ok_or_else(|| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_upload", format!("attachment {id} is not a file you uploaded here"))
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_upload",
+                    format!("attachment {id} is not a file you uploaded here"),
+                )
             })?;
-            Ok(json!({"id": upload.id, "url": upload_url(&state, &headers, web.channel.id, &upload.token),
+            Ok(json!({"id": upload.id, "url": upload_url(&state, channel.id, &upload.token),
                 "mimeType": upload.content_type, "fileName": upload.file_name, "size": upload.size}))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -219,12 +273,24 @@ pub async fn post_message(
     };
     let provider_id = message.provider_message_id.clone();
     match state.inbound.handle(message).await? {
-        Ingested::Stored { message, conversation, .. } => {
-            Ok((StatusCode::CREATED, Json(message_answer(&message, &conversation))).into_response())
+        Ingested::Stored { message, conversation, customer, .. } => {
+            let mut answer = message_answer(&message, &conversation);
+            if visitor.customer_id.is_none() {
+                // The first message made the visitor a customer: its profile, its sockets, and a
+                // token that names it.
+                became_customer(&state, &visitor, &customer).await?;
+                let (token, expires_at) = state
+                    .tokens
+                    .issue_visitor(Visitor { customer_id: Some(customer.id), ..visitor_of(&visitor) })
+                    .map_err(|_| ApiError::internal("cannot issue a visitor token"))?;
+                answer["visitorToken"] = json!(token);
+                answer["expiresAt"] = json!(expires_at);
+            }
+            Ok((StatusCode::CREATED, Json(answer)).into_response())
         }
         Ingested::Duplicate => {
             let stored = match provider_id {
-                Some(id) => state.store.find_message_by_provider_id(web.channel.id, &id).await?,
+                Some(id) => state.store.find_message_by_provider_id(channel.tenant_id, channel.id, &id).await?,
                 None => None,
             };
             let stored = stored.ok_or_else(|| ApiError::conflict("this clientMessageId was used for another message"))?;
@@ -236,6 +302,47 @@ pub async fn post_message(
             Ok((StatusCode::OK, Json(message_answer(&stored, &conversation))).into_response())
         }
     }
+}
+
+/// What a session knew of the visitor goes into its new customer (the ingest stored the name),
+/// and its sockets move to the customer's room.
+async fn became_customer(state: &AppState, visitor: &VisitorClaims, customer: &Customer) -> ApiResult<()> {
+    let mut metadata = Map::new();
+    for (key, value) in [("email", &visitor.email), ("pageUrl", &visitor.page_url)] {
+        if let Some(value) = value {
+            metadata.insert(key.into(), Value::String(value.clone()));
+        }
+    }
+    if visitor.verified {
+        metadata.insert("verified".into(), Value::Bool(true));
+        if let Some(identifier) = visitor.sub.strip_prefix("id:") {
+            metadata.insert("identifier".into(), Value::String(identifier.to_owned()));
+        }
+    }
+    if !metadata.is_empty() {
+        let profile = VisitorProfile { external_id: visitor.sub.clone(), name: None, metadata };
+        state.store.upsert_visitor(customer.tenant_id, customer.channel_instance_id, &profile).await?;
+    }
+    state.realtime.visitor_became_customer(visitor.channel_id, &visitor.sub, customer.id).await;
+    Ok(())
+}
+
+fn visitor_of(claims: &VisitorClaims) -> Visitor {
+    Visitor {
+        id: claims.sub.clone(),
+        channel_id: claims.channel_id,
+        tenant_id: claims.tenant_id,
+        customer_id: claims.customer_id,
+        name: claims.name.clone(),
+        email: claims.email.clone(),
+        page_url: claims.page_url.clone(),
+        verified: claims.verified,
+    }
+}
+
+/// Per-visitor limits are per channel: `id:42` on one tenant's widget is not `id:42` on another's.
+fn rate_key(visitor: &VisitorClaims) -> String {
+    format!("{}:{}", visitor.channel_id, visitor.sub)
 }
 
 fn message_answer(message: &Message, conversation: &Conversation) -> Value {
@@ -290,22 +397,31 @@ pub async fn upload(
     State(state): State<AppState>,
     Extension(web): Extension<VisitorChannel>,
     VisitorAuth(visitor): VisitorAuth,
-    headers: HeaderMap,
-    mut form: Multipart,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    limited(&state.visitor_limits.messages, &visitor.sub, "uploads")?;
+    limited(&state.visitor_limits.uploads, &web.client, "uploads from this address")?;
+    limited(&state.visitor_limits.messages, &rate_key(&visitor), "uploads")?;
     let max = state.config.visitors.max_upload_bytes;
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", format!("files up to {} MB", max / (1024 * 1024)));
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", format!("files up to {} MB", max / (1024 * 1024)));
     let malformed = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request(format!("malformed upload: {e}")) }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("malformed upload: {e}"))
+        }
     };
     while let Some(mut field) = form.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
             continue;
         }
-        let file_name = field.file_name().map(|n| sanitize_file_name(n)).filter(|n| !n.is_empty());
+        let file_name = field.file_name().map(sanitize_file_name).filter(|n| !n.is_empty());
         let content_type = upload_type(field.content_type(), file_name.as_deref()).ok_or_else(|| {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_file_type", "images, PDF, text, audio, video, office documents and zip files only")
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_file_type",
+                "images, PDF, text, audio, video, office documents and zip files only",
+            )
         })?;
         let mut body = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
@@ -330,13 +446,10 @@ pub async fn upload(
             })
             .await?;
         tracing::debug!(upload.id = %upload.id, size = upload.size, "visitor upload stored");
-        let kind = match content_type.split('/').next() {
-            Some(kind @ ("image" | "video" | "audio")) => kind,
-            _ => "document",
-        };
+        let kind = content_type.split('/').next().filter(|k| matches!(*k, "image" | "video" | "audio")).unwrap_or("document");
         return Ok((
             StatusCode::CREATED,
-            Json(json!({"id": upload.id, "url": upload_url(&state, &headers, web.channel.id, &upload.token), "kind": kind,
+            Json(json!({"id": upload.id, "url": upload_url(&state, web.channel.id, &upload.token), "kind": kind,
                 "mimeType": upload.content_type, "fileName": upload.file_name, "size": upload.size})),
         ));
     }
@@ -348,20 +461,11 @@ fn sanitize_file_name(name: &str) -> String {
     base.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '\\')).take(200).collect::<String>().trim().to_owned()
 }
 
-/// Where an upload is served: `OMNICHAT_PUBLIC_URL`, else the host the request came to.
-fn upload_url(state: &AppState, headers: &HeaderMap, channel_id: Uuid, token: &str) -> String {
-    let base = match state.config.public_url.as_deref() {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .filter(|p| state.config.visitors.trust_forwarded_for && matches!(*p, "http" | "https"))
-                .unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
-    };
+/// Where an upload is served: under `OMNICHAT_PUBLIC_URL`, else relative to this host (never
+/// a host the request named: a visitor's `Host` header must not pick where agents' inboxes load
+/// images from).
+fn upload_url(state: &AppState, channel_id: Uuid, token: &str) -> String {
+    let base = state.config.public_url.as_deref().map(|url| url.trim_end_matches('/')).unwrap_or_default();
     format!("{base}/api/widget/{channel_id}/attachments/{token}")
 }
 
@@ -371,7 +475,10 @@ fn upload_url(state: &AppState, headers: &HeaderMap, channel_id: Uuid, token: &s
 #[utoipa::path(get, path = "/api/widget/{channelInstanceId}/attachments/{token}", tag = "widget",
     params(("channelInstanceId" = Uuid, Path), ("token" = String, Path)),
     responses((status = 200, description = "the file"), (status = 404, body = ApiErrorBody)))]
-pub async fn download(State(state): State<AppState>, ApiPath((channel_id, token)): ApiPath<(Uuid, String)>) -> ApiResult<Response> {
+pub async fn download(
+    State(state): State<AppState>,
+    ApiPath((channel_id, token)): ApiPath<(Uuid, String)>,
+) -> ApiResult<Response> {
     let (upload, body) = state
         .store
         .visitor_upload_content(&token)
@@ -416,10 +523,9 @@ pub async fn typing(
     VisitorAuth(visitor): VisitorAuth,
     ApiJson(req): ApiJson<Typing>,
 ) -> ApiResult<StatusCode> {
-    limited(&state.visitor_limits.typing, &visitor.sub, "typing signals")?;
-    let customer = visitor_customer(&state, &visitor).await?;
-    if let Some(conversation) = latest_conversation(&state, &customer).await?.filter(|c| c.status != crate::store::ConversationStatus::Closed)
-    {
+    limited(&state.visitor_limits.typing, &rate_key(&visitor), "typing signals")?;
+    let Some(customer) = visitor_customer(&state, &visitor).await? else { return Ok(StatusCode::NO_CONTENT) };
+    if let Some(conversation) = latest_conversation(&state, &customer).await?.filter(|c| c.status != ConversationStatus::Closed) {
         state.realtime.visitor_typing(&conversation, req.typing).await;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -437,17 +543,12 @@ pub async fn read(
     let outcome = ask(&web, "read", &vouched(&visitor), &headers, json!({})).await?;
     let mut read = 0;
     for receipt in &outcome.receipts {
-        let update = ReceiptUpdate {
-            status: match receipt.status {
-                ReceiptStatus::Delivered => MessageStatus::Delivered,
-                ReceiptStatus::Read => MessageStatus::Read,
-            },
-            provider_message_ids: &receipt.provider_message_ids,
-            // A receipt speaks for the visitor whose token came with it, whatever it names.
-            external_user_id: Some(&visitor.sub),
-            up_to: receipt.up_to,
-        };
-        read += state.inbound.apply_receipt(&web.channel, &update).await?;
+        // A receipt speaks for the visitor whose token came with it, whatever it names: only
+        // its own replies, up to a time, never replies picked by id.
+        let update = ReceiptUpdate { provider_message_ids: &[], external_user_id: Some(&visitor.sub), ..receipt_update(receipt) };
+        if update.up_to.is_some() {
+            read += state.inbound.apply_receipt(&web.channel, &update).await?;
+        }
     }
     Ok(Json(json!({"read": read})))
 }
@@ -502,13 +603,13 @@ fn adapter_failed(why: &str) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "adapter_failed", "the widget is unavailable; try again shortly")
 }
 
-async fn visitor_customer(state: &AppState, visitor: &VisitorClaims) -> ApiResult<Customer> {
-    state
-        .store
-        .get_customer(visitor.tenant_id, visitor.customer_id)
-        .await?
-        .filter(|c| c.channel_instance_id == visitor.channel_id && c.external_id == visitor.sub)
-        .ok_or_else(|| ApiError::unauthorized("this visitor no longer exists: open a new session"))
+/// The visitor's customer, if its first message made one yet.
+async fn visitor_customer(state: &AppState, visitor: &VisitorClaims) -> ApiResult<Option<Customer>> {
+    let customer = match visitor.customer_id {
+        Some(id) => state.store.get_customer(visitor.tenant_id, id).await?,
+        None => state.store.find_customer_by_external_id(visitor.tenant_id, visitor.channel_id, &visitor.sub).await?,
+    };
+    Ok(customer.filter(|c| c.channel_instance_id == visitor.channel_id && c.external_id == visitor.sub))
 }
 
 /// The visitor's latest conversation, open or not: its history is what the widget shows.

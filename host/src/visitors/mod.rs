@@ -50,6 +50,8 @@ pub struct VisitorLimits {
     pub sessions: RateLimit,
     /// Every visitor request, per address.
     pub requests: RateLimit,
+    /// Uploads, per address (each may be megabytes).
+    pub uploads: RateLimit,
 }
 
 impl VisitorLimits {
@@ -59,6 +61,7 @@ impl VisitorLimits {
             typing: RateLimit::per_minute(60, 10),
             sessions: RateLimit::per_minute(config.sessions_per_minute, config.sessions_per_minute.div_ceil(3).max(3)),
             requests: RateLimit::per_minute(config.requests_per_minute, config.requests_per_minute.div_ceil(6).max(10)),
+            uploads: RateLimit::per_minute(config.messages_per_minute.div_ceil(2), 10),
         }
     }
 }
@@ -89,8 +92,10 @@ impl FromRequestParts<AppState> for VisitorAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let channel = parts.extensions.get::<VisitorChannel>().ok_or_else(|| ApiError::internal("visitor route without its guard"))?;
-        let token = bearer_token(parts).ok_or_else(|| ApiError::unauthorized("a visitor token is required (Authorization: Bearer)"))?;
+        let channel =
+            parts.extensions.get::<VisitorChannel>().ok_or_else(|| ApiError::internal("visitor route without its guard"))?;
+        let token =
+            bearer_token(parts).ok_or_else(|| ApiError::unauthorized("a visitor token is required (Authorization: Bearer)"))?;
         let claims = state
             .tokens
             .verify_visitor(token, Some(channel.channel.id), Duration::ZERO)
@@ -104,8 +109,12 @@ impl FromRequestParts<AppState> for VisitorAuth {
 /// and lets the browser read the answer (`Access-Control-Allow-Origin`). Uploaded files are the
 /// exception: images load in `<img>`, without an origin, and their unguessable token is the check.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let client = client_address(&request, state.config.visitors.trust_forwarded_for);
     if request.method() == Method::GET && request.uri().path().split('/').nth(4) == Some("attachments") {
-        return next.run(request).await;
+        return match limited(&state.visitor_limits.requests, &client, "requests from this address") {
+            Ok(()) => next.run(request).await,
+            Err(err) => err.into_response(),
+        };
     }
     let requested_origin = request.headers().get(header::ORIGIN).cloned();
     if request.method() == Method::OPTIONS {
@@ -113,7 +122,6 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         // which the widget can tell from a network failure.
         return with_cors(StatusCode::NO_CONTENT.into_response(), requested_origin.as_ref(), true);
     }
-    let client = client_address(&request, state.config.visitors.trust_forwarded_for);
     let resolved = resolve(&state, request.uri().path(), request.headers(), &client).await;
     let response = match resolved {
         Ok(channel) => {
@@ -138,19 +146,25 @@ async fn resolve(state: &AppState, path: &str, headers: &HeaderMap, client: &str
         .get(&channel.channel_type)
         .filter(|a| a.info().webhook.as_ref().is_some_and(|w| w.mode == WebhookMode::Visitor))
         .ok_or_else(|| ApiError::not_found("widget"))?;
-    let switched_off = channel.status == ChannelStatus::Error
-        || (channel.status == ChannelStatus::Disconnected && channel.status_reason.is_some());
-    if switched_off {
+    if switched_off(&channel) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "widget_unavailable", "this widget is switched off"));
     }
-    let origin = origin::permitted(headers, &channel.config.0, state.config.public_url.as_deref()).map_err(|refusal| match refusal {
-        origin::OriginRefusal::Missing => ApiError::new(StatusCode::FORBIDDEN, "origin_required", "visitor requests come from a web page (Origin)"),
-        origin::OriginRefusal::NotAllowed(origin) => {
-            tracing::info!(channel.id = %channel.id, origin, "visitor request from an origin the widget does not allow");
-            ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", "this site may not use this widget (allowedOrigins)")
-        }
-    })?;
+    let origin =
+        origin::permitted(headers, &channel.config.0, state.config.public_url.as_deref()).map_err(|refusal| match refusal {
+            origin::OriginRefusal::Missing => {
+                ApiError::new(StatusCode::FORBIDDEN, "origin_required", "visitor requests come from a web page (Origin)")
+            }
+            origin::OriginRefusal::NotAllowed(origin) => {
+                tracing::info!(channel.id = %channel.id, origin, "visitor request from an origin the widget does not allow");
+                ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", "this site may not use this widget (allowedOrigins)")
+            }
+        })?;
     Ok(VisitorChannel { channel, adapter, origin, client: client.to_owned() })
+}
+
+/// A web channel in ERROR (its config refused) or disconnected on purpose serves no visitor.
+pub fn switched_off(channel: &Channel) -> bool {
+    channel.status == ChannelStatus::Error || (channel.status == ChannelStatus::Disconnected && channel.status_reason.is_some())
 }
 
 fn with_cors(mut response: Response, origin: Option<&HeaderValue>, preflight: bool) -> Response {
@@ -168,8 +182,17 @@ fn with_cors(mut response: Response, origin: Option<&HeaderValue>, preflight: bo
     response
 }
 
-/// The peer's address, or the last `X-Forwarded-For` hop when a trusted proxy sets it.
+/// The peer's address, or the last `X-Forwarded-For` hop when a trusted proxy sets it. An IPv6
+/// client is its /64: one host holds a whole /64 to pick addresses from.
 fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
+    let key = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
     if trust_forwarded_for
         && let Some(hop) = request
             .headers()
@@ -178,13 +201,13 @@ fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .last()
+            .next_back()
     {
-        return hop.to_string();
+        return key(hop);
     }
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| key(addr.ip()))
         .unwrap_or_else(|| "unknown".into())
 }

@@ -25,7 +25,8 @@ pub fn matches(origin: &str, allowed: &[String]) -> bool {
             return true;
         }
         let Some((p_scheme, p_authority)) = pattern.split_once("://") else { return false };
-        let Some(suffix) = p_authority.strip_prefix("*.") else { return false };
+        // `*.example.com`; never `*.com` (every site).
+        let Some(suffix) = p_authority.strip_prefix("*.").filter(|suffix| suffix.contains('.')) else { return false };
         // `*.example.com` is any subdomain, never `example.com` itself nor `badexample.com`.
         p_scheme == scheme
             && authority.len() > suffix.len() + 1
@@ -78,6 +79,10 @@ mod tests {
         assert!(!matches("https://example.org", &allowed), "the wildcard is for subdomains");
         assert!(!matches("https://badexample.org", &allowed));
         assert!(!matches("https://a.example.org:8443", &allowed), "another port");
+        assert!(
+            !matches("https://evil.com", &allowed_origins(&json!({"allowedOrigins": ["https://*.com"]}))),
+            "a wildcard over a TLD"
+        );
     }
 
     #[test]

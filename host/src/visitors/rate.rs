@@ -7,14 +7,23 @@ use std::time::{Duration, Instant};
 
 /// Buckets untouched this long are full again and can be forgotten.
 const IDLE: Duration = Duration::from_secs(120);
-/// Past this many keys, idle ones are swept on the next insert.
+/// Past this many keys, idle ones are swept (at most once per `SWEEP_EVERY`).
 const SWEEP_AT: usize = 50_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// The most keys kept: past it a new key waits (a flood of fresh addresses cannot grow memory).
+const MAX_KEYS: usize = 200_000;
 
 pub struct RateLimit {
     /// Tokens per second.
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    state: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    swept: Option<Instant>,
 }
 
 struct Bucket {
@@ -25,17 +34,23 @@ struct Bucket {
 impl RateLimit {
     /// `per_minute` requests a minute on average, up to `burst` at once.
     pub fn per_minute(per_minute: u32, burst: u32) -> Self {
-        Self { rate: f64::from(per_minute.max(1)) / 60.0, burst: f64::from(burst.max(1)), buckets: Mutex::default() }
+        Self { rate: f64::from(per_minute.max(1)) / 60.0, burst: f64::from(burst.max(1)), state: Mutex::default() }
     }
 
     /// Takes one token for `key`; `Err(retry_after)` when none is left.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= SWEEP_AT && !buckets.contains_key(key) {
-            buckets.retain(|_, b| now.duration_since(b.at) < IDLE);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.by_key.contains_key(key) && state.by_key.len() >= SWEEP_AT {
+            if state.swept.is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY) {
+                state.by_key.retain(|_, b| now.duration_since(b.at) < IDLE);
+                state.swept = Some(now);
+            }
+            if state.by_key.len() >= MAX_KEYS {
+                return Err(SWEEP_EVERY);
+            }
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
+        let bucket = state.by_key.entry(key.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {

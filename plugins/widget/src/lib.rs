@@ -47,12 +47,22 @@ impl describe::Guest for Widget {
                     false,
                     false,
                 ),
-                field("identitySecret", "Key of the identifierHash HMAC-SHA256 your server computes for signed-in visitors", false, true),
+                field(
+                    "identitySecret",
+                    "Key of the identifierHash HMAC-SHA256 your server computes for signed-in visitors",
+                    false,
+                    true,
+                ),
                 field("identityRequired", "true: only visitors with a verified identifier may chat", false, false),
                 field("title", "The widget's header", false, false),
                 field("greeting", "The first line visitors see", false, false),
                 field("color", "The widget's color, #rgb or #rrggbb", false, false),
-                field("preChatForm", "{\"name\": \"off\"|\"optional\"|\"required\", \"email\": ...}: what to ask before the first message", false, false),
+                field(
+                    "preChatForm",
+                    "{\"name\": \"off\"|\"optional\"|\"required\", \"email\": ...}: what to ask before the first message",
+                    false,
+                    false,
+                ),
                 field("offlineMessage", "Shown when no agent is online", false, false),
             ],
             webhook: WebhookMode::PerChannel,
@@ -73,7 +83,8 @@ impl inbound::Guest for Widget {
         let mut outcome = WebhookOutcome { messages: Vec::new(), receipts: Vec::new(), response: None };
         match action {
             "sessions" => {
-                let answer = mapping::session(&request.body, &visitor, &settings, |data| host::hmac_sha256("identitySecret", data))?;
+                let answer =
+                    mapping::session(&request.body, &visitor, &settings, |data| host::hmac_sha256("identitySecret", data))?;
                 outcome.response = Some(WebhookResponse {
                     status: 200,
                     headers: vec![Header { name: "content-type".into(), value: "application/json".into() }],

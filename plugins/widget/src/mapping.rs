@@ -120,7 +120,9 @@ pub fn action<'a>(path: &'a str, channel_id: &str) -> Result<&'a str, VerifyErro
         .and_then(|rest| rest.strip_prefix(channel_id))
         .and_then(|rest| rest.strip_prefix('/'))
         .filter(|action| !action.is_empty() && !action.contains('/'))
-        .ok_or_else(|| VerifyError::BadRequest("widget channels take visitor requests only, under /api/widget/{channelInstanceId}/".into()))
+        .ok_or_else(|| {
+            VerifyError::BadRequest("widget channels take visitor requests only, under /api/widget/{channelInstanceId}/".into())
+        })
 }
 
 pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
@@ -128,7 +130,8 @@ pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
 }
 
 pub fn visitor(headers: &[Header]) -> Result<Visitor, VerifyError> {
-    let missing = || VerifyError::Unauthorized("the request carries no visitor (it did not come through the visitor transport)".into());
+    let missing =
+        || VerifyError::Unauthorized("the request carries no visitor (it did not come through the visitor transport)".into());
     let value: Value = serde_json::from_str(header(headers, VISITOR_HEADER).ok_or_else(missing)?).map_err(|_| missing())?;
     let text = |key: &str| value[key].as_str().map(str::to_owned);
     Ok(Visitor {
@@ -155,6 +158,10 @@ fn field(body: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Stri
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => {
             let text = text.trim();
+            // PostgreSQL cannot store U+0000; both databases answer the same: refused.
+            if text.contains('\0') {
+                return Err(VerifyError::BadRequest(format!("{key} contains a NUL character")));
+            }
             if text.chars().count() > max {
                 return Err(VerifyError::BadRequest(format!("{key} is longer than {max} characters")));
             }
@@ -166,7 +173,11 @@ fn field(body: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Stri
 
 fn plausible_email(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !email.chars().any(char::is_whitespace)
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
 }
 
 /// Opens or resumes a visitor's session. An `identifier` counts only with a matching
@@ -188,6 +199,9 @@ pub fn session(
     }
     let email = email.or_else(|| visitor.email.clone());
     let page_url = field(&body, "pageUrl", MAX_URL_CHARS)?;
+    if page_url.as_deref().is_some_and(|url| !(url.starts_with("https://") || url.starts_with("http://"))) {
+        return Err(VerifyError::BadRequest("pageUrl must be an http(s) URL".into()));
+    }
     let identifier = field(&body, "identifier", MAX_IDENTIFIER_CHARS)?;
     let presented = field(&body, "identifierHash", 128)?;
 
@@ -198,8 +212,8 @@ pub fn session(
                     "identity_unverifiable: this widget has no identitySecret, so an identifier cannot be verified".into(),
                 ));
             }
-            let presented = presented
-                .ok_or_else(|| VerifyError::Unauthorized("identifierHash is required with identifier".into()))?;
+            let presented =
+                presented.ok_or_else(|| VerifyError::Unauthorized("identifierHash is required with identifier".into()))?;
             let expected = hmac(identifier.as_bytes())
                 .map_err(|why| VerifyError::Unauthorized(format!("cannot verify the identifier: {why}")))?;
             if !hex_matches(&presented, &expected) {
@@ -230,8 +244,7 @@ pub fn session(
 pub fn hex_matches(presented: &str, expected: &[u8]) -> bool {
     let presented = presented.trim().to_ascii_lowercase();
     let expected = to_hex(expected);
-    presented.len() == expected.len()
-        && presented.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    presented.len() == expected.len() && presented.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -241,10 +254,16 @@ fn to_hex(bytes: &[u8]) -> String {
 
 /// A visitor's message: text and attachments within the caps, the client's id (scoped to the
 /// visitor, so one visitor cannot shadow another's message) as the provider message id.
-pub fn message(raw: &[u8], visitor: &Visitor, settings: &Settings, received_at_ms: Option<i64>) -> Result<InboundMessage, VerifyError> {
+pub fn message(
+    raw: &[u8],
+    visitor: &Visitor,
+    settings: &Settings,
+    received_at_ms: Option<i64>,
+) -> Result<InboundMessage, VerifyError> {
     let body = body(raw)?;
-    let client_id = field(&body, "clientMessageId", MAX_CLIENT_ID_CHARS)?
-        .ok_or_else(|| VerifyError::BadRequest("clientMessageId is required (an id the widget makes, reused on retries)".into()))?;
+    let client_id = field(&body, "clientMessageId", MAX_CLIENT_ID_CHARS)?.ok_or_else(|| {
+        VerifyError::BadRequest("clientMessageId is required (an id the widget makes, reused on retries)".into())
+    })?;
     if !client_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(VerifyError::BadRequest("clientMessageId may hold letters, digits, '-' and '_' only".into()));
     }
@@ -252,13 +271,17 @@ pub fn message(raw: &[u8], visitor: &Visitor, settings: &Settings, received_at_m
     let attachments = match body.get("attachments") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) if items.len() <= MAX_ATTACHMENTS => items.iter().map(attachment).collect::<Result<_, _>>()?,
-        Some(Value::Array(_)) => return Err(VerifyError::BadRequest(format!("at most {MAX_ATTACHMENTS} attachments per message"))),
+        Some(Value::Array(_)) => {
+            return Err(VerifyError::BadRequest(format!("at most {MAX_ATTACHMENTS} attachments per message")));
+        }
         Some(_) => return Err(VerifyError::BadRequest("attachments must be a list".into())),
     };
     if text.is_none() && attachments.is_empty() {
         return Err(VerifyError::BadRequest("a message needs text or an attachment".into()));
     }
-    for (ask, present, what) in [(settings.ask_name, visitor.name.is_some(), "name"), (settings.ask_email, visitor.email.is_some(), "email")] {
+    for (ask, present, what) in
+        [(settings.ask_name, visitor.name.is_some(), "name"), (settings.ask_email, visitor.email.is_some(), "email")]
+    {
         if ask == Ask::Required && !present {
             return Err(VerifyError::BadRequest(format!("prechat_required: this widget asks for the visitor's {what} first")));
         }
@@ -276,9 +299,11 @@ pub fn message(raw: &[u8], visitor: &Visitor, settings: &Settings, received_at_m
     })
 }
 
-/// An uploaded file the host stored (`{kind, url, mimeType, fileName, size}`).
+/// An uploaded file the host stored (`{id, url, mimeType, fileName, size}`; the URL is absolute
+/// under the host's public URL, else relative to the host).
 fn attachment(item: &Value) -> Result<Attachment, VerifyError> {
-    let url = item["url"].as_str().filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let url =
+        item["url"].as_str().filter(|u| u.starts_with("https://") || u.starts_with("http://") || u.starts_with("/api/widget/"));
     let url = url.ok_or_else(|| VerifyError::BadRequest("an attachment must be a file uploaded to this widget".into()))?;
     let mime = item["mimeType"].as_str().map(str::to_owned);
     let kind = kind_of(mime.as_deref().unwrap_or_default());
@@ -336,19 +361,17 @@ pub fn check_reply(message: &OutboundMessage) -> Result<(), SendError> {
 /// `Origin`, and a color the widget can use.
 pub fn check_config(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|_| "the configuration is not a JSON object".to_owned())?;
-    match &config["allowedOrigins"] {
-        Value::Null => {}
+    let origins: Vec<&str> = match &config["allowedOrigins"] {
+        Value::Null => Vec::new(),
         Value::Array(origins) => {
-            for origin in origins {
-                let origin = origin.as_str().ok_or("allowedOrigins must hold strings")?;
-                if !valid_origin_pattern(origin) {
-                    return Err(format!(
-                        "allowedOrigins: {origin:?} is not an origin like https://www.example.com or https://*.example.com"
-                    ));
-                }
-            }
+            origins.iter().map(|o| o.as_str().ok_or("allowedOrigins must hold strings")).collect::<Result<_, _>>()?
         }
+        // The host reads one comma-separated string too.
+        Value::String(list) => list.split(',').map(str::trim).filter(|o| !o.is_empty()).collect(),
         _ => return Err("allowedOrigins must be a list of origins".into()),
+    };
+    if let Some(origin) = origins.iter().find(|o| !valid_origin_pattern(o.trim_end_matches('/'))) {
+        return Err(format!("allowedOrigins: {origin:?} is not an origin like https://www.example.com or https://*.example.com"));
     }
     if let Some(color) = config["color"].as_str()
         && !is_hex_color(color)
@@ -370,8 +393,16 @@ fn valid_origin_pattern(origin: &str) -> bool {
     if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
         return false;
     }
-    let host = rest.strip_prefix("*.").unwrap_or(rest);
-    !host.is_empty() && !host.contains('*') && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    let (wildcard, host) = match rest.strip_prefix("*.") {
+        Some(host) => (true, host),
+        None => (false, rest),
+    };
+    // `*.com` would be every site: a wildcard needs a registrable domain under it.
+    let labels = host.split(':').next().unwrap_or_default().split('.').count();
+    let well_formed = !host.is_empty()
+        && !host.contains('*')
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    well_formed && (!wildcard || labels >= 2)
 }
 
 #[cfg(test)]
@@ -430,7 +461,10 @@ mod tests {
     #[test]
     fn without_an_identity_secret_an_identifier_is_refused_not_trusted() {
         let body = json!({"identifier": "alice", "identifierHash": "ab"}).to_string();
-        assert!(matches!(session(body.as_bytes(), &visitor(), &settings(json!({})), fake_hmac), Err(VerifyError::Unauthorized(_))));
+        assert!(matches!(
+            session(body.as_bytes(), &visitor(), &settings(json!({})), fake_hmac),
+            Err(VerifyError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -451,6 +485,8 @@ mod tests {
         assert_eq!(answer["settings"]["preChatForm"], json!({"name": "required", "email": "optional"}));
         assert!(!answer.to_string().contains("identitySecret"));
         assert!(session(br#"{"email":"not an email"}"#, &visitor(), &settings, fake_hmac).is_err());
+        assert!(session(br#"{"name":"a\u0000b"}"#, &visitor(), &settings, fake_hmac).is_err(), "NUL is refused");
+        assert!(session(br#"{"pageUrl":"javascript:alert(1)"}"#, &visitor(), &settings, fake_hmac).is_err());
     }
 
     #[test]
@@ -503,16 +539,22 @@ mod tests {
         };
         assert!(check_reply(&reply(Some("hello"), vec![])).is_ok());
         assert!(check_reply(&reply(None, vec![])).is_err());
-        let location = OutboundAttachment { kind: AttachmentKind::Location, url: "https://maps/x".into(), file_name: None, mime_type: None };
+        let location =
+            OutboundAttachment { kind: AttachmentKind::Location, url: "https://maps/x".into(), file_name: None, mime_type: None };
         assert!(matches!(check_reply(&reply(Some("x"), vec![location])), Err(SendError::Permanent(_))));
     }
 
     #[test]
     fn config_checks_origins_colors_and_the_form() {
-        assert!(check_config(r#"{"allowedOrigins":["https://shop.example.com","https://*.example.com","http://127.0.0.1:8080"]}"#).is_ok());
+        assert!(
+            check_config(r#"{"allowedOrigins":["https://shop.example.com","https://*.example.com","http://127.0.0.1:8080"]}"#)
+                .is_ok()
+        );
         assert!(check_config(r#"{"allowedOrigins":["https://example.com/path"]}"#).is_err());
         assert!(check_config(r#"{"allowedOrigins":["*"]}"#).is_err());
-        assert!(check_config(r#"{"allowedOrigins":"https://example.com"}"#).is_err());
+        assert!(check_config(r#"{"allowedOrigins":"https://a.example.com, https://b.example.com"}"#).is_ok());
+        assert!(check_config(r#"{"allowedOrigins":["https://*.com"]}"#).is_err(), "a wildcard over a TLD");
+        assert!(check_config(r#"{"allowedOrigins":{"a":1}}"#).is_err());
         assert!(check_config(r#"{"color":"blue"}"#).is_err());
         assert!(check_config(r#"{"preChatForm":{"name":"maybe"}}"#).is_err());
     }
