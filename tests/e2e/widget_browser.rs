@@ -196,6 +196,27 @@ async fn a_visitor_chats_with_an_agent_in_a_real_browser() {
         .await;
     assert_eq!(forged["value"], 401);
 
+    // Another tab's reset() (its storage event) makes this tab follow: a new visitor, nothing shown
+    // of the last one, and the old token never written back.
+    let key = format!("omnichat:{channel}:token");
+    let before = browser.run(json!({"cmd": "eval", "expr": format!("localStorage.getItem('{key}')")})).await;
+    browser
+        .run(json!({"cmd": "eval", "expr": format!(
+            "localStorage.removeItem('{key}'); window.dispatchEvent(new StorageEvent('storage', {{key: '{key}', newValue: null}})); true")}))
+        .await;
+    let mut shown = usize::MAX;
+    for _ in 0..100 {
+        let history = browser.run(json!({"cmd": "messages"})).await;
+        shown = history["messages"].as_array().map(Vec::len).unwrap_or(usize::MAX);
+        if shown == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, 0, "the reset visitor's messages are gone");
+    let after = browser.run(json!({"cmd": "eval", "expr": format!("localStorage.getItem('{key}')")})).await;
+    assert!(after["value"].is_string() && after["value"] != before["value"], "a new visitor's token: {after}");
+
     // Nothing broke the page's CSP, and the page logged no error.
     let diagnostics = browser.run(json!({"cmd": "diagnostics"})).await;
     assert_eq!(diagnostics["csp"], json!([]), "CSP violations: {diagnostics}");

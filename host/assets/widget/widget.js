@@ -122,10 +122,10 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     else queue.push(() => fn(...args));
   };
   const api = (window.OmniChat = {
-    open: whenReady(() => openWin()),
+    open: whenReady(() => openWin(pageIdle())),
     close: whenReady(() => closeWin()),
-    toggle: whenReady(() => (isOpen ? closeWin() : openWin())),
-    reset: whenReady(() => reset()),
+    toggle: whenReady(() => (isOpen ? closeWin() : openWin(pageIdle()))),
+    reset: () => (disabled ? Promise.resolve() : reset()),
     setUser: (user) => (disabled ? Promise.resolve() : setUser(user || {})),
     on(name, fn) {
       (listeners[name] = listeners[name] || []).push(fn);
@@ -135,6 +135,9 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     },
     error: null,
   });
+
+  // Focus moves into the widget only when the page is not using it (no field being typed in).
+  const pageIdle = () => !document.activeElement || document.activeElement === document.body;
 
   function emit(name, detail) {
     detail = JSON.parse(JSON.stringify(detail)); // listeners get a copy, never the state
@@ -174,7 +177,9 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
             .then((data) => {
               const err = (data && data.error) || {};
               if (res.status === 429 && tries > 1 && ++limited <= 5) {
-                return sleep(Math.min(60, Number(res.headers.get("Retry-After")) || 1) * 1000).then(go);
+                // Jittered, so widgets behind one address do not retry in lockstep.
+                const wait = Math.min(60, Number(res.headers.get("Retry-After")) || 1) * 1000;
+                return sleep(wait * (1 + Math.random() / 2)).then(go);
               }
               if (res.status === 401 && path !== "/sessions" && !renewed) {
                 renewed = true;
@@ -207,10 +212,12 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   }
   const renew = () => inflight || session();
 
-  function openSession(extra) {
-    const body = { pageUrl: location.href.split("#")[0], ...profile, ...extra, ...identity };
+  // `switching`: to another identity, so the stored token is not resumed; `extra`: pre-chat answers.
+  function openSession(switching = false, extra = {}) {
+    // The page, not its query string (which may carry the site's own tokens or e-mail addresses).
+    const body = { pageUrl: (location.origin + location.pathname).slice(0, 2048), ...profile, ...extra, ...identity };
     const call = (t) => request("POST", "/sessions", t ? { ...body, visitorToken: t } : body, { tries: Infinity });
-    const had = token;
+    const had = switching ? null : token;
     let fresh = !had;
     return call(had)
       .catch((err) => {
@@ -244,6 +251,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     if (changed) {
       clearMessages();
       olderLoaded = false;
+      prechatDone = needRead = false;
     }
     if (!olderLoaded) nextCursor = r.nextCursor;
     paintChannel();
@@ -267,20 +275,22 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   function scheduleRenewal(expiresAt) {
     clearTimeout(renewTimer);
     const left = Date.parse(expiresAt) - Date.now();
-    if (left > 0) renewTimer = setTimeout(() => renew().catch(noop), Math.min(Math.max(left * 0.8, 5000), 2147483647));
+    const again = () => (renewTimer = setTimeout(() => renew().catch(again), 30000 + Math.random() * 30000));
+    if (left > 0) renewTimer = setTimeout(() => renew().catch(again), Math.min(Math.max(left * 0.8, 5000), 2147483647));
   }
 
   function setUser(user) {
     const id = user.identifier == null || user.identifier === "" ? null : String(user.identifier);
     return session(() => {
       const before = { identity, profile };
-      // Someone else than the stored visitor: never resume their conversation.
-      if (id && stored("identifier") && stored("identifier") !== id) forget();
+      // Someone else than the stored visitor: never resume their conversation (the current one
+      // stays until the new identity is accepted).
+      const switching = !!id && !!stored("identifier") && stored("identifier") !== id;
       if (id) identity = { identifier: id, identifierHash: user.identifierHash || undefined };
       profile = { ...profile };
       if (user.name != null) profile.name = String(user.name);
       if (user.email != null) profile.email = String(user.email);
-      return openSession().catch((err) => {
+      return openSession(switching).catch((err) => {
         identity = before.identity;
         profile = before.profile;
         console.warn(`OmniChat: setUser failed (${err.message})`);
@@ -316,6 +326,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     const why = err.status === 404 ? "there is no widget channel" : "this site may not embed channel";
     console.warn(`OmniChat: ${why} ${CHANNEL} (${err.message}); the widget stays off`);
     clearTimeout(renewTimer);
+    clearTimeout(retryTimer);
     if (socket) socket.close();
     if (ui) ui.host.remove();
     queue.length = 0;
@@ -324,39 +335,56 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   // ---- Realtime ----
 
   function connect() {
-    let refused = 0;
+    let refused = 0, first = true;
     socket = io(`${HOST}/widget`, {
       path: (channel && channel.socketPath) || script.getAttribute("data-socket-path") || "/socket.io",
       transports: ["websocket"],
       auth: (cb) => cb({ token }), // read on every (re)connect
+      // While the host is down, thousands of widgets wait up to a minute between tries, jittered.
+      reconnectionDelay: 2000,
+      reconnectionDelayMax: 60000,
+      randomizationFactor: 0.5,
     });
     socket.on("connect", () => {
       refused = 0;
-      catchUp();
+      retryDelay = 2000;
+      clearTimeout(retryTimer);
+      // The session just gave the latest page; after a reconnect, fetch what was missed, spread out.
+      if (!first) setTimeout(catchUp, Math.random() * 3000);
+      first = false;
     });
+    // A refusal by the server (not a transport error, which socket.io retries itself) ends the
+    // socket: renew the token when it was the reason, and try again later in any case.
     socket.on("connect_error", (err) => {
-      // The token was refused: renew and connect again (a few times, not forever).
-      if (/^unauthorized/i.test(err.message) && refused++ < 3) renew().then(() => socket.connect(), noop);
+      if (socket.active) return;
+      if (/^unauthorized/i.test(err.message) && refused++ < 3) renew().then(() => socket.connect(), reconnectLater);
+      else reconnectLater();
     });
     socket.on("disconnect", (reason) => {
       // Closed by the server (token expired?): socket.io does not reconnect by itself then.
-      if (reason === "io server disconnect" && refused++ < 3) renew().then(() => socket.connect(), noop);
+      if (reason === "io server disconnect") renew().then(() => socket.connect(), reconnectLater);
     });
-    socket.on("message", (m) => upsert(m, true));
+    socket.on("message", (m) => {
+      if (m && typeof m === "object") upsert(m, true);
+    });
     socket.on("typing", (t) => {
       if (t && t.from === "agent") showTyping(!!t.typing);
     });
-    socket.on("session", (s) => {
-      if (s && channel) {
-        channel.online = !!s.online;
-        paintChannel();
-      }
-    });
+  }
+
+  let retryTimer = 0, retryDelay = 2000;
+  function reconnectLater() {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      if (!disabled && socket && !socket.connected) socket.connect();
+    }, retryDelay * (0.5 + Math.random()));
+    retryDelay = Math.min(retryDelay * 2, 120000);
   }
 
   // On every (re)connect, merge the latest page by id so nothing sent meanwhile is lost; if none of it
   // was known, more than a page was missed and older pages follow.
   function catchUp() {
+    if (!conversation && byId.size === 0) return; // nothing to catch up on yet
     const v = visitor, knewSome = byId.size > 0;
     const page = (cursor, n) =>
       request("GET", cursor ? `/messages?cursor=${encodeURIComponent(cursor)}` : "/messages", null, { tries: 3 }).then((r) => {
@@ -383,6 +411,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     if (!e) e = {};
     else if (moved) entries.splice(entries.indexOf(e), 1);
     e.m = m;
+    if (m.id) e.failed = e.uploading = false; // the server has it, whatever the POST said
     if (m.id) byId.set(m.id, e);
     if (m.clientMessageId) byCid.set(m.clientMessageId, e);
     if (m.id && !conversation && m.conversationId) conversation = { id: m.conversationId };
@@ -491,7 +520,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   function attachment(a) {
     const url = safeUrl(a.url), name = a.fileName || "attachment";
     if (a.kind === "image" && url) {
-      const img = h("img", { src: url, alt: name, "data-omnichat": "attachment-image" });
+      const img = h("img", { src: url, alt: name, referrerpolicy: "no-referrer", "data-omnichat": "attachment-image" });
       img.addEventListener("load", () => {
         if (ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80 + img.height) scrollDown();
       });
@@ -620,6 +649,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
   const postTyping = (typing) => request("POST", "/typing", { typing }).catch(noop);
   function typed() {
     clearTimeout(idleTimer);
+    if (!conversation) return; // nobody to tell before the first message
     if (!ui.input.value) return stopTyping();
     if (Date.now() - typingSentAt > 3000) {
       typingSentAt = Date.now();
@@ -707,7 +737,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     ui.prechat = h("form", { class: "prechat", "data-omnichat": "prechat", hidden: true }, [h("p", {}, "Tell us who you are and we'll be right with you."), field(ui.name), field(ui.email), ui.submit]);
     ui.attach = iconButton("attach", "Attach a file");
     ui.file = h("input", { type: "file", multiple: true, accept: ACCEPT, tabindex: "-1", hidden: true, "data-omnichat": "file-input" });
-    ui.input = h("textarea", { rows: "1", placeholder: "Write a message…", "aria-label": "Message", "data-omnichat": "input" });
+    ui.input = h("textarea", { rows: "1", maxlength: "4000", placeholder: "Write a message…", "aria-label": "Message", "data-omnichat": "input" });
     ui.send = iconButton("send", "Send", "submit");
     ui.composer = h("form", { class: "composer" }, [ui.attach, ui.file, ui.input, ui.send]);
     ui.win = h("div", { id: "oc-win", class: "win", role: "dialog", "data-omnichat": "window", "data-open": "false", hidden: true }, [
@@ -820,7 +850,7 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     if (!ui.email.disabled && ui.email.value) extra.email = ui.email.value;
     hideError();
     ui.submit.disabled = true;
-    (Object.keys(extra).length ? session(() => openSession(extra)) : Promise.resolve())
+    (Object.keys(extra).length ? session(() => openSession(false, extra)) : Promise.resolve())
       .then(
         () => {
           prechatDone = true;
@@ -886,11 +916,37 @@ input{margin:0;padding:9px 10px;border:1px solid var(--bd);border-radius:8px;bac
     ui.log.scrollTop = ui.log.scrollHeight;
   };
 
+  // Another tab of the site changed the visitor's token: a renewal of the same visitor is just
+  // adopted; a reset() or setUser() there makes this tab follow, so it never writes the old
+  // visitor's token back.
+  const subject = (jwt) => {
+    try {
+      return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+    } catch {
+      return null;
+    }
+  };
+  window.addEventListener("storage", (ev) => {
+    if (ev.key !== KEY + "token" || ev.newValue === token || disabled || !ready) return;
+    if (ev.newValue && visitor && subject(ev.newValue) === visitor.id) {
+      token = ev.newValue;
+      return;
+    }
+    session(() => {
+      token = ev.newValue;
+      identity = null;
+      profile = {};
+      return openSession();
+    }).catch(noop);
+  });
+
   function start() {
     session().catch((err) => {
       if (err.status === 403 || err.status === 404) return; // disable() warned
       const hint = err.code === "identity_required" ? "this channel needs a verified user: call OmniChat.setUser({identifier, identifierHash})" : err.message;
       console.warn(`OmniChat: ${hint}`);
+      // Busy (429) or unreachable: try again in a while, not never.
+      if (!ready && (err.status === 429 || err.status >= 500 || err.status === 0)) setTimeout(start, 30000 + Math.random() * 30000);
     });
   }
   if (document.body) start();

@@ -279,12 +279,7 @@ pub async fn post_message(
                 // The first message made the visitor a customer: its profile, its sockets, and a
                 // token that names it.
                 became_customer(&state, &visitor, &customer).await?;
-                let (token, expires_at) = state
-                    .tokens
-                    .issue_visitor(Visitor { customer_id: Some(customer.id), ..visitor_of(&visitor) })
-                    .map_err(|_| ApiError::internal("cannot issue a visitor token"))?;
-                answer["visitorToken"] = json!(token);
-                answer["expiresAt"] = json!(expires_at);
+                name_customer(&state, &visitor, customer.id, &mut answer)?;
             }
             Ok((StatusCode::CREATED, Json(answer)).into_response())
         }
@@ -299,7 +294,12 @@ pub async fn post_message(
                 .get_conversation(stored.tenant_id, stored.conversation_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("conversation"))?;
-            Ok((StatusCode::OK, Json(message_answer(&stored, &conversation))).into_response())
+            let mut answer = message_answer(&stored, &conversation);
+            // A retried first message whose answer was lost: the token naming the customer again.
+            if visitor.customer_id.is_none() {
+                name_customer(&state, &visitor, conversation.customer_id, &mut answer)?;
+            }
+            Ok((StatusCode::OK, Json(answer)).into_response())
         }
     }
 }
@@ -324,6 +324,17 @@ async fn became_customer(state: &AppState, visitor: &VisitorClaims, customer: &C
         state.store.upsert_visitor(customer.tenant_id, customer.channel_instance_id, &profile).await?;
     }
     state.realtime.visitor_became_customer(visitor.channel_id, &visitor.sub, customer.id).await;
+    Ok(())
+}
+
+/// A fresh token for the visitor that names its customer, into a message answer.
+fn name_customer(state: &AppState, visitor: &VisitorClaims, customer_id: Uuid, answer: &mut Value) -> ApiResult<()> {
+    let (token, expires_at) = state
+        .tokens
+        .issue_visitor(Visitor { customer_id: Some(customer_id), ..visitor_of(visitor) })
+        .map_err(|_| ApiError::internal("cannot issue a visitor token"))?;
+    answer["visitorToken"] = json!(token);
+    answer["expiresAt"] = json!(expires_at);
     Ok(())
 }
 
