@@ -88,9 +88,12 @@ async fn main() {
         assert!(session.status.is_success(), "{}", session.body);
         tokens.push(visitor.token.expect("token"));
     }
-    for (n, token) in tokens.iter().take(args.visitors).enumerate() {
+    for (n, token) in tokens.iter_mut().take(args.visitors).enumerate() {
         let visitor = Visitor { token: Some(token.clone()), ..Visitor::new(&app, &widget) };
-        assert!(visitor.send(&format!("warm-{n}"), "hello").await.status.is_success());
+        let first = visitor.send(&format!("warm-{n}"), "hello").await;
+        assert!(first.status.is_success(), "{}", first.body);
+        // As the widget does: the first message's answer carries the token naming the customer.
+        *token = first.body["visitorToken"].as_str().expect("a token naming the customer").to_owned();
         let reply = app.telegram_update(&bot, &telegram_text(n as i64 + 1, 1, n as i64 + 1, "hello"), None).await;
         assert!(reply.status.is_success());
     }
