@@ -106,12 +106,20 @@ pub async fn session(
     // brought up to date.
     let known = state.store.find_customer_by_external_id(channel.tenant_id, channel.id, &answer.external_user_id).await?;
     let customer = match known {
-        Some(_) if answer.name.is_some() || !profile_metadata(&answer).is_empty() => {
-            let profile = VisitorProfile {
-                external_id: answer.external_user_id.clone(),
-                name: answer.name.clone(),
-                metadata: profile_metadata(&answer),
-            };
+        Some(_)
+            if answer.name.is_some()
+                || answer.verified
+                || answer.email.is_some()
+                || answer.identifier.is_some()
+                || answer.page_url.is_some() =>
+        {
+            let metadata = profile_metadata(
+                answer.email.as_deref(),
+                answer.identifier.as_deref(),
+                answer.page_url.as_deref(),
+                answer.verified,
+            );
+            let profile = VisitorProfile { external_id: answer.external_user_id.clone(), name: answer.name.clone(), metadata };
             Some(state.store.upsert_visitor(channel.tenant_id, channel.id, &profile).await?)
         }
         known => known,
@@ -149,14 +157,14 @@ pub async fn session(
 }
 
 /// What the customer's metadata keeps of a session: e-mail, identifier, the page, verified.
-fn profile_metadata(answer: &SessionAnswer) -> Map<String, Value> {
+fn profile_metadata(email: Option<&str>, identifier: Option<&str>, page_url: Option<&str>, verified: bool) -> Map<String, Value> {
     let mut metadata = Map::new();
-    for (key, value) in [("email", &answer.email), ("identifier", &answer.identifier), ("pageUrl", &answer.page_url)] {
+    for (key, value) in [("email", email), ("identifier", identifier), ("pageUrl", page_url)] {
         if let Some(value) = value {
-            metadata.insert(key.into(), Value::String(value.clone()));
+            metadata.insert(key.into(), Value::String(value.to_owned()));
         }
     }
-    if answer.verified {
+    if verified {
         metadata.insert("verified".into(), Value::Bool(true));
     }
     metadata
@@ -307,18 +315,8 @@ pub async fn post_message(
 /// What a session knew of the visitor goes into its new customer (the ingest stored the name),
 /// and its sockets move to the customer's room.
 async fn became_customer(state: &AppState, visitor: &VisitorClaims, customer: &Customer) -> ApiResult<()> {
-    let mut metadata = Map::new();
-    for (key, value) in [("email", &visitor.email), ("pageUrl", &visitor.page_url)] {
-        if let Some(value) = value {
-            metadata.insert(key.into(), Value::String(value.clone()));
-        }
-    }
-    if visitor.verified {
-        metadata.insert("verified".into(), Value::Bool(true));
-        if let Some(identifier) = visitor.sub.strip_prefix("id:") {
-            metadata.insert("identifier".into(), Value::String(identifier.to_owned()));
-        }
-    }
+    let identifier = visitor.sub.strip_prefix("id:").filter(|_| visitor.verified);
+    let metadata = profile_metadata(visitor.email.as_deref(), identifier, visitor.page_url.as_deref(), visitor.verified);
     if !metadata.is_empty() {
         let profile = VisitorProfile { external_id: visitor.sub.clone(), name: None, metadata };
         state.store.upsert_visitor(customer.tenant_id, customer.channel_instance_id, &profile).await?;
