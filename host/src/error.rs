@@ -98,6 +98,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(key) => ApiError::conflict(format!("already exists ({key})")),
+            StoreError::LastOwner => ApiError::conflict("a tenant keeps at least one owner"),
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database unavailable, retry later")

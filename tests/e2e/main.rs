@@ -4,6 +4,7 @@ mod auth;
 mod channels;
 mod crash;
 mod errors;
+mod hardening;
 mod health;
 mod inbound;
 mod inbox;

@@ -53,7 +53,10 @@ async fn tenants_and_users_round_trip_and_stay_in_their_tenant(db: Db) {
     let agent = store.create_user(tenant.id, new_user("a@acme.io", Role::Agent)).await.expect("create user");
     let listed: Vec<_> = store.list_users(tenant.id).await.expect("list").into_iter().map(|u| u.id).collect();
     assert_eq!(listed, [owner.id, agent.id]);
-    assert_eq!(store.count_owners(tenant.id).await.expect("count"), 1);
+    let last_owner = store.update_user(tenant.id, owner.id, UserPatch { name: None, role: Some(Role::Admin) }).await;
+    assert!(matches!(last_owner, Err(StoreError::LastOwner)), "{last_owner:?}");
+    assert!(matches!(store.delete_user(tenant.id, owner.id).await, Err(StoreError::LastOwner)));
+    assert_eq!(store.get_user(tenant.id, owner.id).await.expect("get").map(|u| u.role), Some(Role::Owner), "nothing changed");
 
     let patch = UserPatch { name: None, role: Some(Role::Admin) };
     assert!(store.update_user(other.id, agent.id, patch.clone()).await.expect("update").is_none());
@@ -72,24 +75,42 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(db: Db) {
     let family = Uuid::new_v4();
     store.insert_refresh_token(token(tenant.id, user.id, family, "h1", Duration::days(1))).await.expect("insert");
 
-    let rotated =
-        store.rotate_refresh_token("h1", token(tenant.id, user.id, family, "h2", Duration::days(1))).await.expect("rotate");
+    let grace = std::time::Duration::from_secs(10);
+    let rotate = |old: &'static str, new: &'static str, grace: std::time::Duration| {
+        let store = store.clone();
+        let (tenant_id, user_id) = (tenant.id, user.id);
+        async move {
+            let sealed = format!("sealed:{new}");
+            store.rotate_refresh_token(old, token(tenant_id, user_id, family, new, Duration::days(1)), &sealed, grace).await
+        }
+    };
+    let rotated = rotate("h1", "h2", grace).await.expect("rotate");
     assert!(matches!(rotated, Rotation::Rotated(ref u) if u.id == user.id), "{rotated:?}");
-    let reused =
-        store.rotate_refresh_token("h1", token(tenant.id, user.id, family, "h3", Duration::days(1))).await.expect("rotate");
-    assert!(matches!(reused, Rotation::Reused), "{reused:?}");
-    let after =
-        store.rotate_refresh_token("h2", token(tenant.id, user.id, family, "h4", Duration::days(1))).await.expect("rotate");
-    assert!(matches!(after, Rotation::Reused), "h2 was revoked with its family: {after:?}");
+    let repeated = rotate("h1", "h3", grace).await.expect("rotate");
+    assert!(
+        matches!(repeated, Rotation::Repeated { ref user, ref sealed_successor } if sealed_successor == "sealed:h2" && user.email == "r@t.io"),
+        "within the grace window the same successor comes back: {repeated:?}"
+    );
+    assert!(matches!(rotate("h3", "x", grace).await.expect("rotate"), Rotation::Invalid), "nothing new was stored");
+    assert!(matches!(rotate("h2", "h4", grace).await.expect("rotate"), Rotation::Rotated(_)), "the successor is still live");
+    let reused = rotate("h1", "h5", grace).await.expect("rotate");
+    assert!(matches!(reused, Rotation::Reused), "its successor is spent: reuse, even within the window: {reused:?}");
+    let after = rotate("h4", "h6", grace).await.expect("rotate");
+    assert!(matches!(after, Rotation::Reused), "h4 was revoked with its family: {after:?}");
+    let kept = test_db.raw_texts("SELECT COALESCE(successor_token, '') FROM refresh_tokens").await;
+    assert!(kept.iter().all(String::is_empty), "a revoked family keeps no successor: {kept:?}");
 
-    let unknown =
-        store.rotate_refresh_token("nope", token(tenant.id, user.id, family, "h5", Duration::days(1))).await.expect("rotate");
+    store.insert_refresh_token(token(tenant.id, user.id, family, "g1", Duration::days(1))).await.expect("insert");
+    assert!(matches!(rotate("g1", "g2", std::time::Duration::ZERO).await.expect("rotate"), Rotation::Rotated(_)));
+    assert!(matches!(rotate("g1", "g3", std::time::Duration::ZERO).await.expect("rotate"), Rotation::Reused), "no window");
+
+    let unknown = rotate("nope", "h7", grace).await.expect("rotate");
     assert!(matches!(unknown, Rotation::Invalid));
 
     let other_family = Uuid::new_v4();
     store.insert_refresh_token(token(tenant.id, user.id, other_family, "old", -Duration::minutes(1))).await.expect("insert");
     let expired = store
-        .rotate_refresh_token("old", token(tenant.id, user.id, other_family, "h6", Duration::days(1)))
+        .rotate_refresh_token("old", token(tenant.id, user.id, other_family, "h8", Duration::days(1)), "s", grace)
         .await
         .expect("rotate");
     assert!(matches!(expired, Rotation::Invalid), "an expired token does not rotate: {expired:?}");
@@ -98,8 +119,10 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(db: Db) {
     store.insert_refresh_token(token(tenant.id, user.id, live_family, "l1", Duration::days(1))).await.expect("insert");
     assert_eq!(store.revoke_refresh_family(Uuid::new_v4(), live_family).await.expect("revoke"), 0, "scoped by tenant");
     assert_eq!(store.revoke_refresh_family(tenant.id, live_family).await.expect("revoke"), 1);
-    let revoked =
-        store.rotate_refresh_token("l1", token(tenant.id, user.id, live_family, "l2", Duration::days(1))).await.expect("rotate");
+    let revoked = store
+        .rotate_refresh_token("l1", token(tenant.id, user.id, live_family, "l2", Duration::days(1)), "s", grace)
+        .await
+        .expect("rotate");
     assert!(matches!(revoked, Rotation::Reused));
 }
 

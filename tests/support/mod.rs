@@ -354,19 +354,23 @@ impl TestDb {
         };
         let mut dump = String::new();
         for sql in [queue, messages, channels] {
-            let rows: Vec<String> = match self.db {
-                Db::Sqlite => {
-                    let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
-                    sqlx::query_scalar(sql).fetch_all(&pool).await.expect("dump")
-                }
-                Db::Postgres => {
-                    let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
-                    sqlx::query_scalar(sql).fetch_all(&pool).await.expect("dump")
-                }
-            };
-            dump.extend(rows.into_iter().map(|row| row + "\n"));
+            dump.extend(self.raw_texts(sql).await.into_iter().map(|row| row + "\n"));
         }
         dump
+    }
+
+    /// The text column of each row `sql` selects, read past the store.
+    pub async fn raw_texts(&self, sql: &'static str) -> Vec<String> {
+        match self.db {
+            Db::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                sqlx::query_scalar(sql).fetch_all(&pool).await.expect("raw read")
+            }
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+                sqlx::query_scalar(sql).fetch_all(&pool).await.expect("raw read")
+            }
+        }
     }
 
     /// A channel's stored configuration exactly as the database holds it.

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::service::{self, AuthResponse, LoginRequest, RefreshRequest, RegisterRequest};
 use crate::error::{ApiErrorBody, ApiResult};
+use crate::http::client::ClientAddress;
 use crate::http::extract::{ApiJson, AuthUser};
 use crate::state::AppState;
 use crate::store::User;
@@ -34,15 +35,20 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(service::register(&state, req).await?)))
 }
 
-/// Exchanges e-mail and password for tokens. Repeated failures lock the account for a while (429).
+/// Exchanges e-mail and password for tokens. Repeated failures lock the account for a while, and
+/// a client address that fails too often is refused for a while, whatever the account (429).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = AuthResponse),
     (status = 401, body = ApiErrorBody),
     (status = 429, description = "too many failed logins; see Retry-After", body = ApiErrorBody),
 ))]
 #[tracing::instrument(skip_all)]
-pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<AuthResponse>> {
-    Ok(Json(service::login(&state, req).await?))
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<AuthResponse>> {
+    Ok(Json(service::login(&state, req, &client).await?))
 }
 
 /// Rotates a refresh token: the presented one is spent, a new pair is returned.

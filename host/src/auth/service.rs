@@ -1,11 +1,15 @@
 //! The auth flows. Refresh tokens rotate on every use; presenting a spent one revokes its whole
 //! family (RFC 9700 section 4.14.2), so a stolen token dies the moment both parties use it.
+//! Except within [`REFRESH_GRACE`] of its rotation, while its successor is unused: a client
+//! that retried a refresh or sent a few at once gets that same successor again instead of being
+//! signed out.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::password;
+use super::throttle::Throttled;
 use super::tokens::{Claims, TokenError, TokenKind, hash_token};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -43,6 +47,9 @@ pub struct AuthResponse {
     pub tenant: Tenant,
 }
 
+/// How long a rotated refresh token still yields its (unused) successor.
+pub const REFRESH_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn register(state: &AppState, req: RegisterRequest) -> ApiResult<AuthResponse> {
     let email = validate::email(&req.email)?;
     validate::password(&req.password)?;
@@ -64,15 +71,24 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> ApiResult<AuthR
     start_session(state, user, tenant, Uuid::new_v4()).await
 }
 
-pub async fn login(state: &AppState, req: LoginRequest) -> ApiResult<AuthResponse> {
-    let account = req.email.trim().to_lowercase();
-    if let Err(wait) = state.login_throttle.check(&account) {
-        return Err(throttled(wait));
+/// `client`: the caller's address, whose failures are limited across accounts.
+pub async fn login(state: &AppState, req: LoginRequest, client: &str) -> ApiResult<AuthResponse> {
+    let account = validate::normalized_email(&req.email);
+    match state.login_throttle.check(&account, client) {
+        Ok(()) => {}
+        Err(Throttled::Account(wait)) => return Err(throttled(wait)),
+        Err(Throttled::Client(wait)) => {
+            let secs = wait.as_secs().max(1);
+            return Err(ApiError::too_many_requests(
+                format!("too many failed logins from this address: retry in {secs} s"),
+                secs,
+            ));
+        }
     }
     let record = state.store.find_user_by_email(&account).await?;
     let valid = password::verify(req.password, record.as_ref().map(|r| r.password_hash.clone())).await;
     let Some(record) = record.filter(|_| valid) else {
-        if let Some(wait) = state.login_throttle.failed(&account) {
+        if let Some(wait) = state.login_throttle.failed(&account, client) {
             tracing::warn!("login locked after repeated failures");
             return Err(throttled(wait));
         }
@@ -96,11 +112,18 @@ pub async fn refresh(state: &AppState, req: RefreshRequest) -> ApiResult<AuthRes
         token_hash: next.hash.clone(),
         expires_at: next.expires_at,
     };
-    match state.store.rotate_refresh_token(&hash_token(&req.refresh_token), new).await? {
+    let sealed = state.secrets.seal(&next.token);
+    match state.store.rotate_refresh_token(&hash_token(&req.refresh_token), new, &sealed, REFRESH_GRACE).await? {
         Rotation::Rotated(user) => {
             let tenant = tenant_of(state, &user).await?;
             let access_token = state.tokens.issue_access(user.id, user.tenant_id, &user.email).map_err(ApiError::internal)?;
             Ok(AuthResponse { access_token, refresh_token: next.token, user, tenant })
+        }
+        Rotation::Repeated { user, sealed_successor } => {
+            let refresh_token = state.secrets.open(&sealed_successor).map_err(ApiError::internal)?;
+            let tenant = tenant_of(state, &user).await?;
+            let access_token = state.tokens.issue_access(user.id, user.tenant_id, &user.email).map_err(ApiError::internal)?;
+            Ok(AuthResponse { access_token, refresh_token, user, tenant })
         }
         Rotation::Reused => {
             tracing::warn!(tenant.id = %claims.tenant_id, user.id = %claims.user_id, family = %family_id,

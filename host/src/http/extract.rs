@@ -2,6 +2,7 @@
 //! reads who is calling and for which tenant.
 
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use uuid::Uuid;
@@ -11,19 +12,58 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{Role, User};
 
-/// `axum::Json` whose rejections are our JSON errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections are our JSON errors, refusing NUL characters anywhere in the
+/// document (a string or a key) with a 422 naming the field: PostgreSQL cannot store them, and
+/// both databases answer alike.
 pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(rejection.status(), "payload_too_large", rejection.body_text()),
+                status => ApiError::new(status, "bad_request", rejection.body_text()),
+            })?;
+        // JSON can carry a NUL only as the escape `\u0000`: the document is looked into only then.
+        if bytes.windows(6).any(|w| w == b"\\u0000")
+            && let Ok(document) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(field) = crate::validate::nul_field(&document)
+        {
+            return Err(ApiError::validation(format!("{field}: must not contain NUL characters")));
+        }
+        let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
+    }
+}
 
 /// `axum::extract::Path` whose rejections (a malformed id) are our JSON errors.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `axum::extract::Query` whose rejections are our JSON errors; a NUL character in a parameter
+/// is a 422 naming it, as in [`ApiJson`].
 pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00"))
+            && let Ok(axum::extract::Query(pairs)) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            && let Some((name, _)) = pairs.iter().find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::validation(format!("{name}: must not contain NUL characters")));
+        }
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
 
 /// `axum::extract::Multipart` whose rejections (not multipart, no boundary) are our JSON errors.
 pub struct ApiMultipart(pub axum::extract::Multipart);

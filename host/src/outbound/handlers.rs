@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::plugins::fetch::{FetchFailure, check_target};
 use crate::state::AppState;
 use crate::store::{Enqueued, Message, NewOutboundMessage, QueueJob, QueueStatus};
 
@@ -69,7 +70,7 @@ pub async fn send(
     if text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
         return Err(ApiError::validation(format!("text: at most {MAX_TEXT_CHARS} characters")));
     }
-    let attachments = attachments(req.attachments)?;
+    let attachments = attachments(req.attachments, state.config.providers.allow_private_fetch)?;
     if text.is_none() && attachments.is_empty() {
         return Err(ApiError::validation("text or at least one attachment is required"));
     }
@@ -159,7 +160,9 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-fn attachments(items: Vec<SendAttachment>) -> ApiResult<Vec<Value>> {
+/// The attachments as stored: each a URL the guarded fetcher could fetch (a reply whose media
+/// can never be fetched is refused now, not dead-lettered later).
+fn attachments(items: Vec<SendAttachment>, allow_private: bool) -> ApiResult<Vec<Value>> {
     if items.len() > MAX_ATTACHMENTS {
         return Err(ApiError::validation(format!("attachments: at most {MAX_ATTACHMENTS}")));
     }
@@ -180,6 +183,9 @@ fn attachments(items: Vec<SendAttachment>) -> ApiResult<Vec<Value>> {
                 .map_err(|_| ApiError::validation(format!("attachments[{i}].url: not a URL")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ApiError::validation(format!("attachments[{i}].url: only http(s) URLs")));
+            }
+            if let Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) = check_target(&url, allow_private) {
+                return Err(ApiError::validation(format!("attachments[{i}].url: {why}")));
             }
             Ok(json!({"kind": kind, "url": url.as_str(), "fileName": a.name, "mimeType": a.mime_type}))
         })

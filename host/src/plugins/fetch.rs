@@ -102,9 +102,9 @@ impl FetchFailure {
 const URL_KEEP: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
 
-/// A grant: `host`, `*.domain` or `host:port`.
+/// A grant: `host`, `*.domain` or `host:port` (IPv6 literals in brackets: `[2001:db8::1]:8443`).
 pub fn host_granted(grants: &[String], host: &str, port: u16) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     grants.iter().any(|grant| {
         let grant = grant.trim().to_ascii_lowercase();
         let (pattern, grant_port) = match grant.rsplit_once(':') {
@@ -120,8 +120,37 @@ pub fn host_granted(grants: &[String], host: &str, port: u16) -> bool {
     })
 }
 
-/// Addresses a plugin may never reach unless private fetches are allowed: loopback, private,
-/// link-local, carrier-grade NAT, unique-local, unspecified, multicast, documentation.
+/// Where the guarded fetcher may go, before any plugin grant: an `http(s)` URL without
+/// credentials in it (`user:pass@` would be stored and shown wherever the URL is), whose host is
+/// not `localhost` nor, unless private fetches are allowed, a non-public address literal. Names
+/// are checked again once resolved ([`GuardedResolver`]). The send API asks this at once, so a
+/// reply with an unfetchable attachment is refused with a 422 instead of failing in the queue.
+pub fn check_target(url: &reqwest::Url, allow_private: bool) -> Result<(), FetchFailure> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchFailure::InvalidRequest(format!("scheme {} is not http(s)", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(FetchFailure::InvalidRequest("a URL must not carry credentials (user:password@)".into()));
+    }
+    let host = url.host_str().ok_or_else(|| FetchFailure::InvalidRequest("URL without host".into()))?;
+    // The URL parser has already turned every IPv4 spelling (0x7f000001, 127.1) into dotted form.
+    let Ok(host) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
+            return Err(FetchFailure::Denied(format!("{name} is a private address")));
+        }
+        return Ok(());
+    };
+    if !allow_private && !is_public(host) {
+        return Err(FetchFailure::Denied(format!("{host} is a private address")));
+    }
+    Ok(())
+}
+
+/// Addresses nobody may reach through the fetcher unless private fetches are allowed: loopback,
+/// private, link-local, carrier-grade NAT, unique-local, site-local, unspecified, multicast,
+/// documentation, discard, and IPv6 forms that embed a non-public IPv4 address (mapped,
+/// compatible, NAT64, 6to4).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -138,15 +167,29 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 192 && b == 0))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+            if v6.is_loopback() || v6.is_unspecified() {
+                return false;
+            }
+            // ::ffff:a.b.c.d and the deprecated ::a.b.c.d.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(IpAddr::V4(embedded(segments[6], segments[7])));
+            }
+            if segments[0] == 0x2002 {
+                return is_public(IpAddr::V4(embedded(segments[1], segments[2])));
+            }
+            let first = segments[0];
+            !(v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x2001 && segments[1] == 0x0db8)
+                || segments[..4] == [0x100, 0, 0, 0])
         }
     }
 }
@@ -192,11 +235,17 @@ impl Fetcher {
         Ok(Arc::new(Self { client: builder.build()?, allow_private }))
     }
 
-    /// Performs `request` within `grants` by `deadline`. Failure texts never hold a secret.
+    /// Whether private addresses may be fetched (`OMNICHAT_ALLOW_PRIVATE_FETCH`).
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
+    }
+
+    /// Performs `request` by `deadline`, within `grants` (a plugin's allowed hosts; `None`: any
+    /// public host, for URLs a user gave the host itself). Failure texts never hold a secret.
     pub async fn fetch(
         &self,
         request: FetchRequest,
-        grants: &[String],
+        grants: Option<&[String]>,
         secrets: &ChannelSecrets,
         deadline: Instant,
     ) -> Result<FetchResponse, FetchFailure> {
@@ -206,25 +255,19 @@ impl Fetcher {
     async fn exchange(
         &self,
         request: FetchRequest,
-        grants: &[String],
+        grants: Option<&[String]>,
         secrets: &ChannelSecrets,
         deadline: Instant,
     ) -> Result<FetchResponse, FetchFailure> {
         let url = fill_secrets(&request.url, secrets, true)?;
         let url = reqwest::Url::parse(&url).map_err(|e| FetchFailure::InvalidRequest(format!("bad URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(FetchFailure::InvalidRequest(format!("scheme {} is not http(s)", url.scheme())));
-        }
+        check_target(&url, self.allow_private)?;
         let host = url.host_str().ok_or_else(|| FetchFailure::InvalidRequest("URL without host".into()))?;
         let port = url.port_or_known_default().unwrap_or(443);
-        if !host_granted(grants, host, port) {
-            return Err(FetchFailure::Denied(format!("{host} is not in the plugin's allowed_hosts")));
-        }
-        if !self.allow_private
-            && let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
-            && !is_public(ip)
+        if let Some(grants) = grants
+            && !host_granted(grants, host, port)
         {
-            return Err(FetchFailure::Denied(format!("{host} is a private address")));
+            return Err(FetchFailure::Denied(format!("{host} is not in the plugin's allowed_hosts")));
         }
         let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| FetchFailure::InvalidRequest(format!("bad method {}", request.method)))?;
@@ -310,6 +353,37 @@ mod tests {
         assert!(!host_granted(&grants, "evil.example", 443));
         assert!(host_granted(&grants, "127.0.0.1", 8080));
         assert!(!host_granted(&grants, "127.0.0.1", 8081));
+        let v6 = vec!["[2a03:2880:f12f:83:face:b00c:0:25de]".to_owned(), "[2001:4860::8888]:8443".to_owned()];
+        assert!(host_granted(&v6, "[2a03:2880:f12f:83:face:b00c:0:25de]", 443), "a bracketed literal as a URL carries it");
+        assert!(host_granted(&v6, "[2001:4860::8888]", 8443));
+        assert!(!host_granted(&v6, "[2001:4860::8888]", 443));
+    }
+
+    #[test]
+    fn targets_with_credentials_or_private_hosts_are_refused_early() {
+        let check = |url: &str, allow_private: bool| check_target(&reqwest::Url::parse(url).expect("url"), allow_private);
+        for refused in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://127.0.0.1:8080/x",
+            "http://10.0.0.5/x",
+            "http://[::1]/x",
+            "http://[fe80::1]/x",
+            "http://[::ffff:10.0.0.1]/x",
+            "http://localhost/x",
+            "http://api.localhost/x",
+            "http://0x7f000001/x",
+        ] {
+            assert!(
+                matches!(check(refused, false), Err(FetchFailure::Denied(ref why)) if why.contains("private address")),
+                "{refused}"
+            );
+            assert!(check(refused, true).is_ok(), "{refused} with private fetches allowed");
+        }
+        assert!(matches!(check("https://user:pass@example.com/a.png", true), Err(FetchFailure::InvalidRequest(_))));
+        assert!(matches!(check("ftp://example.com/a.png", false), Err(FetchFailure::InvalidRequest(_))));
+        for allowed in ["https://example.com/a.png", "http://[2a03:2880:f12f:83:face:b00c:0:25de]/a.png", "http://8.8.8.8/"] {
+            assert!(check(allowed, false).is_ok(), "{allowed}");
+        }
     }
 
     #[test]
@@ -326,10 +400,19 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "2001:db8::1",
+            "fec0::1",
+            "100::1",
+            "ff02::1",
         ] {
             assert!(!is_public(private.parse().expect("ip")), "{private}");
         }
-        for public in ["149.154.167.220", "31.13.64.35", "2a03:2880:f12f:83:face:b00c:0:25de"] {
+        for public in
+            ["149.154.167.220", "31.13.64.35", "2a03:2880:f12f:83:face:b00c:0:25de", "2001:4860:4860::8888", "64:ff9b::808:808"]
+        {
             assert!(is_public(public.parse().expect("ip")), "{public}");
         }
     }

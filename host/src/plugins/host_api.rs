@@ -28,7 +28,7 @@ impl CallState {
     }
 
     async fn guarded_fetch(&mut self, request: FetchRequest) -> Result<FetchResponse, FetchFailure> {
-        let outcome = self.fetcher.fetch(request, &self.grants, &self.secrets, self.deadline).await;
+        let outcome = self.fetcher.fetch(request, Some(&self.grants), &self.secrets, self.deadline).await;
         if let Err(failure) = &outcome {
             tracing::info!(plugin.id = %self.plugin_id, failure = ?failure, "plugin fetch refused or failed");
         }

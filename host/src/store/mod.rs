@@ -26,6 +26,9 @@ pub enum StoreError {
     /// A unique key already holds this value (an e-mail, an external id).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would leave a tenant without an owner.
+    #[error("a tenant keeps at least one owner")]
+    LastOwner,
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
@@ -68,15 +71,25 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>>;
     async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>>;
     async fn create_user(&self, tenant_id: Uuid, user: NewUser) -> StoreResult<User>;
+    /// Fails with [`StoreError::LastOwner`] (changing nothing) where a demotion would leave the
+    /// tenant without an owner, also against a concurrent change.
     async fn update_user(&self, tenant_id: Uuid, user_id: Uuid, patch: UserPatch) -> StoreResult<Option<User>>;
+    /// Fails with [`StoreError::LastOwner`] (deleting nothing) for the tenant's last owner.
     async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool>;
-    async fn count_owners(&self, tenant_id: Uuid) -> StoreResult<i64>;
 
     // Refresh tokens.
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
-    /// Atomically spends the token with `old_hash` and stores `new` in its family; a token that was
-    /// already spent revokes its whole family instead.
-    async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation>;
+    /// Atomically spends the token with `old_hash` and stores `new` in its family, keeping
+    /// `sealed_new` (the new token, sealed) on the spent one. A token spent less than `grace`
+    /// ago whose successor is still live is [`Rotation::Repeated`]; any other spent token
+    /// revokes its whole family.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: NewRefreshToken,
+        sealed_new: &str,
+        grace: std::time::Duration,
+    ) -> StoreResult<Rotation>;
     /// Revokes every live token of a family (logout). Returns how many were revoked.
     async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64>;
 

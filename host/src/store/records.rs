@@ -73,6 +73,9 @@ pub struct NewRefreshToken {
 pub enum Rotation {
     /// The token was live: it is now spent and `NewRefreshToken` took its place.
     Rotated(User),
+    /// The token was spent within the grace window and its successor is still live: nothing
+    /// changed, and the successor (sealed, as it was handed over) is given again.
+    Repeated { user: User, sealed_successor: String },
     /// The token had already been spent or revoked: its whole family is now revoked (RFC 9700 4.14.2).
     Reused,
     /// Expired, or unknown to this server.

@@ -106,7 +106,13 @@ macro_rules! impl_store {
                 user_id: Uuid,
                 patch: UserPatch,
             ) -> StoreResult<Option<User>> {
-                Ok(sqlx::query_as(
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let demotes = patch.role.is_some_and(|role| role != Role::Owner);
+                if demotes {
+                    lock_tenant(&mut *tx, tenant_id, now).await?;
+                }
+                let user: Option<User> = sqlx::query_as(
                     "UPDATE users SET name = COALESCE($3, name), role = COALESCE($4, role), updated_at = $5
                      WHERE tenant_id = $1 AND id = $2 RETURNING *",
                 )
@@ -114,56 +120,68 @@ macro_rules! impl_store {
                 .bind(user_id)
                 .bind(patch.name)
                 .bind(patch.role)
-                .bind(Utc::now())
-                .fetch_optional(&self.pool)
-                .await?)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if demotes && user.is_some() && owners(&mut *tx, tenant_id).await? == 0 {
+                    return Err(StoreError::LastOwner);
+                }
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
-                let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with($begin).await?;
+                lock_tenant(&mut *tx, tenant_id, now).await?;
+                let role: Option<Role> = sqlx::query_scalar("DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING role")
                     .bind(tenant_id)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn count_owners(&self, tenant_id: Uuid) -> StoreResult<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'owner'")
-                    .bind(tenant_id)
-                    .fetch_one(&self.pool)
-                    .await?)
+                if role == Some(Role::Owner) && owners(&mut *tx, tenant_id).await? == 0 {
+                    return Err(StoreError::LastOwner);
+                }
+                tx.commit().await?;
+                Ok(role.is_some())
             }
 
             async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
                 insert_refresh_token(&self.pool, &token).await
             }
 
-            async fn rotate_refresh_token(&self, old_hash: &str, new: NewRefreshToken) -> StoreResult<Rotation> {
+            async fn rotate_refresh_token(
+                &self,
+                old_hash: &str,
+                new: NewRefreshToken,
+                sealed_new: &str,
+                grace: std::time::Duration,
+            ) -> StoreResult<Rotation> {
                 let now = Utc::now();
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Spending the token is the first statement: on PostgreSQL a concurrent rotation
                 // waits on the row lock and then finds the token spent; SQLite serialises writers.
-                let spent: Option<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
-                    "UPDATE refresh_tokens SET revoked_at = $1, replaced_by = $2
+                let spent: Option<(Uuid, Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+                    "UPDATE refresh_tokens SET revoked_at = $1, replaced_by = $2, successor_token = $4
                      WHERE token_hash = $3 AND revoked_at IS NULL
-                     RETURNING tenant_id, user_id, expires_at",
+                     RETURNING id, tenant_id, user_id, expires_at",
                 )
                 .bind(now)
                 .bind(new.id)
                 .bind(old_hash)
+                .bind(sealed_new)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let outcome = match spent {
-                    Some((tenant_id, user_id, expires_at)) if expires_at > now => {
-                        let user: Option<User> = sqlx::query_as("SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
-                            .bind(tenant_id)
-                            .bind(user_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        match user {
+                    Some((id, tenant_id, user_id, expires_at)) if expires_at > now => {
+                        match user_of(&mut *tx, tenant_id, user_id).await? {
                             Some(user) => {
                                 insert_refresh_token(&mut *tx, &new).await?;
+                                // The predecessor's grace is over: its copy of this token goes.
+                                sqlx::query("UPDATE refresh_tokens SET successor_token = NULL WHERE replaced_by = $1")
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
                                 Rotation::Rotated(user)
                             }
                             None => Rotation::Invalid,
@@ -171,22 +189,30 @@ macro_rules! impl_store {
                     }
                     Some(_) => Rotation::Invalid,
                     None => {
-                        let family: Option<Uuid> =
-                            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+                        let known: Option<(Uuid, Uuid, Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
+                            "SELECT tenant_id, user_id, revoked_at, successor_token FROM refresh_tokens WHERE token_hash = $1",
+                        )
+                        .bind(old_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let since = now - chrono::Duration::from_std(grace).unwrap_or_default();
+                        match known {
+                            Some((tenant_id, user_id, Some(revoked_at), Some(sealed_successor))) if revoked_at > since => {
+                                // The successor must still be live: once it is spent, this is reuse.
+                                let live: Option<Uuid> = sqlx::query_scalar(
+                                    "SELECT next.id FROM refresh_tokens spent JOIN refresh_tokens next ON next.id = spent.replaced_by
+                                     WHERE spent.token_hash = $1 AND next.revoked_at IS NULL AND next.expires_at > $2",
+                                )
                                 .bind(old_hash)
+                                .bind(now)
                                 .fetch_optional(&mut *tx)
                                 .await?;
-                        match family {
-                            Some(family_id) => {
-                                sqlx::query(
-                                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-                                )
-                                .bind(now)
-                                .bind(family_id)
-                                .execute(&mut *tx)
-                                .await?;
-                                Rotation::Reused
+                                match (live, user_of(&mut *tx, tenant_id, user_id).await?) {
+                                    (Some(_), Some(user)) => Rotation::Repeated { user, sealed_successor },
+                                    _ => revoke_family_of(&mut *tx, old_hash, now).await?,
+                                }
                             }
+                            Some(_) => revoke_family_of(&mut *tx, old_hash, now).await?,
                             None => Rotation::Invalid,
                         }
                     }
@@ -197,8 +223,8 @@ macro_rules! impl_store {
 
             async fn revoke_refresh_family(&self, tenant_id: Uuid, family_id: Uuid) -> StoreResult<u64> {
                 let done = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked_at = $1
-                     WHERE tenant_id = $2 AND family_id = $3 AND revoked_at IS NULL",
+                    "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $1), successor_token = NULL
+                     WHERE tenant_id = $2 AND family_id = $3 AND (revoked_at IS NULL OR successor_token IS NOT NULL)",
                 )
                 .bind(Utc::now())
                 .bind(tenant_id)
@@ -939,6 +965,55 @@ macro_rules! impl_store {
             .bind(key)
             .fetch_optional(executor)
             .await?)
+        }
+
+        /// Takes the tenant's row lock for the rest of the transaction: every change that may take
+        /// an owner away holds it, so two of them run one after the other and the second counts
+        /// what the first left (PostgreSQL; SQLite's write transactions are serial anyway).
+        async fn lock_tenant<'e, E>(executor: E, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+        {
+            sqlx::query("UPDATE tenants SET updated_at = $2 WHERE id = $1").bind(tenant_id).bind(now).execute(executor).await?;
+            Ok(())
+        }
+
+        async fn owners<'e, E>(executor: E, tenant_id: Uuid) -> StoreResult<i64>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+        {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'owner'")
+                .bind(tenant_id)
+                .fetch_one(executor)
+                .await?)
+        }
+
+        async fn user_of<'e, E>(executor: E, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+        {
+            Ok(sqlx::query_as("SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .fetch_optional(executor)
+                .await?)
+        }
+
+        /// A spent refresh token came back: every live token of its family is revoked.
+        async fn revoke_family_of<'e, E>(executor: E, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Rotation>
+        where
+            E: sqlx::Executor<'e, Database = <$store as $crate::store::sql::HasDb>::Db>,
+        {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $1), successor_token = NULL
+                 WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)
+                   AND (revoked_at IS NULL OR successor_token IS NOT NULL)",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .execute(executor)
+            .await?;
+            Ok(Rotation::Reused)
         }
 
         async fn insert_refresh_token<'e, E>(executor: E, token: &NewRefreshToken) -> StoreResult<()>

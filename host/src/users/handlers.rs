@@ -111,9 +111,6 @@ pub async fn update(
     ensure_may_manage(&auth, &target)?;
     if let Some(role) = req.role {
         ensure_may_grant(&auth, role)?;
-        if target.role == Role::Owner && role != Role::Owner {
-            ensure_another_owner(&state, &target).await?;
-        }
     }
     let patch = UserPatch { name: validate::optional_name("name", req.name.as_deref())?, role: req.role };
     let user = state.store.update_user(auth.tenant_id(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
@@ -129,9 +126,7 @@ pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): 
     auth.require_manager()?;
     let target = state.store.get_user(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     ensure_may_manage(&auth, &target)?;
-    if target.role == Role::Owner {
-        ensure_another_owner(&state, &target).await?;
-    }
+    // The store keeps the last owner, also against a concurrent demotion or removal (409).
     state.store.delete_user(auth.tenant_id(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -147,13 +142,6 @@ fn ensure_may_manage(auth: &AuthUser, target: &User) -> ApiResult<()> {
 fn ensure_may_grant(auth: &AuthUser, role: Role) -> ApiResult<()> {
     if role == Role::Owner && auth.role() != Role::Owner {
         return Err(ApiError::forbidden("only an owner can grant the owner role"));
-    }
-    Ok(())
-}
-
-async fn ensure_another_owner(state: &AppState, target: &User) -> ApiResult<()> {
-    if state.store.count_owners(target.tenant_id).await? <= 1 {
-        return Err(ApiError::conflict("a tenant keeps at least one owner"));
     }
     Ok(())
 }

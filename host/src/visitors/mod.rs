@@ -16,10 +16,9 @@
 pub mod assets;
 pub mod handlers;
 pub mod origin;
-pub mod rate;
 pub mod view;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +29,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use self::rate::RateLimit;
 use crate::auth::tokens::VisitorClaims;
 use crate::channels::ChannelAdapter;
 use crate::channels::adapter::WebhookMode;
 use crate::config::VisitorConfig;
 use crate::error::ApiError;
+use crate::http::client::client_address;
 use crate::http::extract::bearer_token;
+use crate::http::rate::RateLimit;
 use crate::state::AppState;
 use crate::store::{Channel, ChannelStatus};
 
@@ -109,7 +109,8 @@ impl FromRequestParts<AppState> for VisitorAuth {
 /// and lets the browser read the answer (`Access-Control-Allow-Origin`). Uploaded files are the
 /// exception: images load in `<img>`, without an origin, and their unguessable token is the check.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let client = client_address(&request, state.config.visitors.trust_forwarded_for);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr);
+    let client = client_address(request.headers(), peer, state.config.visitors.trust_forwarded_for);
     if request.method() == Method::GET && request.uri().path().split('/').nth(4) == Some("attachments") {
         return match limited(&state.visitor_limits.requests, &client, "requests from this address") {
             Ok(()) => next.run(request).await,
@@ -180,34 +181,4 @@ fn with_cors(mut response: Response, origin: Option<&HeaderValue>, preflight: bo
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     }
     response
-}
-
-/// The peer's address, or the last `X-Forwarded-For` hop when a trusted proxy sets it. An IPv6
-/// client is its /64: one host holds a whole /64 to pick addresses from.
-fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
-    let key = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
-        IpAddr::V4(v4) => v4.to_string(),
-    };
-    if trust_forwarded_for
-        && let Some(hop) = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return key(hop);
-    }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| key(addr.ip()))
-        .unwrap_or_else(|| "unknown".into())
 }

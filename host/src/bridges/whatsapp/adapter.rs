@@ -34,10 +34,9 @@ impl WhatsAppAdapter {
         kind: WaMediaKind,
         caption: Option<String>,
     ) -> Result<WaMedia, SendFailure> {
-        let host = reqwest::Url::parse(&attachment.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
         let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let fetched = self.deps.fetcher.fetch(request, &[host], &Default::default(), deadline).await;
+        let fetched = self.deps.fetcher.fetch(request, None, &Default::default(), deadline).await;
         let response = match fetched {
             Ok(response) if (200..300).contains(&response.status) => response,
             Ok(response) if (400..500).contains(&response.status) => {

@@ -1,4 +1,4 @@
-//! Keyed rate limits (a token bucket per visitor or per address), per process: behind N
+//! Keyed rate limits (a token bucket per visitor, address or login client), per process: behind N
 //! replicas a client gets N times the budget, which still bounds a flood.
 
 use std::collections::HashMap;
@@ -35,6 +35,15 @@ impl RateLimit {
     /// `per_minute` requests a minute on average, up to `burst` at once.
     pub fn per_minute(per_minute: u32, burst: u32) -> Self {
         Self { rate: f64::from(per_minute.max(1)) / 60.0, burst: f64::from(burst.max(1)), state: Mutex::default() }
+    }
+
+    /// Whether `key` has a token left, taking none: `Err(retry_after)` when it has none.
+    pub fn peek(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = state.by_key.get(key) else { return Ok(()) };
+        let tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
+        if tokens >= 1.0 { Ok(()) } else { Err(Duration::from_secs_f64((1.0 - tokens) / self.rate)) }
     }
 
     /// Takes one token for `key`; `Err(retry_after)` when none is left.
@@ -75,5 +84,7 @@ mod tests {
         let wait = limit.check("a").expect_err("the fourth waits");
         assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO, "{wait:?}");
         assert!(limit.check("b").is_ok());
+        assert!(limit.peek("a").is_err(), "peeking sees the empty bucket");
+        assert!(limit.peek("c").is_ok() && limit.peek("c").is_ok(), "peeking takes nothing");
     }
 }
