@@ -19,6 +19,8 @@ pub struct Config {
     /// Allowed browser origins; empty means any origin (without credentials).
     pub cors_origins: Vec<String>,
     pub socket_path: String,
+    /// Packets a Socket.IO connection may have waiting before it is disconnected.
+    pub socket_buffer: usize,
     pub database_url: String,
     pub data_dir: PathBuf,
     pub jwt: JwtConfig,
@@ -119,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("port", &self.port)
             .field("cors_origins", &self.cors_origins)
             .field("socket_path", &self.socket_path)
+            .field("socket_buffer", &self.socket_buffer)
             .field("database", &redact_url(&self.database_url))
             .field("data_dir", &self.data_dir)
             .field("access_ttl", &self.jwt.access_ttl)
@@ -205,6 +208,7 @@ impl Config {
             port,
             cors_origins,
             socket_path,
+            socket_buffer: number("OMNICHAT_SOCKET_BUFFER", var("OMNICHAT_SOCKET_BUFFER"), crate::realtime::SOCKET_BUFFER)?,
             database_url,
             jwt: JwtConfig {
                 access_secret: access_secret.into(),

@@ -70,7 +70,13 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         );
     }
     let tokens = auth::tokens::TokenService::new(&config.jwt);
-    let realtime = realtime::Realtime::new(&config.socket_path, tokens.clone(), store.clone(), config.public_url.clone());
+    let realtime = realtime::Realtime::new(
+        &config.socket_path,
+        config.socket_buffer,
+        tokens.clone(),
+        store.clone(),
+        config.public_url.clone(),
+    );
     let secrets = crypto::SecretBox::new(&config.secret_key);
     let status = channels::StatusSink::new(store.clone(), realtime.clone());
     let inbound = inbound::service::Inbound::new(store.clone(), realtime.clone(), Arc::new(agents::NoAutoReply));

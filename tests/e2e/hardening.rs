@@ -1,7 +1,11 @@
 //! The defects a hostile-input probe found (issue 17), each with the test that would have
 //! caught it.
 
-use omnichat_tests::{Db, PASSWORD, Session, TestApp, reply, spawn_app, spawn_app_with};
+use std::time::Duration;
+
+use futures::StreamExt;
+use omnichat_tests::socket::SocketClient;
+use omnichat_tests::{Db, PASSWORD, Session, TestApp, reply, spawn_app, spawn_app_with, telegram_text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -14,6 +18,9 @@ on_both_databases!(
     unfetchable_attachment_urls_are_refused_at_once,
     concurrent_refreshes_keep_the_client_signed_in,
     one_client_cannot_spray_passwords,
+    a_removed_users_socket_is_cut_at_once,
+    a_socket_is_cut_when_its_token_expires,
+    a_polling_client_under_a_burst_gets_every_event_or_is_disconnected,
 );
 
 async fn owner_pair(app: &TestApp, round: usize) -> (Session, Session) {
@@ -218,4 +225,87 @@ async fn one_client_cannot_spray_passwords(db: Db) {
     assert_eq!(elsewhere.status, StatusCode::OK, "another client signs in: {}", elsewhere.body);
     let body: &Value = &elsewhere.body;
     assert!(body["accessToken"].is_string());
+}
+
+async fn bot_channel(app: &TestApp, owner: &Session) -> String {
+    let bot = app.create_channel(owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:x"}})).await;
+    bot["id"].as_str().expect("id").to_owned()
+}
+
+async fn a_removed_users_socket_is_cut_at_once(db: Db) {
+    let app = spawn_app(db).await;
+    let owner = app.register("owner@cut.test").await;
+    let invited =
+        app.post("/api/users", Some(&owner.access_token), json!({"email": "agent@cut.test", "password": PASSWORD})).await;
+    assert_eq!(invited.status, StatusCode::CREATED);
+    let agent = Session::from_auth(&app.login("agent@cut.test", PASSWORD).await.body);
+    let bot = bot_channel(&app, &owner).await;
+    let mut socket = SocketClient::connect(&app.base_url(), Some(&agent.access_token), &[&bot]).await;
+    assert_eq!(socket.ready().await, [json!({"ok": true})]);
+
+    let removed = app.delete(&format!("/api/users/{}", agent.user_id), &owner.access_token).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let told = socket.event("unauthorized", Duration::from_secs(1)).await.expect("told within a second");
+    assert_eq!(told["reason"], "the user was removed");
+    let cut = socket.next("disconnect", Duration::from_secs(1)).await.expect("cut within a second");
+    assert_eq!(cut["reason"], "io server disconnect", "a server-side disconnect: the client does not retry by itself");
+}
+
+async fn a_socket_is_cut_when_its_token_expires(db: Db) {
+    let app = spawn_app_with(db, |config| config.jwt.access_ttl = Duration::from_secs(2)).await;
+    let owner = app.register("owner@expiry.test").await;
+    let bot = bot_channel(&app, &owner).await;
+    let mut socket = SocketClient::connect(&app.base_url(), Some(&owner.access_token), &[&bot]).await;
+    socket.ready().await;
+    let told = socket.event("unauthorized", Duration::from_secs(8)).await.expect("told when the token expires");
+    assert_eq!(told["reason"], "the access token expired");
+    let cut = socket.next("disconnect", Duration::from_secs(2)).await.expect("then cut");
+    assert_eq!(cut["reason"], "io server disconnect");
+}
+
+/// Posts `count` webhooks (16 at a time) while a long-polling client listens; returns how many
+/// `message-created` events it got and whether it was disconnected.
+async fn burst_to_a_polling_client(app: &TestApp, count: i64) -> (usize, bool) {
+    let owner = app.register(&format!("owner{count}@burst.test")).await;
+    let bot = bot_channel(app, &owner).await;
+    let mut socket = SocketClient::polling(&app.base_url(), Some(&owner.access_token), &[&bot]).await;
+    assert_eq!(socket.ready().await, [json!({"ok": true})]);
+    let posted = futures::stream::iter(0..count)
+        .map(|i| {
+            let bot = bot.clone();
+            async move { app.telegram_update(&bot, &telegram_text(i + 1, i + 1, 1_000 + i % 50, "burst"), None).await.status }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(posted.iter().all(|s| *s == StatusCode::OK), "every webhook stored");
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while received < count as usize {
+        let Some(line) = socket.next_line(deadline.saturating_duration_since(tokio::time::Instant::now())).await else { break };
+        match line["type"].as_str() {
+            Some("event") if line["name"] == "message-created" => received += 1,
+            Some("disconnect") => return (received, true),
+            _ => {}
+        }
+    }
+    (received, false)
+}
+
+async fn a_polling_client_under_a_burst_gets_every_event_or_is_disconnected(db: Db) {
+    // The default buffer holds a burst; a tiny one cannot: either way nothing is lost unknowingly.
+    for buffer in [None, Some(16)] {
+        let app = spawn_app_with(db, |config| {
+            if let Some(buffer) = buffer {
+                config.socket_buffer = buffer;
+            }
+        })
+        .await;
+        let (received, disconnected) = burst_to_a_polling_client(&app, 1_000).await;
+        eprintln!("buffer {buffer:?}: {received} of 1000 events, disconnected: {disconnected}");
+        assert!(received == 1_000 || disconnected, "buffer {buffer:?}: {received} of 1000 events and no disconnect");
+        if buffer.is_none() {
+            assert_eq!(received, 1_000, "the default buffer holds a burst of 1,000 for a polling client");
+        }
+    }
 }

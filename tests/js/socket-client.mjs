@@ -3,6 +3,7 @@
 //   {"type":"connected"} | {"type":"connect_error","message":...}
 //   {"type":"ack","event":"join-channel","channel":...,"reply":{...}}
 //   {"type":"event","name":"message-created","payload":{...}}
+//   {"type":"disconnect","reason":"io server disconnect"}
 // Usage: node socket-client.mjs <baseUrl> <token|-> [channelId ...]
 // Options by environment: SOCKET_PATH (default /socket.io), TRANSPORT (websocket|polling),
 // NAMESPACE (default /; e.g. /widget: connects to baseUrl + namespace), ORIGIN (sent as the
@@ -47,6 +48,7 @@ socket.on("connect_error", (err) => {
   process.exit(0);
 });
 socket.onAny((name, payload) => print({ type: "event", name, payload }));
+socket.on("disconnect", (reason) => print({ type: "disconnect", reason }));
 
 // Commands from stdin. Emits made before the connection is up are buffered by socket.io-client.
 async function command(line) {

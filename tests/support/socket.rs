@@ -33,6 +33,11 @@ impl SocketClient {
         Self::connect_to("/widget", Some(origin), base_url, Some(token), &[]).await
     }
 
+    /// Like [`connect`](Self::connect), over HTTP long-polling only.
+    pub async fn polling(base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
+        Self::spawn("/", None, "polling", base_url, token, channels).await
+    }
+
     pub async fn connect_to(
         namespace: &str,
         origin: Option<&str>,
@@ -40,8 +45,19 @@ impl SocketClient {
         token: Option<&str>,
         channels: &[&str],
     ) -> Self {
+        Self::spawn(namespace, origin, "websocket", base_url, token, channels).await
+    }
+
+    async fn spawn(
+        namespace: &str,
+        origin: Option<&str>,
+        transport: &str,
+        base_url: &str,
+        token: Option<&str>,
+        channels: &[&str],
+    ) -> Self {
         let mut command = Command::new("node");
-        command.env("NAMESPACE", namespace);
+        command.env("NAMESPACE", namespace).env("TRANSPORT", transport);
         if let Some(origin) = origin {
             command.env("ORIGIN", origin);
         }
@@ -75,6 +91,13 @@ impl SocketClient {
         let stdin = self.stdin.as_mut().expect("the client's stdin");
         stdin.write_all(line.as_bytes()).await.expect("write to the socket client");
         stdin.flush().await.expect("flush");
+    }
+
+    /// The next line of any type, or `None` after `wait`.
+    pub async fn next_line(&mut self, wait: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(wait, self.lines.recv()).await.ok().flatten()?;
+        self.seen.push(line.clone());
+        Some(line)
     }
 
     /// The next line of `type` (skipping others, which stay in `seen`), or `None` after `wait`.

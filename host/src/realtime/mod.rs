@@ -7,22 +7,45 @@
 //! room and its tenant's room, once per socket. `typing` `{conversationId, typing}` tells the
 //! tenant's other sockets and the conversation's visitor that an agent is typing.
 //!
+//! A socket lives no longer than its user and its token: when the user is removed, or the access
+//! token it connected with expires, the socket is told (`unauthorized` `{reason}`) and
+//! disconnected; the client refreshes its token and connects again. Every event a socket takes
+//! re-reads its user, so a role change applies at once.
+//!
+//! Delivery is all or nothing per socket: each socket has a buffer of `OMNICHAT_SOCKET_BUFFER`
+//! ([`SOCKET_BUFFER`]) packets (its namespaces, acks and pings together); a socket whose buffer is full (a client
+//! that stopped reading, or a long-polling one far behind) is disconnected at once instead of
+//! silently missing events, and its client reconnects and reloads what it shows over REST.
+//!
 //! Website visitors connect to the [`/widget` namespace](visitors).
 
 pub mod visitors;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError, SocketIo};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::tokens::{TokenKind, TokenService};
 use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Store};
+
+/// The default of `OMNICHAT_SOCKET_BUFFER`: packets a connection may have waiting (all its namespaces, acks and pings together). A
+/// burst of events to a long-polling client waits here between its polls; idle, a larger bound
+/// costs nothing (tokio allocates the queue in blocks of 32 as it fills). Past it the socket is
+/// disconnected (see the module docs). Measured in BENCHMARKS.md (burst to a polling client,
+/// idle sockets).
+pub const SOCKET_BUFFER: usize = 4096;
 
 #[derive(Clone)]
 pub struct Realtime {
@@ -37,6 +60,8 @@ struct SocketDeps {
     store: Arc<dyn Store>,
     /// `OMNICHAT_PUBLIC_URL`: the host's own origin, whose pages may use any widget.
     public_url: Option<String>,
+    /// Sockets to cut when their token expires.
+    expiries: mpsc::UnboundedSender<(i64, Sid)>,
 }
 
 /// Who a socket belongs to, set by the handshake.
@@ -44,6 +69,12 @@ struct SocketDeps {
 struct SocketUser {
     user_id: Uuid,
     tenant_id: Uuid,
+    /// When the access token it connected with expires (unix seconds).
+    expires_at: i64,
+}
+
+pub fn user_room(user_id: Uuid) -> String {
+    format!("user:{user_id}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +86,31 @@ pub fn tenant_room(tenant_id: Uuid) -> String {
 }
 
 impl Realtime {
-    pub fn new(socket_path: &str, tokens: TokenService, store: Arc<dyn Store>, public_url: Option<String>) -> Self {
+    /// Needs a tokio runtime: it starts the task that cuts sockets whose token expired.
+    pub fn new(
+        socket_path: &str,
+        buffer: usize,
+        tokens: TokenService,
+        store: Arc<dyn Store>,
+        public_url: Option<String>,
+    ) -> Self {
+        let (expiries, expiring) = mpsc::unbounded_channel();
         let (layer, io) = SocketIo::builder()
             .req_path(socket_path.to_owned())
-            .with_state(SocketDeps { tokens, store, public_url })
+            .max_buffer_size(buffer)
+            .with_state(SocketDeps { tokens, store, public_url, expiries })
             .build_layer();
         io.ns("/", on_connect.with(authenticate));
         io.ns(visitors::NAMESPACE, visitors::on_connect.with(visitors::authenticate));
+        tokio::spawn(cut_expired(io.clone(), expiring));
         Self { io, layer }
+    }
+
+    /// A user was removed: its sockets are told and disconnected.
+    pub fn user_removed(&self, user_id: Uuid) {
+        for socket in self.io.within(user_room(user_id)).sockets() {
+            sign_out(socket, "the user was removed");
+        }
     }
 
     pub fn layer(&self) -> SocketIoLayer {
@@ -88,10 +136,8 @@ impl Realtime {
     /// for every other channel).
     async fn to_visitor(&self, message: &Message) {
         let Some(customer_id) = message.customer_id.filter(|_| crate::visitors::view::visible(message)) else { return };
-        if let Some(ns) = self.io.of(visitors::NAMESPACE)
-            && let Err(err) = ns.to(visitors::room(customer_id)).emit("message", &crate::visitors::view::message(message)).await
-        {
-            tracing::warn!(message.id = %message.id, error = %err, "socket.io emit to a visitor failed");
+        if let Some(ns) = self.io.of(visitors::NAMESPACE) {
+            deliver(ns.to(visitors::room(customer_id)), "message", &crate::visitors::view::message(message));
         }
     }
 
@@ -129,8 +175,84 @@ impl Realtime {
     /// Emits `event` to a channel's room and its tenant's room.
     pub async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
         let rooms = [channel_id.to_string(), tenant_room(tenant_id)];
-        if let Err(err) = self.io.to(rooms).emit(event, payload).await {
-            tracing::warn!(event, channel.id = %channel_id, error = %err, "socket.io emit failed");
+        deliver(self.io.to(rooms), event, payload);
+    }
+}
+
+/// Sends `event` to each socket `targets` selects (once each): a socket whose buffer is full is
+/// disconnected rather than left to miss the event unknowingly.
+fn deliver(targets: BroadcastOperators, event: &str, payload: &impl Serialize) {
+    for socket in targets.sockets() {
+        match socket.emit(event, payload) {
+            Ok(()) | Err(SendError::Socket(SocketError::Closed)) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => overflowed(socket),
+            Err(err) => tracing::warn!(event, socket.id = %socket.id, error = %err, "socket.io emit failed"),
+        }
+    }
+}
+
+/// An ack that cannot be sent means a full buffer: the socket goes, so its client's pending
+/// call fails (and it reconnects) instead of waiting for an answer that never comes.
+fn acknowledge(socket: &SocketRef, ack: AckSender, reply: &Value) {
+    if let Err(SendError::Socket(SocketError::InternalChannelFull)) = ack.send(reply) {
+        overflowed(socket.clone());
+    }
+}
+
+/// A socket whose buffer is full: out of every room at once (no more events pile up), then
+/// disconnected as soon as its buffer has room for the disconnect packet; a client that reads
+/// nothing at all is closed by the engine's heartbeat (which finds no room either) anyway.
+fn overflowed(socket: SocketRef) {
+    tracing::warn!(socket.id = %socket.id, ns = socket.ns(), "socket cannot keep up with its events: disconnected, its client reconnects and resyncs");
+    socket.leave_all();
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            match socket.clone().disconnect() {
+                Err(SocketError::InternalChannelFull) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => return,
+            }
+        }
+    });
+}
+
+/// Tells a socket why it is being cut, then cuts it.
+fn sign_out(socket: SocketRef, reason: &str) {
+    tracing::debug!(socket.id = %socket.id, reason, "socket signed out");
+    socket.leave_all();
+    match socket.emit("unauthorized", &json!({"reason": reason})) {
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => overflowed(socket),
+        _ => {
+            if let Err(SocketError::InternalChannelFull) = socket.clone().disconnect() {
+                overflowed(socket);
+            }
+        }
+    }
+}
+
+/// Cuts each socket when the access token it connected with expires: one task and one heap
+/// entry per socket (24 bytes), not a timer each.
+async fn cut_expired(io: SocketIo, mut expiring: mpsc::UnboundedReceiver<(i64, Sid)>) {
+    let mut due: BinaryHeap<Reverse<(i64, Sid)>> = BinaryHeap::new();
+    loop {
+        let now = chrono::Utc::now().timestamp();
+        while let Some(Reverse((at, sid))) = due.peek().copied() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            if let Some(socket) = io.get_socket(sid)
+                && socket.extensions.get::<SocketUser>().is_some_and(|user| user.expires_at <= now)
+            {
+                sign_out(socket, "the access token expired");
+            }
+        }
+        let wait = due.peek().map(|Reverse((at, _))| Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1)));
+        tokio::select! {
+            next = expiring.recv() => match next {
+                Some(entry) => due.push(Reverse(entry)),
+                None => return,
+            },
+            () = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))) => {}
         }
     }
 }
@@ -150,7 +272,8 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
         deps.tokens.verify(&token, TokenKind::Access).map_err(|_| Refused("unauthorized: invalid or expired access token"))?;
     match deps.store.get_user(claims.tenant_id, claims.user_id).await {
         Ok(Some(user)) => {
-            socket.extensions.insert(SocketUser { user_id: user.id, tenant_id: user.tenant_id });
+            socket.extensions.insert(SocketUser { user_id: user.id, tenant_id: user.tenant_id, expires_at: claims.exp });
+            let _ = deps.expiries.send((claims.exp, socket.id));
             Ok(())
         }
         Ok(None) => Err(Refused("unauthorized: the token's user no longer exists")),
@@ -163,7 +286,7 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
 
 async fn on_connect(socket: SocketRef, Extension(user): Extension<SocketUser>) {
     tracing::debug!(socket.id = %socket.id, user.id = %user.user_id, tenant.id = %user.tenant_id, "socket connected");
-    socket.join(tenant_room(user.tenant_id));
+    socket.join([tenant_room(user.tenant_id), user_room(user.user_id)]);
     socket.on("join-channel", join_channel);
     socket.on("leave-channel", leave_channel);
     socket.on("typing", agent_typing);
@@ -179,6 +302,9 @@ async fn agent_typing(
     State(deps): State<SocketDeps>,
     Extension(user): Extension<SocketUser>,
 ) {
+    if !still_signed_in(&socket, &deps, &user).await {
+        return;
+    }
     let payload = payload.unwrap_or_default();
     let typing = payload.get("typing").and_then(Value::as_bool).unwrap_or(true);
     let conversation_id = payload.get("conversationId").and_then(Value::as_str).and_then(|id| id.trim().parse::<Uuid>().ok());
@@ -189,10 +315,10 @@ async fn agent_typing(
                 let event = json!({"channelInstanceId": conversation.channel_instance_id, "conversationId": conversation.id,
                     "from": "agent", "userId": user.user_id, "typing": typing});
                 let rooms = [conversation.channel_instance_id.to_string(), tenant_room(user.tenant_id)];
-                let _ = socket.to(rooms).emit("typing", &event).await;
+                deliver(socket.to(rooms), "typing", &event);
                 let visitor = json!({"conversationId": conversation.id, "from": "agent", "typing": typing});
                 if let Some(ns) = io.of(visitors::NAMESPACE) {
-                    let _ = ns.to(visitors::room(conversation.customer_id)).emit("typing", &visitor).await;
+                    deliver(ns.to(visitors::room(conversation.customer_id)), "typing", &visitor);
                 }
                 json!({"ok": true})
             }
@@ -203,7 +329,21 @@ async fn agent_typing(
             }
         },
     };
-    let _ = ack.send(&reply);
+    acknowledge(&socket, ack, &reply);
+}
+
+/// Whether the socket's user still exists; a removed one's socket is cut (the removal cut it
+/// already where it ran, this covers a removal this process did not see).
+async fn still_signed_in(socket: &SocketRef, deps: &SocketDeps, user: &SocketUser) -> bool {
+    match deps.store.get_user(user.tenant_id, user.user_id).await {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            sign_out(socket.clone(), "the user was removed");
+            false
+        }
+        // The store is down: the handler answers that itself.
+        Err(_) => true,
+    }
 }
 
 async fn join_channel(
@@ -213,6 +353,9 @@ async fn join_channel(
     State(deps): State<SocketDeps>,
     Extension(user): Extension<SocketUser>,
 ) {
+    if !still_signed_in(&socket, &deps, &user).await {
+        return;
+    }
     let reply = match channel_id(payload.ok()) {
         None => json!({"ok": false, "error": "a channel instance id is required"}),
         Some(id) => match deps.store.get_channel(user.tenant_id, id).await {
@@ -227,7 +370,7 @@ async fn join_channel(
             }
         },
     };
-    let _ = ack.send(&reply);
+    acknowledge(&socket, ack, &reply);
 }
 
 async fn leave_channel(socket: SocketRef, TryData(payload): TryData<Value>, ack: AckSender) {
@@ -238,7 +381,7 @@ async fn leave_channel(socket: SocketRef, TryData(payload): TryData<Value>, ack:
         }
         None => json!({"ok": false, "error": "a channel instance id is required"}),
     };
-    let _ = ack.send(&reply);
+    acknowledge(&socket, ack, &reply);
 }
 
 /// `"<uuid>"` or `{"channelInstanceId": "<uuid>"}`.

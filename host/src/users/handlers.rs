@@ -128,6 +128,7 @@ pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): 
     ensure_may_manage(&auth, &target)?;
     // The store keeps the last owner, also against a concurrent demotion or removal (409).
     state.store.delete_user(auth.tenant_id(), id).await?;
+    state.realtime.user_removed(id);
     Ok(StatusCode::NO_CONTENT)
 }
 
