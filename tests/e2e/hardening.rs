@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use omnichat_tests::fake::FakeProvider;
 use omnichat_tests::socket::SocketClient;
 use omnichat_tests::{Db, PASSWORD, Session, TestApp, reply, spawn_app, spawn_app_with, telegram_text};
 use reqwest::StatusCode;
@@ -21,6 +22,8 @@ on_both_databases!(
     a_removed_users_socket_is_cut_at_once,
     a_socket_is_cut_when_its_token_expires,
     a_polling_client_under_a_burst_gets_every_event_or_is_disconnected,
+    secret_looking_config_is_masked_inside_arrays_too,
+    page_ids_can_be_neither_squatted_nor_probed,
 );
 
 async fn owner_pair(app: &TestApp, round: usize) -> (Session, Session) {
@@ -308,4 +311,118 @@ async fn a_polling_client_under_a_burst_gets_every_event_or_is_disconnected(db: 
             assert_eq!(received, 1_000, "the default buffer holds a burst of 1,000 for a polling client");
         }
     }
+}
+
+async fn secret_looking_config_is_masked_inside_arrays_too(db: Db) {
+    let app = spawn_app(db).await;
+    let owner = app.register("owner@mask.test").await;
+    let config = json!({
+        "botToken": "4242:DECLARED-SECRET",
+        "accessKey": "AK-undeclared-1", "signingKey": "SK-undeclared-2", "pwd": "PWD-undeclared-3",
+        "credentials": [{"user": "ops", "pass": "CRED-in-array-4"}],
+        "upstreams": [{"url": "https://a.example", "authorization": "Bearer AUTH-in-array-5"}, {"url": "https://b.example"}],
+        "greeting": "hello", "keywords": ["price", "refund"]
+    });
+    let channel = app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": config})).await;
+    let shown = channel["config"].clone();
+    let secrets =
+        ["DECLARED-SECRET", "AK-undeclared-1", "SK-undeclared-2", "PWD-undeclared-3", "CRED-in-array-4", "AUTH-in-array-5"];
+    for secret in secrets {
+        assert!(!shown.to_string().contains(secret), "{secret} is masked: {shown}");
+    }
+    assert_eq!(shown["credentials"], "********", "a secret-looking key is sealed whole, arrays included");
+    assert_eq!(shown["upstreams"][0], json!({"url": "https://a.example", "authorization": "********"}));
+    assert_eq!((shown["greeting"].clone(), shown["keywords"].clone()), (json!("hello"), json!(["price", "refund"])));
+
+    let id = omnichat_tests::id_of(&channel);
+    let raw = app.db.raw_channel_config(id).await;
+    for secret in secrets {
+        assert!(!raw.contains(secret), "{secret} is sealed at rest: {raw}");
+    }
+    // The masked view sent back keeps every secret as it was.
+    let patched = app.patch(&format!("/api/channels/{id}"), &owner.access_token, json!({"config": shown})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["config"], channel["config"]);
+    let listed = app.get("/api/channels", &owner.access_token).await;
+    for secret in secrets {
+        assert!(!listed.body.to_string().contains(secret), "{secret} in the list");
+    }
+    let state = app.state.clone();
+    let stored = state.store.get_channel(id_of_tenant(&owner), id).await.expect("read").expect("channel");
+    let opened = omnichat::channels::secrets::open(&state.secrets, &stored.config.0).expect("opens");
+    assert_eq!(opened, config, "nothing was lost on the way");
+}
+
+fn id_of_tenant(session: &Session) -> uuid::Uuid {
+    session.tenant_id.parse().expect("tenant id")
+}
+
+fn page_message(page: &str, mid: &str) -> Value {
+    json!({"object": "page", "entry": [{"id": page, "time": 1, "messaging": [
+        {"sender": {"id": "PSID_1"}, "recipient": {"id": page}, "timestamp": 1_700_000_000_000u64, "message": {"mid": mid, "text": "hello page"}}]}]})
+}
+
+async fn page_ids_can_be_neither_squatted_nor_probed(db: Db) {
+    let graph = FakeProvider::start().await;
+    let graph_url = graph.base_url();
+    let app = spawn_app_with(db, |config| {
+        config.providers.facebook_graph_base_url = graph_url;
+        config.providers.facebook_app_secret = Some("the-app-secret".to_owned().into());
+    })
+    .await;
+    let squatter = app.register("squatter@pages.test").await;
+    let owner = app.register("owner@pages.test").await;
+    let page =
+        |token: &str| json!({"name": "Page", "type": "FACEBOOK", "externalId": "PAGE_X", "config": {"pageAccessToken": token}});
+    let squatted = app.create_channel(&squatter, page("the-squatters-token")).await;
+
+    // Unsigned or badly signed deliveries answer alike for a known and an unknown page.
+    let known = app.facebook_delivery(&page_message("PAGE_X", "m.1"), "guess", None).await;
+    let unknown = app.facebook_delivery(&page_message("PAGE_NONE", "m.1"), "guess", None).await;
+    let unsigned = app.facebook_delivery(&page_message("PAGE_X", "m.1"), "", Some("sha256=00")).await;
+    assert_eq!(
+        (known.status, unknown.status, unsigned.status),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(known.body, unknown.body, "nothing tells a known page from an unknown one");
+    assert_eq!(unsigned.body, unknown.body);
+
+    // The page's owner is not blocked by the squatter's claim, and learns nothing of it.
+    let owned = app.post("/api/channels", Some(&owner.access_token), page("the-owners-token")).await;
+    assert_eq!(owned.status, StatusCode::CREATED, "{}", owned.body);
+    let duplicate = app.post("/api/channels", Some(&owner.access_token), page("again")).await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT, "unique within a tenant");
+    assert!(duplicate.body["error"]["message"].as_str().unwrap_or_default().contains("your channels"));
+
+    // Two unproven claims: the page's messages go to neither.
+    let unproven = app.facebook_delivery(&page_message("PAGE_X", "m.2"), "the-app-secret", None).await;
+    assert_eq!(unproven.status, StatusCode::UNAUTHORIZED, "{}", unproven.body);
+
+    // `connect` proves who holds the page: Graph's /me answers the page of the token.
+    graph.script([(200, json!({"id": "PAGE_X", "name": "The page"}))]);
+    let connected = app
+        .post(&format!("/api/channels/{}/connect", owned.body["id"].as_str().expect("id")), Some(&owner.access_token), json!({}))
+        .await;
+    assert_eq!(
+        (connected.status, connected.body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("CONNECTED")),
+        "{}",
+        connected.body
+    );
+    graph.script([(200, json!({"id": "THE_SQUATTERS_OWN_PAGE", "name": "Another page"}))]);
+    let refused = app
+        .post(&format!("/api/channels/{}/connect", squatted["id"].as_str().expect("id")), Some(&squatter.access_token), json!({}))
+        .await;
+    assert_eq!(refused.body["status"], "ERROR", "{}", refused.body);
+    assert!(refused.body["statusReason"].as_str().unwrap_or_default().contains("not a token of page PAGE_X"), "{}", refused.body);
+
+    let delivered = app.facebook_delivery(&page_message("PAGE_X", "m.3"), "the-app-secret", None).await;
+    assert_eq!((delivered.status, delivered.body["stored"].as_i64()), (StatusCode::OK, Some(1)), "{}", delivered.body);
+    let count = |session: &Session| {
+        let app = &app;
+        let token = session.access_token.clone();
+        async move { app.get("/api/conversations", &token).await.body["data"].as_array().map(Vec::len) }
+    };
+    assert_eq!(count(&owner).await, Some(1), "the proven owner gets the page's messages");
+    assert_eq!(count(&squatter).await, Some(0), "the squatter gets nothing");
 }

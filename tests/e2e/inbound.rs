@@ -232,7 +232,8 @@ async fn a_badly_signed_messenger_delivery_is_refused(db: Db) {
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     let unknown_page =
         app.facebook_delivery(&json!({"object": "page", "entry": [{"id": "NOPE", "messaging": []}]}), "app-secret", None).await;
-    assert_eq!(unknown_page.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown_page.status, StatusCode::UNAUTHORIZED, "an unknown page looks like a refused signature");
+    assert_eq!(unknown_page.body, wrong_key.body);
     let not_page = app.facebook_delivery(&json!({"object": "user", "entry": []}), "app-secret", None).await;
     assert_eq!(not_page.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.get("/api/conversations", &owner.access_token).await.body["data"], json!([]));

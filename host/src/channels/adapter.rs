@@ -78,13 +78,6 @@ pub struct ChannelTypeInfo {
     pub webhook: Option<WebhookInfo>,
 }
 
-impl ChannelTypeInfo {
-    /// The secret fields of the schema: sealed at rest, redacted everywhere.
-    pub fn secret_fields(&self) -> impl Iterator<Item = &str> {
-        self.config_schema.iter().filter(|f| f.secret).map(|f| f.name.as_str())
-    }
-}
-
 pub fn webhook_info(mode: WebhookMode, channel_type: &ChannelType) -> WebhookInfo {
     let path = match mode {
         WebhookMode::PerChannel => "/api/webhooks/{channelInstanceId}".to_owned(),

@@ -82,7 +82,7 @@ pub async fn create(
         channel_type: info.channel_type.clone(),
         name: validate::name("name", &req.name)?,
         external_id: external_id(req.external_id)?,
-        config: secrets::seal(&state.secrets, config, None, info.secret_fields()),
+        config: secrets::seal(&state.secrets, config, None, &info.config_schema),
         metadata: object("metadata", req.metadata)?,
     };
     let channel = state.store.create_channel(auth.tenant_id(), channel).await.map_err(external_id_conflict)?;
@@ -163,11 +163,11 @@ pub async fn update(
             match state.channels.get(&current.channel_type) {
                 Some(adapter) => {
                     check_config(adapter.info(), &config, previous)?;
-                    Some(secrets::seal(&state.secrets, config, previous, adapter.info().secret_fields()))
+                    Some(secrets::seal(&state.secrets, config, previous, &adapter.info().config_schema))
                 }
                 // No adapter serves the type any more (its plugin was removed): keep what was
-                // sealed, seal nothing new.
-                None => Some(secrets::seal(&state.secrets, config, previous, [])),
+                // sealed; only the rule for undeclared fields applies.
+                None => Some(secrets::seal(&state.secrets, config, previous, &[])),
             }
         }
         None => None,
@@ -274,7 +274,7 @@ fn external_id(value: Option<String>) -> ApiResult<Option<String>> {
 
 fn external_id_conflict(err: StoreError) -> ApiError {
     match err {
-        StoreError::Conflict(_) => ApiError::conflict("another channel of this type already has this externalId"),
+        StoreError::Conflict(_) => ApiError::conflict("another of your channels of this type already has this externalId"),
         other => other.into(),
     }
 }

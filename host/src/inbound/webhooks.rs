@@ -170,15 +170,23 @@ async fn shared(state: &AppState, channel_type: &ChannelType, request: WebhookRe
         Routing::Answer(answer) => return Ok(respond(Some(answer), WebhookReceipt::default())),
         Routing::Accounts(accounts) => accounts,
     };
+    // An account claimed by several tenants goes only to the channels whose `connect` proved
+    // the account's credentials: a tenant that merely typed another's page id gets nothing.
     let mut channels: Vec<Channel> = Vec::new();
     for account in &accounts {
-        match state.store.find_channel_by_external_id(channel_type, account).await? {
-            Some(channel) => channels.push(channel),
-            None => tracing::warn!(account, channel.kind = %channel_type, "webhook for an account no channel connects"),
+        let claims = state.store.find_channels_by_external_id(channel_type, account).await?;
+        let claimed = claims.len();
+        let owners: Vec<Channel> =
+            if claimed > 1 { claims.into_iter().filter(|c| c.verified_at.is_some()).collect() } else { claims };
+        if owners.is_empty() {
+            tracing::warn!(account, channel.kind = %channel_type, claimed, "webhook for an account no (verified) channel connects");
         }
+        channels.extend(owners);
     }
+    // Whether a delivery names a known account is told only to a delivery that proves itself:
+    // an unknown account gets the same answer as a refused signature.
     if channels.is_empty() {
-        return Err(ApiError::not_found(&format!("{channel_type} channel for the accounts of this delivery")));
+        return Err(not_accepted());
     }
     // Every account's part is verified (and read) before anything is stored. One channel that
     // refuses the delivery (another tenant's wrong app secret, say) does not hold back the
@@ -198,7 +206,10 @@ async fn shared(state: &AppState, channel_type: &ChannelType, request: WebhookRe
     if verified.is_empty()
         && let Some(err) = refused
     {
-        return Err(receive_failure(err));
+        return Err(match err {
+            ReceiveError::Unauthorized(_) => not_accepted(),
+            other => receive_failure(other),
+        });
     }
     let mut receipt = WebhookReceipt { ok: true, ..Default::default() };
     let mut answer = None;
@@ -281,6 +292,12 @@ fn webhook_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes)
             .collect(),
         body: body.to_vec(),
     }
+}
+
+/// A shared webhook that no connected channel accepts: an unknown account and a bad signature
+/// look alike (the details are logged).
+fn not_accepted() -> ApiError {
+    ApiError::unauthorized("no connected channel accepts this delivery (unknown account or bad signature)")
 }
 
 /// An adapter refusing the delivery is the caller's problem (401, 400); an adapter failing is

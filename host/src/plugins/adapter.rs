@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::fetch::ChannelSecrets;
 use super::runtime::{ChannelCall, Plugin, PluginRuntime};
 use crate::channels::adapter::{
-    ChannelAdapter, ChannelTypeInfo, ConnectError, Media, MediaError, OutboundMessage, ReceiveError, Routing, SendFailure,
-    WebhookOutcome, WebhookRequest,
+    ChannelAdapter, ChannelTypeInfo, ConfigField, ConnectError, Media, MediaError, OutboundMessage, ReceiveError, Routing,
+    SendFailure, WebhookOutcome, WebhookRequest,
 };
 use crate::channels::{StatusSink, secrets};
 use crate::crypto::SecretBox;
@@ -77,11 +77,14 @@ impl WasmAdapter {
         };
         let mut config = channel.config.0.clone();
         let Value::Object(map) = &mut config else { return Err("the channel's config is not an object".into()) };
-        let names: Vec<String> = generated.iter().map(|(name, _)| name.clone()).collect();
+        // The schema, and every generated value as a secret field of it.
+        let mut schema = self.plugin.info.config_schema.clone();
         for (name, value) in generated {
+            schema.retain(|field| field.name != name);
+            schema.push(ConfigField { name: name.clone(), description: String::new(), required: false, secret: true });
             map.insert(name, Value::String(secrecy::ExposeSecret::expose_secret(&value).to_owned()));
         }
-        let sealed = secrets::seal(&self.deps.secrets, config, Some(&channel.config.0), names.iter().map(String::as_str));
+        let sealed = secrets::seal(&self.deps.secrets, config, Some(&channel.config.0), &schema);
         let patch = ChannelPatch { config: Some(sealed), ..Default::default() };
         match self.deps.store.update_channel(channel.tenant_id, channel.id, patch).await {
             Ok(_) => Ok(()),
@@ -135,6 +138,9 @@ impl ChannelAdapter for WasmAdapter {
             },
             Err(reason) => Err(reason),
         };
+        if let Err(err) = self.deps.store.set_channel_verified(tenant_id, channel_id, outcome.is_ok()).await {
+            tracing::warn!(channel.id = %channel_id, error = %err, "cannot record the connect outcome");
+        }
         let updated = match outcome {
             Ok(()) => self.deps.status.set(tenant_id, channel_id, ChannelStatus::Connected, None).await,
             Err(reason) => {

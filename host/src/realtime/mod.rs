@@ -272,7 +272,9 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
         deps.tokens.verify(&token, TokenKind::Access).map_err(|_| Refused("unauthorized: invalid or expired access token"))?;
     match deps.store.get_user(claims.tenant_id, claims.user_id).await {
         Ok(Some(user)) => {
-            socket.extensions.insert(SocketUser { user_id: user.id, tenant_id: user.tenant_id, expires_at: claims.exp });
+            let user = SocketUser { user_id: user.id, tenant_id: user.tenant_id, expires_at: claims.exp };
+            admit(&socket, &user);
+            socket.extensions.insert(user);
             let _ = deps.expiries.send((claims.exp, socket.id));
             Ok(())
         }
@@ -284,8 +286,16 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
     }
 }
 
+/// Rooms and event handlers are set up by the handshake ([`authenticate`]), not here:
+/// socketioxide sends the client its CONNECT before it runs this handler, as a task of its own,
+/// so a client emitting at once (a `join-channel` on `connect`) could find no handler yet and
+/// never get its ack.
 async fn on_connect(socket: SocketRef, Extension(user): Extension<SocketUser>) {
     tracing::debug!(socket.id = %socket.id, user.id = %user.user_id, tenant.id = %user.tenant_id, "socket connected");
+}
+
+/// What an accepted inbox socket gets before its client hears it is connected.
+fn admit(socket: &SocketRef, user: &SocketUser) {
     socket.join([tenant_room(user.tenant_id), user_room(user.user_id)]);
     socket.on("join-channel", join_channel);
     socket.on("leave-channel", leave_channel);

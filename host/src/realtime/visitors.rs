@@ -44,14 +44,16 @@ pub(super) async fn authenticate(
     };
     origin::permitted(&socket.req_parts().headers, &channel.config.0, deps.public_url.as_deref())
         .map_err(|_| Refused("forbidden: this page's origin may not use the widget"))?;
+    match claims.customer_id {
+        Some(customer_id) => socket.join(room(customer_id)),
+        None => socket.join(pending_room(claims.channel_id, &claims.sub)),
+    }
     socket.extensions.insert(claims);
     Ok(())
 }
 
+/// Its rooms are joined by the handshake, before the client hears it is connected (see the inbox
+/// namespace's `on_connect`).
 pub(super) async fn on_connect(socket: SocketRef, Extension(visitor): Extension<VisitorClaims>) {
     tracing::debug!(socket.id = %socket.id, channel.id = %visitor.channel_id, "visitor socket connected");
-    match visitor.customer_id {
-        Some(customer_id) => socket.join(room(customer_id)),
-        None => socket.join(pending_room(visitor.channel_id, &visitor.sub)),
-    }
 }

@@ -108,8 +108,11 @@ pub trait Store: BridgeStore + Send + Sync + 'static {
     async fn delete_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool>;
     /// A channel by id alone, for webhooks whose URL names the channel (no tenant is known yet).
     async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>>;
-    /// A channel by its provider account (a Facebook page id), for webhooks shared by many channels.
-    async fn find_channel_by_external_id(&self, channel_type: &ChannelType, external_id: &str) -> StoreResult<Option<Channel>>;
+    /// The channels of every tenant that claim a provider account (a Facebook page id), for
+    /// webhooks shared by many channels; verified ones first.
+    async fn find_channels_by_external_id(&self, channel_type: &ChannelType, external_id: &str) -> StoreResult<Vec<Channel>>;
+    /// Records whether `connect` just proved the channel's credentials (`verified_at`).
+    async fn set_channel_verified(&self, tenant_id: Uuid, channel_id: Uuid, verified: bool) -> StoreResult<()>;
 
     // The inbox.
     /// Stores one inbound message in ONE transaction: upserts the customer, finds its open

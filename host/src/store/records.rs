@@ -102,6 +102,10 @@ pub struct Channel {
     pub config: Json<Value>,
     #[schema(value_type = Object)]
     pub metadata: Json<Value>,
+    /// When `connect` last proved the channel's credentials at the provider (`null`: never, or
+    /// its last connect failed). Where several tenants claim one account, shared webhooks go
+    /// only to verified channels.
+    pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

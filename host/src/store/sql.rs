@@ -330,16 +330,29 @@ macro_rules! impl_store {
                 self.channel_by_id(channel_id).await
             }
 
-            async fn find_channel_by_external_id(
+            async fn find_channels_by_external_id(
                 &self,
                 channel_type: &ChannelType,
                 external_id: &str,
-            ) -> StoreResult<Option<Channel>> {
-                Ok(sqlx::query_as("SELECT * FROM channel_instances WHERE type = $1 AND external_id = $2")
-                    .bind(channel_type)
-                    .bind(external_id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+            ) -> StoreResult<Vec<Channel>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM channel_instances WHERE type = $1 AND external_id = $2
+                     ORDER BY verified_at IS NULL, created_at, id LIMIT 100",
+                )
+                .bind(channel_type)
+                .bind(external_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_channel_verified(&self, tenant_id: Uuid, channel_id: Uuid, verified: bool) -> StoreResult<()> {
+                sqlx::query("UPDATE channel_instances SET verified_at = $3 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(channel_id)
+                    .bind(verified.then(Utc::now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn ingest_message(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {

@@ -10,7 +10,9 @@
 //! Media: Messenger attachments carry a URL on Facebook's CDN; `download` fetches it.
 //! Outbound: `POST /{version}/me/messages` with the page access token (`{{secret:pageAccessToken}}`,
 //! filled in by the host); an attachment goes by URL, its text as a separate message first.
-//! Lifecycle: `connect` only checks the page access token (`GET /{version}/me`). It does not
+//! Lifecycle: `connect` checks the page access token (`GET /{version}/me`) and that it is the
+//! channel's own page (its `id` is the channel's `externalId`): a tenant proves it holds the page
+//! it claims, and only proven channels get a page's webhooks when several claim it. It does not
 //! subscribe the app to the page's webhooks: the callback URL and verify token belong to the app's
 //! settings (Meta's developer console), not to one page's channel, so that step stays manual.
 
@@ -172,10 +174,10 @@ impl lifecycle::Guest for Facebook {
             host::log(LogLevel::Warn, &format!("the token check did not happen: {err:?}"));
             AdapterError { message: mapping::unreachable(&err) }
         })?;
-        match mapping::graph_refusal(response.status, &response.body) {
-            None => Ok(()),
-            Some(reason) => Err(AdapterError { message: format!("Facebook rejected the page access token: {reason}") }),
+        if let Some(reason) = mapping::graph_refusal(response.status, &response.body) {
+            return Err(AdapterError { message: format!("Facebook rejected the page access token: {reason}") });
         }
+        mapping::page_ownership(&response.body, ctx.external_id.as_deref()).map_err(|message| AdapterError { message })
     }
 
     fn disconnect(_ctx: ChannelContext) -> Result<(), AdapterError> {

@@ -291,6 +291,20 @@ pub fn graph_refusal(status: u16, body: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether the page access token is the channel's page: `GET /me` with a page token answers the
+/// page itself, so a token of another page (or a user token) cannot claim this page id.
+pub fn page_ownership(body: &[u8], page_id: Option<&str>) -> Result<(), String> {
+    let Some(page_id) = page_id.filter(|id| !id.is_empty()) else {
+        return Err("the channel needs its page id as externalId".into());
+    };
+    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match reply["id"].as_str() {
+        Some(id) if id == page_id => Ok(()),
+        Some(_) => Err(format!("the page access token is not a token of page {page_id}")),
+        None => Err("the Graph API did not say which page the token is for".into()),
+    }
+}
+
 /// A short reason for a call that never got an answer. The host's own text is left out: it may
 /// name the URL, and this reason becomes the channel's `statusReason`.
 pub fn unreachable(err: &FetchError) -> String {
@@ -530,6 +544,17 @@ mod tests {
         assert_eq!(graph_refusal(400, invalid).as_deref(), Some("Invalid OAuth access token - Cannot parse access token"));
         assert_eq!(graph_refusal(502, b"<html>Bad Gateway</html>").as_deref(), Some("HTTP 502 without an error message"));
         assert_eq!(graph_refusal(200, br#"{"id":"PAGE1","name":"Support"}"#), None);
+    }
+
+    #[test]
+    fn only_the_pages_own_token_proves_the_page() {
+        assert_eq!(page_ownership(br#"{"id":"PAGE1","name":"Support"}"#, Some("PAGE1")), Ok(()));
+        assert!(
+            page_ownership(br#"{"id":"OTHER","name":"Theirs"}"#, Some("PAGE1"))
+                .is_err_and(|e| e.contains("not a token of page PAGE1"))
+        );
+        assert!(page_ownership(br#"{"name":"no id"}"#, Some("PAGE1")).is_err());
+        assert!(page_ownership(br#"{"id":"PAGE1"}"#, None).is_err_and(|e| e.contains("externalId")));
     }
 
     #[test]
