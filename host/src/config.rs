@@ -37,6 +37,35 @@ pub struct Config {
     /// with it, connecting a channel registers its webhook with the provider.
     pub public_url: Option<String>,
     pub visitors: VisitorConfig,
+    pub agents: AgentConfig,
+}
+
+/// The AI agents' runner and the model provider it calls by default.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// Run the agent runner in this process (`OMNICHAT_AGENT_RUNNER`, default true).
+    pub runner: bool,
+    /// `OPENAI_API_KEY`: the key of agents that have none of their own.
+    pub openai_api_key: Option<SecretString>,
+    /// `OPENAI_BASE_URL` (with `/v1`): any OpenAI-compatible server (Ollama, vLLM, a proxy).
+    /// `None`: OpenAI itself. The operator's URL may be private; an agent's own `baseUrl` may not
+    /// (unless `OMNICHAT_ALLOW_PRIVATE_FETCH`).
+    pub openai_base_url: Option<String>,
+    /// Tokens a tenant's agents may use per UTC day (`OMNICHAT_AGENT_DAILY_TOKENS`; `None`: unlimited).
+    pub daily_tokens: Option<u64>,
+    /// One model call's limit (`OMNICHAT_AGENT_MODEL_TIMEOUT`, 60s).
+    pub model_timeout: Duration,
+    /// Failed model calls (timeouts, 5xx, 429) before the conversation goes to a human
+    /// (`OMNICHAT_AGENT_MAX_ATTEMPTS`, 4).
+    pub max_attempts: i32,
+    /// First retry delay; it doubles per attempt, with jitter (`OMNICHAT_AGENT_BACKOFF`, 2s).
+    pub base_backoff: Duration,
+    /// How long a claimed job stays leased to its runner (`OMNICHAT_AGENT_LEASE`, 5m).
+    pub lease: Duration,
+    /// Agent turns in flight at once (`OMNICHAT_AGENT_CONCURRENCY`, 16).
+    pub concurrency: usize,
+    /// How often an idle runner looks for due jobs (new messages wake it at once).
+    pub poll_interval: Duration,
 }
 
 /// The outbound queue's worker.
@@ -132,6 +161,9 @@ impl std::fmt::Debug for Config {
             .field("telegram_api_id", &self.bridges.telegram_api.as_ref().map(|(id, _)| id))
             .field("bridge_lease", &self.bridges.lease)
             .field("plugins_manifest", &self.plugins_manifest)
+            .field("openai_base_url", &self.agents.openai_base_url)
+            .field("openai_api_key_set", &self.agents.openai_api_key.is_some())
+            .field("agent_daily_tokens", &self.agents.daily_tokens)
             .finish_non_exhaustive()
     }
 }
@@ -306,6 +338,27 @@ impl Config {
                 )?,
                 trust_forwarded_for: flag("OMNICHAT_TRUST_FORWARDED_FOR", var("OMNICHAT_TRUST_FORWARDED_FOR"))?,
             },
+            agents: AgentConfig {
+                runner: match var("OMNICHAT_AGENT_RUNNER") {
+                    Some(v) => flag("OMNICHAT_AGENT_RUNNER", Some(v))?,
+                    None => true,
+                },
+                openai_api_key: var("OPENAI_API_KEY").map(|key| SecretString::from(key.trim().to_owned())),
+                openai_base_url: match var("OPENAI_BASE_URL") {
+                    Some(url) => Some(base_url("OPENAI_BASE_URL", Some(url), "")?),
+                    None => None,
+                },
+                daily_tokens: match var("OMNICHAT_AGENT_DAILY_TOKENS") {
+                    Some(v) => Some(number("OMNICHAT_AGENT_DAILY_TOKENS", Some(v), 1u64)?),
+                    None => None,
+                },
+                model_timeout: parse_ttl("OMNICHAT_AGENT_MODEL_TIMEOUT", var("OMNICHAT_AGENT_MODEL_TIMEOUT"), "60s")?,
+                max_attempts: number("OMNICHAT_AGENT_MAX_ATTEMPTS", var("OMNICHAT_AGENT_MAX_ATTEMPTS"), 4)?,
+                base_backoff: parse_ttl("OMNICHAT_AGENT_BACKOFF", var("OMNICHAT_AGENT_BACKOFF"), "2s")?,
+                lease: parse_ttl("OMNICHAT_AGENT_LEASE", var("OMNICHAT_AGENT_LEASE"), "5m")?,
+                concurrency: number("OMNICHAT_AGENT_CONCURRENCY", var("OMNICHAT_AGENT_CONCURRENCY"), 16)?,
+                poll_interval: Duration::from_secs(1),
+            },
             data_dir,
         })
     }
@@ -334,6 +387,9 @@ impl Config {
         config.queue.poll_interval = Duration::from_millis(100);
         config.bridges.lease = Duration::from_secs(2);
         config.bridges.supervise_interval = Duration::from_millis(200);
+        config.agents.base_backoff = Duration::from_millis(200);
+        config.agents.poll_interval = Duration::from_millis(100);
+        config.agents.model_timeout = Duration::from_secs(10);
         config
     }
 }

@@ -79,8 +79,11 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
     );
     let secrets = crypto::SecretBox::new(&config.secret_key);
     let status = channels::StatusSink::new(store.clone(), realtime.clone());
-    let inbound = inbound::service::Inbound::new(store.clone(), realtime.clone(), Arc::new(agents::NoAutoReply));
+    let agent_wake = Arc::new(tokio::sync::Notify::new());
+    let inbound =
+        inbound::service::Inbound::new(store.clone(), realtime.clone(), Arc::new(agents::WakeRunner(agent_wake.clone())));
     let fetcher = plugins::fetch::Fetcher::new(config.providers.allow_private_fetch)?;
+    let models = agents::llm::ModelClient::new(&config.agents, fetcher.http_client())?;
 
     let registry = Arc::new(channels::ChannelRegistry::default());
     let bridge_deps = bridges::BridgeDeps {
@@ -113,6 +116,8 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         inbound,
         status,
         queue: Default::default(),
+        agent_wake,
+        models,
         telegram,
         whatsapp,
         bridge_deps,
@@ -153,6 +158,11 @@ pub async fn serve(
     let router = http::router::router(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = state.config.queue.worker.then(|| tokio::spawn(outbound::worker::run(state.clone(), worker_stopped.clone())));
+    let agents = state
+        .config
+        .agents
+        .runner
+        .then(|| tokio::spawn(agents::runner::run(state.clone(), state.models.clone(), worker_stopped.clone())));
     let watcher = tokio::spawn(state.plugins.clone().watch(worker_stopped.clone()));
     let bridges = state.config.bridges.enabled.then(|| {
         tokio::spawn(bridges::supervise(
@@ -174,6 +184,9 @@ pub async fn serve(
     }
     if let Some(bridges) = bridges {
         let _ = bridges.await;
+    }
+    if let Some(agents) = agents {
+        let _ = agents.await;
     }
     let _ = watcher.await;
     state.store.close().await;

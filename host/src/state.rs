@@ -34,6 +34,10 @@ pub struct App {
     pub inbound: Inbound,
     pub status: StatusSink,
     pub queue: QueueWorker,
+    /// Wakes the agent runner when an inbound message committed an agent job.
+    pub agent_wake: Arc<tokio::sync::Notify>,
+    /// The agents' model client (OpenAI-compatible servers).
+    pub models: Arc<crate::agents::llm::ModelClient>,
     pub telegram: Arc<TelegramBridge>,
     pub whatsapp: Arc<WhatsAppBridge>,
     /// What the bridges are handed (their handlers pass it on).

@@ -8,12 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use omnichat_tests::fake::FakeProvider;
+use omnichat_tests::openai::FakeModel;
 use omnichat_tests::{Db, PASSWORD, TestDb, eventually};
 use serde_json::{Value, json};
 
 use super::on_both_databases;
 
-on_both_databases!(a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight);
+on_both_databases!(
+    a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight,
+    a_host_killed_between_an_inbound_commit_and_its_agent_reply_sends_exactly_one_reply,
+);
 
 const MESSAGES: usize = 2000;
 const PER_CHANNEL: usize = 8;
@@ -40,6 +44,10 @@ fn binary() -> std::path::PathBuf {
 
 /// Starts `omnichat` (with or without its queue worker) and waits for it to announce its address.
 fn start(db: &TestDb, telegram: &str, worker: bool) -> Host {
+    start_with(db, telegram, worker, &[])
+}
+
+fn start_with(db: &TestDb, telegram: &str, worker: bool, extra: &[(&str, &str)]) -> Host {
     let mut child = Command::new(binary())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -59,6 +67,7 @@ fn start(db: &TestDb, telegram: &str, worker: bool) -> Host {
         .env("OMNICHAT_QUEUE_LEASE", "8s")
         .env("OMNICHAT_QUEUE_BACKOFF", "200ms")
         .env("OMNICHAT_QUEUE_WORKER", worker.to_string())
+        .envs(extra.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("omnichat starts");
@@ -171,4 +180,85 @@ async fn a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight(d
     let duplicates: usize = per_text.values().map(|n| n - 1).sum();
     assert!(duplicates <= in_flight, "{duplicates} duplicates but only {in_flight} jobs were in flight at the kill");
     eprintln!("{db:?}: killed after {delivered_before} deliveries with {in_flight} in flight; {duplicates} duplicates");
+}
+
+/// The real binary with an agent whose model answers slowly: killed while the model call is in
+/// flight (the inbound message committed, its agent job leased, no reply yet), then started
+/// again. The job's lease runs out, the turn runs again, and the customer gets one reply.
+async fn a_host_killed_between_an_inbound_commit_and_its_agent_reply_sends_exactly_one_reply(db: Db) {
+    let telegram = FakeProvider::start().await;
+    let model = FakeModel::start().await;
+    model.set_delay(Duration::from_millis(1500));
+    let test_db = TestDb::new(db);
+    let model_url = model.base_url();
+    let env = [("OPENAI_BASE_URL", model_url.as_str()), ("OPENAI_API_KEY", "sk-crash"), ("OMNICHAT_AGENT_LEASE", "2s")];
+    let mut host = start_with(&test_db, &telegram.base_url(), true, &env);
+    let http = omnichat_tests::http_client();
+    let auth: Value = http
+        .post(format!("{}/api/auth/register", host.base))
+        .json(&json!({"email": "agentcrash@shop.io", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let token = auth["accessToken"].as_str().expect("token").to_owned();
+    let channel: Value = http
+        .post(format!("{}/api/channels", host.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "9:AGENT"}}))
+        .send()
+        .await
+        .expect("channel")
+        .json()
+        .await
+        .expect("json");
+    let channel_id = channel["id"].as_str().expect("id").to_owned();
+    let agent = http
+        .post(format!("{}/api/agents", host.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bot", "cooldownSeconds": 0}))
+        .send()
+        .await
+        .expect("agent");
+    assert_eq!(agent.status(), reqwest::StatusCode::CREATED);
+    let update = omnichat_tests::telegram_text(1, 1, 888, "hello");
+    let webhook =
+        http.post(format!("{}/api/telegram/bot/webhook/{channel_id}", host.base)).json(&update).send().await.expect("webhook");
+    assert_eq!(webhook.status(), reqwest::StatusCode::OK);
+
+    assert_eq!(model.wait_for(1, Duration::from_secs(30)).await.len(), 1, "the model call started");
+    host.child.kill().expect("SIGKILL");
+    host.child.wait().expect("reaped");
+    let sends = |t: &FakeProvider| t.requests().iter().filter(|r| r.path.ends_with("/sendMessage")).count();
+    assert_eq!(sends(&telegram), 0, "killed before any reply");
+
+    host = start_with(&test_db, &telegram.base_url(), true, &env);
+    eventually(Duration::from_secs(60), "the reply after the restart", || async { (sends(&telegram) >= 1).then_some(()) }).await;
+    // Past another lease and several polls: nothing more goes out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sends(&telegram), 1, "exactly one reply");
+    let conversations: Value = http
+        .get(format!("{}/api/conversations", host.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let conversation = conversations["data"][0]["id"].as_str().expect("conversation");
+    let messages: Value = http
+        .get(format!("{}/api/conversations/{conversation}/messages", host.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("messages")
+        .json()
+        .await
+        .expect("json");
+    let outbound = messages["data"].as_array().expect("page").iter().filter(|m| m["direction"] == "OUTBOUND").count();
+    assert_eq!(outbound, 1, "one reply stored");
+    drop(host);
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real host on a port, a real database of each kind, HTTP as clients speak it.
 
+mod agents;
 mod auth;
 mod channels;
 mod crash;

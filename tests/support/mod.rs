@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod browser;
 pub mod fake;
+pub mod openai;
 pub mod socket;
 pub mod telegram;
 pub mod whatsapp;

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -10,7 +11,9 @@ use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::http::pagination::{Page, PageParams, page};
 use crate::state::AppState;
-use crate::store::{AssigneeFilter, Conversation, ConversationPatch, ConversationQuery, ConversationStatus, Customer, Message};
+use crate::store::{
+    AssigneeFilter, BotStatus, Conversation, ConversationPatch, ConversationQuery, ConversationStatus, Customer, Message,
+};
 use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -33,6 +36,11 @@ pub struct UpdateConversationRequest {
     #[serde(default, deserialize_with = "validate::double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub assignee_id: Option<Option<Uuid>>,
+    /// ACTIVE resumes the AI agent on this conversation; PAUSED stops it (until `botPausedUntil`
+    /// when given, else until resumed).
+    pub bot_status: Option<BotStatus>,
+    /// With `botStatus: PAUSED`: when the pause ends (RFC 3339, in the future).
+    pub bot_paused_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -80,7 +88,8 @@ pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): Api
     Ok(Json(conversation))
 }
 
-/// Changes status (OPEN, CLOSED, SNOOZED) or assignee; emits `conversation-updated`.
+/// Changes status (OPEN, CLOSED, SNOOZED), assignee or the AI agent's `botStatus`; emits
+/// `conversation-updated`. Any user may pause or resume the bot.
 #[utoipa::path(patch, path = "/api/conversations/{id}", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
     request_body = UpdateConversationRequest,
     responses((status = 200, body = Conversation), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
@@ -96,7 +105,19 @@ pub async fn update(
     {
         return Err(ApiError::validation("assigneeId: no such user in this tenant"));
     }
-    let patch = ConversationPatch { status: req.status, assignee_id: req.assignee_id };
+    let bot = match (req.bot_status, req.bot_paused_until) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(ApiError::validation("botPausedUntil: only with botStatus PAUSED")),
+        (Some(BotStatus::Active), Some(_)) => return Err(ApiError::validation("botPausedUntil: only with botStatus PAUSED")),
+        (Some(BotStatus::Active), None) => Some((BotStatus::Active, None)),
+        (Some(BotStatus::Paused), until) => {
+            if until.is_some_and(|u| u <= Utc::now()) {
+                return Err(ApiError::validation("botPausedUntil: must be in the future"));
+            }
+            Some((BotStatus::Paused, until))
+        }
+    };
+    let patch = ConversationPatch { status: req.status, assignee_id: req.assignee_id, bot };
     let conversation = state
         .store
         .update_conversation(auth.tenant_id(), id, &patch)

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{auth, bridges, channels, conversations, inbound, outbound, users, visitors};
+use crate::{agents, auth, bridges, channels, conversations, inbound, outbound, users, visitors};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +63,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conversations::handlers::list))
         .routes(routes!(conversations::handlers::get, conversations::handlers::update))
         .routes(routes!(conversations::handlers::messages))
+        .routes(routes!(agents::handlers::runs))
+        .routes(routes!(agents::handlers::list, agents::handlers::create))
+        .routes(routes!(agents::handlers::get, agents::handlers::update, agents::handlers::remove))
+        .routes(routes!(agents::handlers::list_teams, agents::handlers::create_team))
+        .routes(routes!(agents::handlers::get_team, agents::handlers::update_team, agents::handlers::remove_team))
         .routes(routes!(conversations::handlers::customers))
         .routes(routes!(conversations::handlers::customer))
         .routes(routes!(outbound::handlers::send))

@@ -109,6 +109,10 @@ pub async fn send(
             state.realtime.message_created(tenant_id, &message).await;
             state.realtime.conversation_updated(tenant_id, &conversation).await;
             state.queue.wake();
+            // The reply is queued whatever happens here; a failed pause is only logged.
+            if let Err(err) = crate::agents::pause_after_human_reply(&state.store, &state.realtime, &conversation).await {
+                tracing::warn!(error = %err, "cannot pause the bot after a human reply");
+            }
             Ok((StatusCode::ACCEPTED, Json(message)))
         }
         Enqueued::Replayed(message) => Ok((StatusCode::ACCEPTED, Json(message))),

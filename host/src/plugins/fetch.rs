@@ -235,6 +235,12 @@ impl Fetcher {
         Ok(Arc::new(Self { client: builder.build()?, allow_private }))
     }
 
+    /// The guarded HTTP client itself (no redirects; private addresses refused by its resolver
+    /// unless allowed), for host clients such as the agents' model calls to tenants' URLs.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
     /// Whether private addresses may be fetched (`OMNICHAT_ALLOW_PRIVATE_FETCH`).
     pub fn allows_private(&self) -> bool {
         self.allow_private

@@ -2,6 +2,8 @@
 //! PostgreSQL (production). Every method that touches tenant data takes the tenant id and scopes
 //! by it; a row of another tenant is simply not found.
 
+mod agent_sql;
+mod agent_store;
 mod bridge_sql;
 mod direct;
 mod postgres;
@@ -16,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use agent_store::*;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -54,7 +57,7 @@ impl From<sqlx::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: BridgeStore + Send + Sync + 'static {
+pub trait Store: BridgeStore + AgentStore + Send + Sync + 'static {
     /// `SELECT 1`: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
     /// Applies the embedded migrations.

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
+use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
 use super::direct::DirectConnections;
 use super::sql::{HasDb, impl_store};
@@ -115,3 +116,4 @@ impl PostgresStore {
 
 impl_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");
 impl_bridge_store!(PostgresStore, "BEGIN");
+impl_agent_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");

@@ -13,7 +13,9 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::types::{ChannelStatus, ChannelType, ConversationStatus, MessageDirection, MessageStatus, QueueStatus, Role};
+use super::types::{
+    BotStatus, ChannelStatus, ChannelType, ConversationStatus, MessageDirection, MessageStatus, QueueStatus, Role,
+};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,7 +152,7 @@ pub struct Customer {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, sqlx::Type, ToSchema)]
 #[sqlx(type_name = "conversations", no_pg_array)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", into = "ConversationJson")]
 pub struct Conversation {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -163,6 +165,68 @@ pub struct Conversation {
     pub last_message_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether the AI agent may answer: PAUSED while a human is assigned, after a human reply
+    /// (until `botPausedUntil`), or after a hand-off or an explicit pause (until resumed).
+    pub bot_status: BotStatus,
+    /// When a timed pause ends (`null`: not paused, or paused until resumed).
+    pub bot_paused_until: Option<DateTime<Utc>>,
+}
+
+impl Conversation {
+    /// Whether the bot holds back now (stored columns are as last written; a timed pause that
+    /// ran out reads ACTIVE, an assigned human reads PAUSED).
+    pub fn bot_paused_at(&self, now: DateTime<Utc>) -> bool {
+        self.assignee_id.is_some() || self.stored_pause_at(now)
+    }
+
+    fn stored_pause_at(&self, now: DateTime<Utc>) -> bool {
+        self.bot_status == BotStatus::Paused && self.bot_paused_until.is_none_or(|until| until > now)
+    }
+
+    /// A conversation from a chat of several people: the provider's chat is not the customer's
+    /// own (Telegram and LINE groups, WhatsApp `@g.us`; a 1:1 chat is filed under the customer's id).
+    pub fn is_group_of(&self, customer: &Customer) -> bool {
+        self.external_conversation_id.as_deref().is_some_and(|chat| chat != customer.external_id)
+    }
+}
+
+/// A conversation as the API shows it: the bot's state as it is now.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversationJson {
+    id: Uuid,
+    tenant_id: Uuid,
+    channel_instance_id: Uuid,
+    customer_id: Uuid,
+    external_conversation_id: Option<String>,
+    status: ConversationStatus,
+    assignee_id: Option<Uuid>,
+    last_message_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    bot_status: BotStatus,
+    bot_paused_until: Option<DateTime<Utc>>,
+}
+
+impl From<Conversation> for ConversationJson {
+    fn from(c: Conversation) -> Self {
+        let now = Utc::now();
+        let paused = c.bot_paused_at(now);
+        Self {
+            bot_status: if paused { BotStatus::Paused } else { BotStatus::Active },
+            bot_paused_until: if c.stored_pause_at(now) { c.bot_paused_until } else { None },
+            id: c.id,
+            tenant_id: c.tenant_id,
+            channel_instance_id: c.channel_instance_id,
+            customer_id: c.customer_id,
+            external_conversation_id: c.external_conversation_id,
+            status: c.status,
+            assignee_id: c.assignee_id,
+            last_message_at: c.last_message_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, sqlx::Type, ToSchema)]
@@ -271,6 +335,8 @@ pub struct ConversationPatch {
     pub status: Option<ConversationStatus>,
     /// `Some(None)` unassigns.
     pub assignee_id: Option<Option<Uuid>>,
+    /// The bot's state and when a pause ends (`None` inside: until resumed).
+    pub bot: Option<(BotStatus, Option<DateTime<Utc>>)>,
 }
 
 /// A page of a list ordered by (time, id) descending: the rows after `after`.

@@ -409,7 +409,9 @@ macro_rules! impl_store {
                     "UPDATE conversations SET
                        status = COALESCE($3, status),
                        assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END,
-                       updated_at = $6
+                       updated_at = $6,
+                       bot_status = COALESCE($7, bot_status),
+                       bot_paused_until = CASE WHEN $7 IS NULL THEN bot_paused_until ELSE $8 END
                      WHERE tenant_id = $1 AND id = $2 RETURNING *",
                 )
                 .bind(tenant_id)
@@ -418,6 +420,8 @@ macro_rules! impl_store {
                 .bind(patch.assignee_id.is_some())
                 .bind(patch.assignee_id.flatten())
                 .bind(Utc::now())
+                .bind(patch.bot.map(|(status, _)| status))
+                .bind(patch.bot.and_then(|(_, until)| until))
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -488,10 +492,14 @@ macro_rules! impl_store {
                     Some(conversation) => conversation,
                     None => {
                         let now = Utc::now();
+                        // The same chat as the customer's last conversation, so their answer to a
+                        // conversation the business opened lands in it.
                         sqlx::query_as(
                             "INSERT INTO conversations
                                (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, NULL, 'OPEN', $5, $5, $5) RETURNING *",
+                             VALUES ($1, $2, $3, $4,
+                               (SELECT external_conversation_id FROM conversations WHERE customer_id = $4 ORDER BY created_at DESC LIMIT 1),
+                               'OPEN', $5, $5, $5) RETURNING *",
                         )
                         .bind(Uuid::now_v7())
                         .bind(tenant_id)

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
 use super::sql::{HasDb, impl_store};
 use super::*;
@@ -163,6 +164,21 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(Ingested::Duplicate);
         };
+        // The auto-reply decision is durable with the message (agents/runner.rs takes it from here).
+        if msg.direction == MessageDirection::Inbound {
+            sqlx::query(
+                "INSERT INTO agent_jobs (id, tenant_id, conversation_id, message_id, status, attempts, run_at, created_at, updated_at)
+                 SELECT $1, $2, $3, $4, 'PENDING', 0, $5, $5, $5
+                 WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = $2 AND is_active)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(msg.tenant_id)
+            .bind(conversation.id)
+            .bind(message.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(Ingested::Stored { customer, conversation, message, conversation_created })
     }
@@ -171,3 +187,4 @@ impl SqliteStore {
 // SQLite has one writer at a time, so claiming needs no row locks.
 impl_store!(SqliteStore, "BEGIN IMMEDIATE", "");
 impl_bridge_store!(SqliteStore, "BEGIN IMMEDIATE");
+impl_agent_store!(SqliteStore, "BEGIN IMMEDIATE", "");

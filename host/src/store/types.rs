@@ -99,6 +99,18 @@ db_enum!(
     QueueStatus { Pending = "PENDING", Sending = "SENDING", Sent = "SENT", Failed = "FAILED", Dead = "DEAD" }
 );
 
+db_enum!(
+    /// Whether the AI agent may answer on a conversation. PAUSED holds until `botPausedUntil`
+    /// (a human replied) or, without one, until resumed (an explicit pause, a hand-off).
+    BotStatus { Active = "ACTIVE", Paused = "PAUSED" }
+);
+
+db_enum!(
+    /// An auto-reply decision: PENDING (due at `run_at`), RUNNING (leased), then DONE (the agent
+    /// acted), SKIPPED (nothing to do: paused, assigned, superseded) or FAILED (handed to a human).
+    AgentJobStatus { Pending = "PENDING", Running = "RUNNING", Done = "DONE", Skipped = "SKIPPED", Failed = "FAILED" }
+);
+
 impl Role {
     /// Owners and admins manage the tenant: users, channels and agents.
     pub fn can_manage(self) -> bool {
