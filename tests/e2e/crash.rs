@@ -85,6 +85,31 @@ fn start_with(db: &TestDb, telegram: &str, worker: bool, extra: &[(&str, &str)])
     Host { child, base: format!("http://{addr}") }
 }
 
+/// Registers `email` on `host` and creates a Telegram bot channel: (access token, channel id).
+async fn owner_with_bot(http: &reqwest::Client, host: &Host, email: &str, bot_token: &str) -> (String, String) {
+    let auth: Value = http
+        .post(format!("{}/api/auth/register", host.base))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let token = auth["accessToken"].as_str().expect("token").to_owned();
+    let channel: Value = http
+        .post(format!("{}/api/channels", host.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": bot_token}}))
+        .send()
+        .await
+        .expect("channel")
+        .json()
+        .await
+        .expect("json");
+    (token, channel["id"].as_str().expect("id").to_owned())
+}
+
 /// Queue rows by status, read straight from the database.
 async fn queue_counts(db: &TestDb) -> HashMap<String, i64> {
     let sql = "SELECT status, COUNT(*) FROM channel_message_queue GROUP BY status";
@@ -105,27 +130,7 @@ async fn a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight(d
     let mut host = start(&test_db, &telegram.base_url(), false);
     let http = omnichat_tests::http_client();
 
-    let auth: Value = http
-        .post(format!("{}/api/auth/register", host.base))
-        .json(&json!({"email": "crash@shop.io", "password": PASSWORD}))
-        .send()
-        .await
-        .expect("register")
-        .json()
-        .await
-        .expect("json");
-    let token = auth["accessToken"].as_str().expect("token").to_owned();
-    let channel: Value = http
-        .post(format!("{}/api/channels", host.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "9:CRASH"}}))
-        .send()
-        .await
-        .expect("channel")
-        .json()
-        .await
-        .expect("json");
-    let channel_id = channel["id"].as_str().expect("id").to_owned();
+    let (token, channel_id) = owner_with_bot(&http, &host, "crash@shop.io", "9:CRASH").await;
     let update = omnichat_tests::telegram_text(1, 1, 777, "hi");
     http.post(format!("{}/api/telegram/bot/webhook/{channel_id}", host.base)).json(&update).send().await.expect("webhook");
     let conversations: Value = http
@@ -194,27 +199,7 @@ async fn a_host_killed_between_an_inbound_commit_and_its_agent_reply_sends_exact
     let env = [("OPENAI_BASE_URL", model_url.as_str()), ("OPENAI_API_KEY", "sk-crash"), ("OMNICHAT_AGENT_LEASE", "2s")];
     let mut host = start_with(&test_db, &telegram.base_url(), true, &env);
     let http = omnichat_tests::http_client();
-    let auth: Value = http
-        .post(format!("{}/api/auth/register", host.base))
-        .json(&json!({"email": "agentcrash@shop.io", "password": PASSWORD}))
-        .send()
-        .await
-        .expect("register")
-        .json()
-        .await
-        .expect("json");
-    let token = auth["accessToken"].as_str().expect("token").to_owned();
-    let channel: Value = http
-        .post(format!("{}/api/channels", host.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "9:AGENT"}}))
-        .send()
-        .await
-        .expect("channel")
-        .json()
-        .await
-        .expect("json");
-    let channel_id = channel["id"].as_str().expect("id").to_owned();
+    let (token, channel_id) = owner_with_bot(&http, &host, "agentcrash@shop.io", "9:AGENT").await;
     let agent = http
         .post(format!("{}/api/agents", host.base))
         .bearer_auth(&token)

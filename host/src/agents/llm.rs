@@ -93,8 +93,12 @@ impl ModelClient {
             Ok(Ok(response)) => Ok(response),
             // A proxy may echo the key back in its error: it never reaches a note, a run or a log.
             Ok(Err(err)) => Err(match (classify(err), api_key.as_ref().map(|k| k.expose_secret())) {
-                (ModelError::Transient(text), Some(key)) if key.len() >= 4 => ModelError::Transient(text.replace(key, "[redacted]")),
-                (ModelError::Permanent(text), Some(key)) if key.len() >= 4 => ModelError::Permanent(text.replace(key, "[redacted]")),
+                (ModelError::Transient(text), Some(key)) if key.len() >= 4 => {
+                    ModelError::Transient(text.replace(key, "[redacted]"))
+                }
+                (ModelError::Permanent(text), Some(key)) if key.len() >= 4 => {
+                    ModelError::Permanent(text.replace(key, "[redacted]"))
+                }
                 (error, _) => error,
             }),
         }
