@@ -15,6 +15,7 @@ use super::on_both_databases;
 on_both_databases!(
     a_telegram_message_is_answered_by_the_agent_and_the_run_is_logged,
     a_burst_is_one_turn_and_the_cooldown_holds_the_next_reply_back,
+    turns_of_one_conversation_never_overlap,
     keyword_triggers_and_ignored_groups_decide_who_answers,
     handoff_and_human_replies_pause_the_bot_and_a_human_started_conversation_is_left_alone,
     a_team_router_hands_the_turn_to_a_member,
@@ -186,6 +187,20 @@ async fn a_burst_is_one_turn_and_the_cooldown_holds_the_next_reply_back(db: Db) 
     assert_eq!(sent[1], "After the cooldown");
     assert_eq!(s.model.requests()[1].contents("user").last().map(String::as_str), Some("hello?"));
     assert_eq!(s.model.requests().len(), 2);
+}
+
+async fn turns_of_one_conversation_never_overlap(db: Db) {
+    let s = setup(db, json!({"name": "Bot", "cooldownSeconds": 0}), |_| {}).await;
+    s.model.set_delay(Duration::from_millis(1000));
+    s.model.script([text("First answer"), text("Second answer")]);
+    s.say(1, 651, "first question").await;
+    s.model.wait_for(1, Duration::from_secs(20)).await;
+    // The second turn arrives while the model is still on the first one.
+    s.say(2, 651, "second question").await;
+    assert_eq!(s.wait_sent(2).await, vec!["First answer".to_owned(), "Second answer".to_owned()]);
+    let second = &s.model.requests()[1];
+    assert_eq!(second.contents("assistant"), vec!["First answer".to_owned()], "the second turn saw the first reply");
+    assert_eq!(second.contents("user"), vec!["first question".to_owned(), "second question".to_owned()]);
 }
 
 async fn keyword_triggers_and_ignored_groups_decide_who_answers(db: Db) {

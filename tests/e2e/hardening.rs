@@ -20,6 +20,7 @@ on_both_databases!(
     concurrent_refreshes_keep_the_client_signed_in,
     one_client_cannot_spray_passwords,
     a_removed_users_socket_is_cut_at_once,
+    a_demoted_users_socket_is_cut_at_once,
     a_socket_is_cut_when_its_token_expires,
     a_polling_client_under_a_burst_gets_every_event_or_is_disconnected,
     secret_looking_config_is_masked_inside_arrays_too,
@@ -252,6 +253,35 @@ async fn a_removed_users_socket_is_cut_at_once(db: Db) {
     assert_eq!(told["reason"], "the user was removed");
     let cut = socket.next("disconnect", Duration::from_secs(1)).await.expect("cut within a second");
     assert_eq!(cut["reason"], "io server disconnect", "a server-side disconnect: the client does not retry by itself");
+}
+
+async fn a_demoted_users_socket_is_cut_at_once(db: Db) {
+    let app = spawn_app(db).await;
+    let owner = app.register("owner@demote.test").await;
+    let invited = app
+        .post(
+            "/api/users",
+            Some(&owner.access_token),
+            json!({"email": "admin@demote.test", "password": PASSWORD, "role": "admin"}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED);
+    let admin = Session::from_auth(&app.login("admin@demote.test", PASSWORD).await.body);
+    let bot = bot_channel(&app, &owner).await;
+    let mut socket = SocketClient::connect(&app.base_url(), Some(&admin.access_token), &[&bot]).await;
+    assert_eq!(socket.ready().await, [json!({"ok": true})]);
+
+    let demoted = app.patch(&format!("/api/users/{}", admin.user_id), &owner.access_token, json!({"role": "agent"})).await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.body);
+    let told = socket.event("unauthorized", Duration::from_secs(1)).await.expect("told within a second");
+    assert_eq!(told["reason"], "the user's role changed");
+    socket.next("disconnect", Duration::from_secs(1)).await.expect("cut within a second");
+    // A rename is no role change: the owner's own socket stays.
+    let mut owners = SocketClient::connect(&app.base_url(), Some(&owner.access_token), &[&bot]).await;
+    owners.ready().await;
+    let renamed = app.patch(&format!("/api/users/{}", owner.user_id), &owner.access_token, json!({"name": "Boss"})).await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert!(owners.event("unauthorized", Duration::from_millis(500)).await.is_none());
 }
 
 async fn a_socket_is_cut_when_its_token_expires(db: Db) {

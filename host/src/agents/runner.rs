@@ -108,6 +108,8 @@ async fn process(state: &AppState, model: &ModelClient, job: AgentJob) {
     if let Err(err) = recorded {
         tracing::warn!(error = %err, "agents: cannot record the job; its lease will return it");
     }
+    // A later job of the same conversation may have waited for this one.
+    state.agent_wake.notify_one();
 }
 
 fn skip(reason: &str) -> Result<Step, StoreError> {

@@ -113,6 +113,14 @@ impl Realtime {
         }
     }
 
+    /// A user's role changed (a demotion above all): its sockets are told and disconnected, so
+    /// each reconnects, and is admitted, under the new role.
+    pub fn user_role_changed(&self, user_id: Uuid) {
+        for socket in self.io.within(user_room(user_id)).sockets() {
+            sign_out(socket, "the user's role changed");
+        }
+    }
+
     pub fn layer(&self) -> SocketIoLayer {
         self.layer.clone()
     }

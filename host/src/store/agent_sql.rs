@@ -154,7 +154,8 @@ macro_rules! impl_agent_store {
             async fn claim_agent_jobs(&self, worker: &str, lease: chrono::Duration, limit: i64) -> StoreResult<Vec<AgentJob>> {
                 let now = Utc::now();
                 // As the outbound queue claims: expired leases first, then due jobs oldest first,
-                // each arm walking the (status, run_at) index.
+                // each arm walking the (status, run_at) index. A conversation whose turn is
+                // running (leased) waits for it, so two turns of one conversation never overlap.
                 Ok(sqlx::query_as(concat!(
                     "UPDATE agent_jobs SET status = 'RUNNING', locked_by = $1, locked_until = $2, updated_at = $3
                      WHERE id IN (SELECT id FROM (
@@ -164,7 +165,10 @@ macro_rules! impl_agent_store {
                     ") AS expired
                        UNION ALL
                        SELECT id FROM (SELECT id FROM agent_jobs
-                         WHERE status = 'PENDING' AND run_at <= $3 ORDER BY run_at LIMIT $4 ",
+                         WHERE status = 'PENDING' AND run_at <= $3
+                           AND NOT EXISTS (SELECT 1 FROM agent_jobs AS running WHERE running.status = 'RUNNING'
+                             AND running.conversation_id = agent_jobs.conversation_id AND running.locked_until >= $3)
+                         ORDER BY run_at LIMIT $4 ",
                     $skip_locked,
                     ") AS due
                      ) AS claim LIMIT $4) RETURNING *"

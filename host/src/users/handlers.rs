@@ -114,6 +114,9 @@ pub async fn update(
     }
     let patch = UserPatch { name: validate::optional_name("name", req.name.as_deref())?, role: req.role };
     let user = state.store.update_user(auth.tenant_id(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    if user.role != target.role {
+        state.realtime.user_role_changed(id);
+    }
     Ok(Json(user))
 }
 
