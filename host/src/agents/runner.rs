@@ -23,8 +23,8 @@ use super::model::{Agent, ROUTE_TO};
 use super::tools::{ToolScope, definitions};
 use crate::state::AppState;
 use crate::store::{
-    AgentJob, AgentJobStatus, Channel, Conversation, ConversationStatus, Customer, Enqueued, Message, MessageDirection,
-    NewAgentRun, NewOutboundMessage, PageQuery, StoreError, TeamWithMembers,
+    AgentJob, AgentJobStatus, Channel, Conversation, ConversationFacts, ConversationStatus, Customer, Enqueued, Message,
+    MessageDirection, NewAgentRun, NewOutboundMessage, PageQuery, StoreError, TeamWithMembers,
 };
 
 /// Model calls in one turn (tool calls between them), a router's hand-over included.
@@ -159,7 +159,18 @@ async fn turn(state: &AppState, model: &ModelClient, job: &AgentJob) -> Result<S
     if conversation.bot_paused_at(now) {
         return skip("the bot is paused on this conversation");
     }
-    let facts = store.conversation_facts(tenant_id, conversation.id).await?;
+    // The last messages usually are the whole conversation: then its past needs no more queries.
+    let facts = if recent.len() < RECENT_MESSAGES as usize {
+        ConversationFacts {
+            first_message: recent
+                .iter()
+                .find(|m| m.direction != MessageDirection::System)
+                .map(|m| (m.direction, m.sender_user_id.is_some())),
+            last_agent_reply_at: recent.iter().rev().find(|m| m.sender_agent_id.is_some()).map(|m| m.created_at),
+        }
+    } else {
+        store.conversation_facts(tenant_id, conversation.id).await?
+    };
     if matches!(facts.first_message, Some((MessageDirection::Outbound, _))) {
         return skip("the business started this conversation");
     }

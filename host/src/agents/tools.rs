@@ -2,7 +2,6 @@
 //! customer), a team router's `route_to`, and the agent's HTTP tools, called through the guarded
 //! fetcher with their secret header filled in there (never seen by the model or a log).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_openai::types::chat::{ChatCompletionTool, ChatCompletionTools, FunctionObject};
@@ -176,7 +175,7 @@ impl ToolScope<'_> {
         for (key, value) in arguments.as_object().into_iter().flatten() {
             let placeholder = format!("{{{key}}}");
             if url.contains(&placeholder) {
-                let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+                let text = argument_text(value);
                 url = url.replace(
                     &placeholder,
                     &percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string(),
@@ -196,19 +195,11 @@ impl ToolScope<'_> {
             }
         }
         let body = if matches!(tool.method.as_str(), "GET" | "DELETE") {
-            if !rest.is_empty() {
-                let query: HashMap<&String, String> =
-                    rest.iter().map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect();
-                let separator = if url.contains('?') { '&' } else { '?' };
-                let encoded: Vec<String> = query
-                    .iter()
-                    .map(|(k, v)| {
-                        let enc =
-                            |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
-                        format!("{}={}", enc(k), enc(v))
-                    })
-                    .collect();
-                url = format!("{url}{separator}{}", encoded.join("&"));
+            if !rest.is_empty()
+                && let Ok(mut parsed) = reqwest::Url::parse(&url)
+            {
+                parsed.query_pairs_mut().extend_pairs(rest.iter().map(|(k, v)| (k, argument_text(v))));
+                url = parsed.into();
             }
             None
         } else {
@@ -232,4 +223,9 @@ impl ToolScope<'_> {
             Err(FetchFailure::InvalidRequest(why) | FetchFailure::Failed(why)) => json!({"error": why}),
         }
     }
+}
+
+/// A model's argument as URL text: a string as it is, anything else as JSON.
+fn argument_text(value: &Value) -> String {
+    value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
 }
