@@ -38,6 +38,32 @@ pub struct Config {
     pub public_url: Option<String>,
     pub visitors: VisitorConfig,
     pub agents: AgentConfig,
+    pub webhooks: WebhookConfig,
+    /// `OMNICHAT_METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// Outgoing webhooks: the dispatcher that delivers tenants' subscriptions.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Run the dispatcher in this process (`OMNICHAT_WEBHOOK_WORKER`, default true).
+    pub worker: bool,
+    /// One request's limit, connect to last byte (`OMNICHAT_WEBHOOK_TIMEOUT`, 10s).
+    pub timeout: Duration,
+    /// Attempts before a delivery is DEAD (`OMNICHAT_WEBHOOK_MAX_ATTEMPTS`, 10).
+    pub max_attempts: i32,
+    /// First retry delay; it doubles per attempt up to an hour, with jitter (`OMNICHAT_WEBHOOK_BACKOFF`, 10s).
+    pub base_backoff: Duration,
+    /// Failed attempts in a row (any delivery) after which a subscription is switched off
+    /// (`OMNICHAT_WEBHOOK_DISABLE_AFTER`, 50).
+    pub disable_after: i32,
+    /// Deliveries in flight at once (`OMNICHAT_WEBHOOK_CONCURRENCY`, 16).
+    pub concurrency: usize,
+    /// How long a claimed delivery or event stays leased (`OMNICHAT_WEBHOOK_LEASE`, 60s): a
+    /// crashed replica's deliveries are sent again once it runs out.
+    pub lease: Duration,
+    /// How often an idle dispatcher looks for work (changes this process makes wake it at once).
+    pub poll_interval: Duration,
 }
 
 /// The AI agents' runner and the model provider it calls by default.
@@ -359,6 +385,23 @@ impl Config {
                 concurrency: number("OMNICHAT_AGENT_CONCURRENCY", var("OMNICHAT_AGENT_CONCURRENCY"), 16)?,
                 poll_interval: Duration::from_secs(1),
             },
+            webhooks: WebhookConfig {
+                worker: match var("OMNICHAT_WEBHOOK_WORKER") {
+                    Some(v) => flag("OMNICHAT_WEBHOOK_WORKER", Some(v))?,
+                    None => true,
+                },
+                timeout: parse_ttl("OMNICHAT_WEBHOOK_TIMEOUT", var("OMNICHAT_WEBHOOK_TIMEOUT"), "10s")?,
+                max_attempts: number("OMNICHAT_WEBHOOK_MAX_ATTEMPTS", var("OMNICHAT_WEBHOOK_MAX_ATTEMPTS"), 10)?,
+                base_backoff: parse_ttl("OMNICHAT_WEBHOOK_BACKOFF", var("OMNICHAT_WEBHOOK_BACKOFF"), "10s")?,
+                disable_after: number("OMNICHAT_WEBHOOK_DISABLE_AFTER", var("OMNICHAT_WEBHOOK_DISABLE_AFTER"), 50)?,
+                concurrency: number("OMNICHAT_WEBHOOK_CONCURRENCY", var("OMNICHAT_WEBHOOK_CONCURRENCY"), 16)?,
+                lease: parse_ttl("OMNICHAT_WEBHOOK_LEASE", var("OMNICHAT_WEBHOOK_LEASE"), "60s")?,
+                poll_interval: Duration::from_secs(1),
+            },
+            metrics_token: var("OMNICHAT_METRICS_TOKEN")
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
             data_dir,
         })
     }
@@ -390,6 +433,9 @@ impl Config {
         config.agents.base_backoff = Duration::from_millis(200);
         config.agents.poll_interval = Duration::from_millis(100);
         config.agents.model_timeout = Duration::from_secs(10);
+        config.webhooks.base_backoff = Duration::from_millis(100);
+        config.webhooks.poll_interval = Duration::from_millis(50);
+        config.webhooks.timeout = Duration::from_secs(5);
         config
     }
 }

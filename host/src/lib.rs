@@ -23,6 +23,7 @@ pub mod telemetry;
 pub mod users;
 pub mod validate;
 pub mod visitors;
+pub mod webhooks;
 
 /// The allocator the `omnichat` binary and the benchmarks run on: glibc's malloc and free were
 /// about 12% of the host's CPU on the inbound webhook path (BENCHMARKS.md).
@@ -70,12 +71,14 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         );
     }
     let tokens = auth::tokens::TokenService::new(&config.jwt);
+    let webhooks = webhooks::Webhooks::default();
     let realtime = realtime::Realtime::new(
         &config.socket_path,
         config.socket_buffer,
         tokens.clone(),
         store.clone(),
         config.public_url.clone(),
+        webhooks.waker(),
     );
     let secrets = crypto::SecretBox::new(&config.secret_key);
     let status = channels::StatusSink::new(store.clone(), realtime.clone());
@@ -116,6 +119,7 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         inbound,
         status,
         queue: Default::default(),
+        webhooks,
         agent_wake,
         models,
         telegram,
@@ -163,6 +167,8 @@ pub async fn serve(
         .agents
         .runner
         .then(|| tokio::spawn(agents::runner::run(state.clone(), state.models.clone(), worker_stopped.clone())));
+    let webhooks =
+        state.config.webhooks.worker.then(|| tokio::spawn(webhooks::dispatcher::run(state.clone(), worker_stopped.clone())));
     let watcher = tokio::spawn(state.plugins.clone().watch(worker_stopped.clone()));
     let bridges = state.config.bridges.enabled.then(|| {
         tokio::spawn(bridges::supervise(
@@ -187,6 +193,9 @@ pub async fn serve(
     }
     if let Some(agents) = agents {
         let _ = agents.await;
+    }
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
     }
     let _ = watcher.await;
     state.store.close().await;

@@ -34,6 +34,8 @@ pub struct App {
     pub inbound: Inbound,
     pub status: StatusSink,
     pub queue: QueueWorker,
+    /// Wakes the outgoing webhooks' dispatcher.
+    pub webhooks: crate::webhooks::Webhooks,
     /// Wakes the agent runner when an inbound message committed an agent job.
     pub agent_wake: Arc<tokio::sync::Notify>,
     /// The agents' model client (OpenAI-compatible servers).

@@ -17,6 +17,7 @@ use super::on_both_databases;
 on_both_databases!(
     a_killed_host_loses_no_message_and_duplicates_only_what_was_in_flight,
     a_host_killed_between_an_inbound_commit_and_its_agent_reply_sends_exactly_one_reply,
+    a_host_killed_with_webhook_deliveries_pending_delivers_every_one_after_restart,
 );
 
 const MESSAGES: usize = 2000;
@@ -246,4 +247,53 @@ async fn a_host_killed_between_an_inbound_commit_and_its_agent_reply_sends_exact
     let outbound = messages["data"].as_array().expect("page").iter().filter(|m| m["direction"] == "OUTBOUND").count();
     assert_eq!(outbound, 1, "one reply stored");
     drop(host);
+}
+
+/// The real binary with a subscription on `message.created` and a slow receiver: killed with
+/// deliveries in flight and more waiting (outbox events and deliveries), then started again.
+/// Every inbound message reaches the receiver.
+async fn a_host_killed_with_webhook_deliveries_pending_delivers_every_one_after_restart(db: Db) {
+    const INBOUND: i64 = 40;
+    let telegram = FakeProvider::start().await;
+    let receiver = FakeProvider::start().await;
+    receiver.set_delay(Duration::from_millis(150));
+    let test_db = TestDb::new(db);
+    let env = [("OMNICHAT_WEBHOOK_LEASE", "2s"), ("OMNICHAT_WEBHOOK_CONCURRENCY", "2")];
+    let mut host = start_with(&test_db, &telegram.base_url(), true, &env);
+    let http = omnichat_tests::http_client();
+    let (token, channel_id) = owner_with_bot(&http, &host, "hooks@shop.io", "9:HOOKS").await;
+    let subscription = http
+        .post(format!("{}/api/webhook-subscriptions", host.base))
+        .bearer_auth(&token)
+        .json(&json!({"url": format!("{}/hook", receiver.base_url()), "events": ["message.created"]}))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(subscription.status(), reqwest::StatusCode::CREATED);
+    for n in 1..=INBOUND {
+        let update = omnichat_tests::telegram_text(n, n, 4000 + n % 5, &format!("inbound {n}"));
+        let reply = http
+            .post(format!("{}/api/telegram/bot/webhook/{channel_id}", host.base))
+            .json(&update)
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(reply.status(), reqwest::StatusCode::OK);
+    }
+    receiver.wait_for(4, Duration::from_secs(30)).await;
+    host.child.kill().expect("SIGKILL");
+    host.child.wait().expect("reaped");
+    let before = receiver.requests().len();
+    assert!(before < INBOUND as usize, "the kill came too late ({before} delivered) to test anything");
+
+    host = start_with(&test_db, &telegram.base_url(), true, &env);
+    let texts = eventually(Duration::from_secs(60), "every message delivered after the restart", || async {
+        let texts: std::collections::HashSet<String> =
+            receiver.requests().iter().filter_map(|r| r.body["data"]["text"].as_str().map(str::to_owned)).collect();
+        (texts.len() == INBOUND as usize).then_some(texts)
+    })
+    .await;
+    drop(host);
+    assert!((1..=INBOUND).all(|n| texts.contains(&format!("inbound {n}"))));
+    eprintln!("{db:?}: killed after {before} webhook deliveries; {} requests in all", receiver.requests().len());
 }

@@ -19,6 +19,7 @@ mod store_contract;
 mod telegram_user;
 mod template;
 mod users;
+mod webhooks;
 mod whatsapp;
 mod widget;
 mod widget_browser;

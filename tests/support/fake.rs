@@ -22,6 +22,8 @@ pub struct Recorded {
     /// Lower-case names.
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body as sent (what a signature covers).
+    pub raw: String,
 }
 
 impl Recorded {
@@ -88,8 +90,8 @@ impl FakeProvider {
     }
 }
 
-async fn answer(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+async fn answer(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let delay = *inner.delay.lock().expect("lock");
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -100,6 +102,7 @@ async fn answer(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, heade
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
         body: body.clone(),
+        raw: String::from_utf8_lossy(&raw).into_owned(),
     });
     let scripted = inner.script.lock().expect("lock").pop_front();
     // Provider message ids start well above the ones the tests use for inbound messages.

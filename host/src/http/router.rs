@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{health, middleware};
 use crate::state::AppState;
-use crate::{agents, auth, bridges, channels, conversations, inbound, outbound, users, visitors};
+use crate::{agents, auth, bridges, channels, conversations, inbound, outbound, users, visitors, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -83,6 +83,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bridges::whatsapp::handlers::qr))
         .routes(routes!(bridges::whatsapp::handlers::pair_code))
         .routes(routes!(inbound::media::media))
+        .routes(routes!(webhooks::handlers::list, webhooks::handlers::create))
+        .routes(routes!(webhooks::handlers::get, webhooks::handlers::update, webhooks::handlers::remove))
+        .routes(routes!(webhooks::handlers::deliveries))
+        .routes(routes!(webhooks::handlers::delivery))
+        .routes(routes!(webhooks::handlers::redeliver))
+        .routes(routes!(webhooks::handlers::test))
         .split_for_parts()
 }
 

@@ -51,6 +51,8 @@ pub const SOCKET_BUFFER: usize = 4096;
 pub struct Realtime {
     io: SocketIo,
     layer: SocketIoLayer,
+    /// Told of every event emitted (a change committed): wakes the webhook dispatcher.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// What the socket handlers need: checking tokens and channels.
@@ -93,6 +95,7 @@ impl Realtime {
         tokens: TokenService,
         store: Arc<dyn Store>,
         public_url: Option<String>,
+        changed: Arc<tokio::sync::Notify>,
     ) -> Self {
         let (expiries, expiring) = mpsc::unbounded_channel();
         let (layer, io) = SocketIo::builder()
@@ -103,7 +106,7 @@ impl Realtime {
         io.ns("/", on_connect.with(authenticate));
         io.ns(visitors::NAMESPACE, visitors::on_connect.with(visitors::authenticate));
         tokio::spawn(cut_expired(io.clone(), expiring));
-        Self { io, layer }
+        Self { io, layer, changed }
     }
 
     /// A user was removed: its sockets are told and disconnected.
@@ -184,6 +187,7 @@ impl Realtime {
     pub async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
         let rooms = [channel_id.to_string(), tenant_room(tenant_id)];
         deliver(self.io.to(rooms), event, payload);
+        self.changed.notify_one();
     }
 }
 

@@ -344,6 +344,14 @@ macro_rules! impl_agent_store {
                 .await?)
             }
 
+            async fn get_agent_run(&self, tenant_id: Uuid, run_id: Uuid) -> StoreResult<Option<AgentRunRow>> {
+                Ok(sqlx::query_as("SELECT * FROM agent_collaborations WHERE tenant_id = $1 AND id = $2 AND kind = 'run'")
+                    .bind(tenant_id)
+                    .bind(run_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn agent_tokens_since(&self, tenant_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64> {
                 let used: Option<i64> = sqlx::query_scalar(
                     "SELECT CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) FROM agent_collaborations

@@ -186,6 +186,8 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn insert_agent_run(&self, run: &NewAgentRun) -> StoreResult<AgentRunRow>;
     /// Newest first.
     async fn list_agent_runs(&self, tenant_id: Uuid, conversation_id: Uuid, limit: i64) -> StoreResult<Vec<AgentRunRow>>;
+    /// One run of the log, by its id.
+    async fn get_agent_run(&self, tenant_id: Uuid, run_id: Uuid) -> StoreResult<Option<AgentRunRow>>;
     /// Tokens the tenant's runs used since `since` (the daily budget).
     async fn agent_tokens_since(&self, tenant_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64>;
 }

@@ -11,6 +11,8 @@ mod records;
 mod sql;
 mod sqlite;
 mod types;
+mod webhook_sql;
+mod webhook_store;
 
 use std::str::FromStr;
 
@@ -23,6 +25,7 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 pub use types::*;
+pub use webhook_store::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,7 +60,7 @@ impl From<sqlx::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: BridgeStore + AgentStore + Send + Sync + 'static {
+pub trait Store: BridgeStore + AgentStore + WebhookStore + Send + Sync + 'static {
     /// `SELECT 1`: is the database answering?
     async fn ping(&self) -> StoreResult<()>;
     /// Applies the embedded migrations.

@@ -16,6 +16,7 @@ use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
 use super::direct::DirectConnections;
 use super::sql::{HasDb, impl_store};
+use super::webhook_sql::impl_webhook_store;
 use super::*;
 
 /// Connections of each pool: the shared one, and the webhook path's (see [`DirectConnections`]).
@@ -117,3 +118,4 @@ impl PostgresStore {
 impl_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");
 impl_bridge_store!(PostgresStore, "BEGIN");
 impl_agent_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");
+impl_webhook_store!(PostgresStore, "BEGIN", "FOR UPDATE SKIP LOCKED");

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
 use super::sql::{HasDb, impl_store};
+use super::webhook_sql::impl_webhook_store;
 use super::*;
 
 #[derive(Clone)]
@@ -188,3 +189,4 @@ impl SqliteStore {
 impl_store!(SqliteStore, "BEGIN IMMEDIATE", "");
 impl_bridge_store!(SqliteStore, "BEGIN IMMEDIATE");
 impl_agent_store!(SqliteStore, "BEGIN IMMEDIATE", "");
+impl_webhook_store!(SqliteStore, "BEGIN IMMEDIATE", "");

@@ -111,6 +111,12 @@ db_enum!(
     AgentJobStatus { Pending = "PENDING", Running = "RUNNING", Done = "DONE", Skipped = "SKIPPED", Failed = "FAILED" }
 );
 
+db_enum!(
+    /// An outgoing webhook delivery: PENDING (due at `nextAttemptAt`), SENDING (leased), then
+    /// DELIVERED (a 2xx answer) or DEAD (refused, or out of attempts; it can be redelivered).
+    WebhookDeliveryStatus { Pending = "PENDING", Sending = "SENDING", Delivered = "DELIVERED", Dead = "DEAD" }
+);
+
 impl Role {
     /// Owners and admins manage the tenant: users, channels and agents.
     pub fn can_manage(self) -> bool {
