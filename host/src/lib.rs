@@ -65,6 +65,8 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot open the database {}", config::redact_url(&config.database_url)))?;
     store.migrate().await.context("cannot migrate the database")?;
+    // The metrics recorder, before anything records.
+    http::metrics::handle();
     if config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")) && !config.visitors.trust_forwarded_for {
         tracing::warn!(
             "OMNICHAT_PUBLIC_URL is https but OMNICHAT_TRUST_FORWARDED_FOR is off: behind a TLS proxy every widget visitor shares the proxy's address and its rate limits"

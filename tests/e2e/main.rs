@@ -11,6 +11,7 @@ mod inbound;
 mod inbox;
 mod isolation;
 mod migrations;
+mod operations;
 mod outbound;
 mod platform;
 mod plugins;

@@ -11,6 +11,8 @@
 //
 // Commands ("cmd"):
 //   goto {url} | reload      -> {ready, error, visitor, conversation, omniChat}
+//   visit {url}              -> {status, title}   (any page: waits for the network to go idle)
+//   waitSelector {selector}  -> {count}           (waits until it is visible)
 //   open                     -> {open: true, alreadyOpen}
 //   close                    -> {open: false, focus}   (focus: data-omnichat of the focused element)
 //   prechat {name?, email?}  -> {}
@@ -25,7 +27,7 @@
 //   viewport {width, height} -> {}
 //   eval {expr}              -> {value}
 //   events                   -> {events: window.__omnichatEvents}
-//   diagnostics {clear?}     -> {console, pageErrors, csp, cspPage, failedRequests, httpErrors}
+//   diagnostics {clear?}     -> {console, pageErrors, csp, cspPage, failedRequests, httpErrors, requests}
 //   quit                     -> {}
 import { createInterface } from "node:readline";
 import { mkdirSync } from "node:fs";
@@ -44,7 +46,7 @@ const log = (...args) => process.stderr.write(`widget-browser: ${args.join(" ")}
 const answer = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 
 // Collected from the start, across navigations.
-const diag = { console: [], pageErrors: [], csp: [], failedRequests: [], httpErrors: [] };
+const diag = { console: [], pageErrors: [], csp: [], failedRequests: [], httpErrors: [], requests: [] };
 
 // Runs in every document before its own scripts (not subject to the page's CSP).
 const INIT_SCRIPT = `(() => {
@@ -258,6 +260,7 @@ const starting = (async () => {
   await context.addInitScript({ content: INIT_SCRIPT });
   page = await context.newPage();
   page.on("console", (m) => diag.console.push({ type: m.type(), text: m.text() }));
+  page.on("request", (r) => diag.requests.push(r.url()));
   page.on("pageerror", (e) => diag.pageErrors.push(e && e.stack ? String(e.stack) : String(e)));
   page.on("requestfailed", (r) => diag.failedRequests.push({ url: r.url(), method: r.method(), failure: r.failure() && r.failure().errorText }));
   page.on("response", (r) => {
@@ -338,6 +341,15 @@ const handlers = {
     const url = need(cmd, "url", "string");
     await page.goto(url, { waitUntil: "domcontentloaded", timeout: d.left() });
     return waitReady(d);
+  },
+  async visit(cmd, d) {
+    const response = await page.goto(need(cmd, "url", "string"), { waitUntil: "networkidle", timeout: d.left() });
+    return { status: response ? response.status() : null, title: await page.title() };
+  },
+  async waitSelector(cmd, d) {
+    const selector = need(cmd, "selector", "string");
+    await page.locator(selector).first().waitFor({ state: "visible", timeout: d.left() });
+    return { count: await page.locator(selector).count() };
   },
   async reload(cmd, d) {
     await page.reload({ waitUntil: "domcontentloaded", timeout: d.left() });
@@ -443,6 +455,7 @@ const handlers = {
       cspPage,
       failedRequests: diag.failedRequests.slice(),
       httpErrors: diag.httpErrors.slice(),
+      requests: diag.requests.slice(),
     };
     if (cmd.clear) for (const k of Object.keys(diag)) diag[k].length = 0;
     return result;

@@ -531,6 +531,7 @@ async fn record_run(
         latency_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),
     };
     state.store.insert_agent_run(&run).await?;
+    metrics::counter!("omnichat_agent_runs_total", "outcome" => outcome.to_owned()).increment(1);
     Ok(())
 }
 

@@ -85,13 +85,14 @@ pub(crate) async fn lease_round(
 pub(crate) async fn store_received(
     state: &BridgeDeps,
     bridge: &str,
+    channel_type: &str,
     channel_id: Uuid,
     payload: NewInboundMessage,
     stopped: impl Future,
 ) -> bool {
     let mut stopped = std::pin::pin!(stopped);
     loop {
-        match state.inbound.handle(payload.clone()).await {
+        match state.inbound.handle(channel_type, payload.clone()).await {
             Ok(_) => return true,
             Err(err @ StoreError::Unavailable(_)) => {
                 tracing::warn!(channel.id = %channel_id, bridge, error = %err, "database unavailable; retrying a received message");

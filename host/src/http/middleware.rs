@@ -30,9 +30,12 @@ pub fn apply(router: Router, visitor_api: Router, config: &Config) -> Router {
         (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
         (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
     ];
-    let visitor_api = visitor_api.layer(DefaultBodyLimit::max(config.body_limit));
+    let visitor_api = visitor_api
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn(crate::http::metrics::track_http));
     let mut router = router
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn(crate::http::metrics::track_http))
         .layer(cors(config))
         .layer(axum::middleware::from_fn(move |request: Request<Body>, next: axum::middleware::Next| {
             let visitor_api = visitor_api.clone();

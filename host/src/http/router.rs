@@ -89,6 +89,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::handlers::delivery))
         .routes(routes!(webhooks::handlers::redeliver))
         .routes(routes!(webhooks::handlers::test))
+        .routes(routes!(crate::http::metrics::scrape))
         .split_for_parts()
 }
 
@@ -108,13 +109,29 @@ pub fn visitor_api(state: &AppState) -> (Router<AppState>, utoipa::openapi::Open
         .split_for_parts()
 }
 
+/// Swagger UI for `/api/openapi.json` at `/api/docs`, its assets built into the binary. Its pages
+/// get a CSP of their own: same-origin scripts, styles (Swagger UI sets inline styles) and images.
+fn docs() -> Router<AppState> {
+    let ui = utoipa_swagger_ui::SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(["/api/openapi.json"]));
+    Router::from(ui).layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    ))
+}
+
 pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = api();
     let (visitor_api, visitor_openapi) = visitor_api(&state);
     openapi.merge(visitor_openapi);
-    let openapi = std::sync::Arc::new(openapi);
+    // Served as JSON with an example for every body (see `examples`).
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    super::examples::fill(&mut document);
+    let openapi = std::sync::Arc::new(document);
     let router = api
         .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
+        .merge(docs())
         .route("/widget.js", get(visitors::assets::script))
         .route("/widget/demo", get(visitors::assets::demo))
         .route("/widget/demo.css", get(visitors::assets::demo_css))

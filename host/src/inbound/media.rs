@@ -22,7 +22,8 @@ pub struct MediaQuery {
 /// Streams an inbound attachment, served as a download (never rendered inline by a browser).
 #[utoipa::path(get, path = "/api/messages/{id}/media", tag = "messages", security(("bearer" = [])),
     params(("id" = Uuid, Path), MediaQuery),
-    responses((status = 200, description = "the media bytes"), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
+    responses((status = 200, description = "the media bytes", content_type = "application/octet-stream", body = String,
+        example = json!("(the file's bytes)")), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
         (status = 502, body = ApiErrorBody)))]
 pub async fn media(
     State(state): State<AppState>,

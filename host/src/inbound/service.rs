@@ -29,9 +29,12 @@ impl Inbound {
     /// `message-created` and `conversation-updated` to the channel's and the tenant's rooms and
     /// calls the auto-reply hook. A redelivered message writes and emits nothing.
     #[tracing::instrument(skip_all, fields(tenant.id = %message.tenant_id, channel.id = %message.channel_instance_id))]
-    pub async fn handle(&self, mut message: NewInboundMessage) -> Result<Ingested, StoreError> {
+    pub async fn handle(&self, channel_type: &str, mut message: NewInboundMessage) -> Result<Ingested, StoreError> {
         without_nul(&mut message);
         let ingested = self.store.ingest_message(&message).await?;
+        let result = if matches!(ingested, Ingested::Stored { .. }) { "stored" } else { "duplicate" };
+        metrics::counter!("omnichat_inbound_messages_total", "channel_type" => channel_type.to_owned(), "result" => result)
+            .increment(1);
         match &ingested {
             Ingested::Stored { conversation, message: stored, conversation_created, .. } => {
                 tracing::debug!(message.id = %stored.id, conversation.id = %conversation.id, new_conversation = conversation_created, "message stored");
@@ -73,8 +76,12 @@ pub fn receipt_update(receipt: &Receipt) -> ReceiptUpdate<'_> {
 }
 
 /// [`Inbound::handle`] on the application's pipeline.
-pub async fn handle_inbound_message(state: &AppState, message: NewInboundMessage) -> Result<Ingested, StoreError> {
-    state.inbound.handle(message).await
+pub async fn handle_inbound_message(
+    state: &AppState,
+    channel_type: &str,
+    message: NewInboundMessage,
+) -> Result<Ingested, StoreError> {
+    state.inbound.handle(channel_type, message).await
 }
 
 /// PostgreSQL's TEXT and JSONB refuse U+0000 (SQLite takes it): a NUL in a provider's text or

@@ -55,7 +55,8 @@ pub async fn channel_webhook(
 
 /// The same route for providers that verify it with a GET.
 #[utoipa::path(get, path = "/api/webhooks/{channelInstanceId}", tag = "webhooks", params(("channelInstanceId" = Uuid, Path)),
-    responses((status = 200, description = "the adapter's answer"), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, description = "the adapter's answer (a handshake's challenge)", content_type = "text/plain",
+        body = String, example = json!("1158201444")), (status = 404, body = ApiErrorBody)))]
 pub async fn channel_webhook_get(
     state: State<AppState>,
     channel_id: ApiPath<Uuid>,
@@ -88,7 +89,8 @@ pub async fn shared_webhook(
 }
 
 #[utoipa::path(get, path = "/api/webhooks/shared/{channelType}", tag = "webhooks", params(("channelType" = String, Path)),
-    responses((status = 200, description = "the adapter's answer to a handshake"), (status = 403, body = ApiErrorBody),
+    responses((status = 200, description = "the adapter's answer to a handshake", content_type = "text/plain", body = String,
+        example = json!("1158201444")), (status = 403, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody)))]
 pub async fn shared_webhook_get(
     state: State<AppState>,
@@ -251,7 +253,7 @@ async fn take_outcome(
         state.status.set(channel.tenant_id, channel.id, ChannelStatus::Connected, None).await;
     }
     for message in outcome.messages {
-        match state.inbound.handle(message).await? {
+        match state.inbound.handle(channel.channel_type.as_str(), message).await? {
             Ingested::Stored { .. } => receipt.stored += 1,
             Ingested::Duplicate => receipt.duplicates += 1,
         }

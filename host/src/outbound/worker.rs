@@ -208,7 +208,20 @@ async fn deliver(
     let Some(dispatch) = dispatch else {
         return fail(state, &job, "the message, its conversation or its channel no longer exists").await;
     };
-    match send(state, &dispatch).await {
+    let result = send(state, &dispatch).await;
+    let outcome = match &result {
+        Ok(_) => Some("sent"),
+        Err(SendFailure::Permanent(_)) => Some("dead"),
+        Err(SendFailure::Transient(_)) if job.attempts + 1 >= job.max_attempts => Some("dead"),
+        Err(SendFailure::Transient(_) | SendFailure::RateLimited(_)) => Some("retry"),
+        Err(SendFailure::SessionElsewhere) => None,
+    };
+    if let Some(outcome) = outcome {
+        metrics::counter!("omnichat_outbound_deliveries_total",
+            "channel_type" => dispatch.channel.channel_type.as_str().to_owned(), "outcome" => outcome)
+        .increment(1);
+    }
+    match result {
         Ok(provider_message_id) => {
             if let Err(mpsc::error::SendError((job, _))) = completed.send((job, provider_message_id)) {
                 tracing::error!(job.id = %job.id, "queue: delivered after the completer stopped; its lease will re-send it");

@@ -698,8 +698,14 @@ impl PluginRuntime {
             };
             f(&instance, &mut store).await
         };
+        let started = Instant::now();
         let outcome = tokio::time::timeout(limit, run).await;
         let id = plugin.entry.id.clone();
+        metrics::histogram!("omnichat_plugin_call_duration_seconds", "plugin" => id.clone())
+            .record(started.elapsed().as_secs_f64());
+        let ok = matches!(outcome, Ok(Ok(_)));
+        metrics::counter!("omnichat_plugin_calls_total", "plugin" => id.clone(), "outcome" => if ok { "ok" } else { "error" })
+            .increment(1);
         let error = match outcome {
             Ok(Ok(value)) => return Ok((value, store.data_mut().generated.take().unwrap_or_default())),
             Err(_) => PluginError::Timeout { plugin: id, limit_ms: plugin.entry.time_limit_ms },

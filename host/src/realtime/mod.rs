@@ -168,6 +168,11 @@ impl Realtime {
         self.emit(conversation.tenant_id, conversation.channel_instance_id, "typing", &payload).await;
     }
 
+    /// Connections to this process, by namespace (`/` for inbox UIs, `/widget` for visitors).
+    pub fn connection_counts(&self) -> Vec<(&'static str, usize)> {
+        ["/", visitors::NAMESPACE].into_iter().map(|ns| (ns, self.io.of(ns).map_or(0, |ns| ns.sockets().len()))).collect()
+    }
+
     /// Whether any inbox user of the tenant is connected to this server.
     pub fn tenant_online(&self, tenant_id: Uuid) -> bool {
         !self.io.within(tenant_room(tenant_id)).sockets().is_empty()

@@ -205,6 +205,16 @@ pub trait Store: BridgeStore + AgentStore + WebhookStore + Send + Sync + 'static
     async fn get_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<QueueJob>>;
     /// Requeues a DEAD or FAILED job (attempts reset, message PENDING again).
     async fn requeue_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<(QueueJob, Message)>>;
+    /// The queue's depth by status, across tenants, and when the oldest due PENDING job fell due
+    /// (for metrics).
+    async fn queue_stats(&self) -> StoreResult<QueueStats>;
+}
+
+/// See [`Store::queue_stats`].
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    pub by_status: Vec<(QueueStatus, i64)>,
+    pub oldest_due: Option<DateTime<Utc>>,
 }
 
 /// The native bridges' session state: Telegram MTProto sessions with their peer cache, and the

@@ -921,6 +921,21 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn queue_stats(&self) -> StoreResult<QueueStats> {
+                let by_status: Vec<(QueueStatus, i64)> =
+                    sqlx::query_as("SELECT status, COUNT(*) FROM channel_message_queue GROUP BY status")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let oldest_due: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT next_retry_at FROM channel_message_queue WHERE status = 'PENDING' AND next_retry_at <= $1
+                     ORDER BY next_retry_at LIMIT 1",
+                )
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(QueueStats { by_status, oldest_due })
+            }
+
             async fn requeue_job(&self, tenant_id: Uuid, job_id: Uuid) -> StoreResult<Option<(QueueJob, Message)>> {
                 let now = Utc::now();
                 let mut tx = self.pool.begin_with($begin).await?;

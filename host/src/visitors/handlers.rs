@@ -280,7 +280,7 @@ pub async fn post_message(
         return Err(adapter_failed("the channel adapter made no message of the visitor's"));
     };
     let provider_id = message.provider_message_id.clone();
-    match state.inbound.handle(message).await? {
+    match state.inbound.handle(channel.channel_type.as_str(), message).await? {
         Ingested::Stored { message, conversation, customer, .. } => {
             let mut answer = message_answer(&message, &conversation);
             if visitor.customer_id.is_none() {
@@ -398,8 +398,16 @@ fn upload_type(declared: Option<&str>, file_name: Option<&str>) -> Option<&'stat
 
 /// Uploads one file (multipart field `file`): 201 `{id, url, kind, mimeType, fileName, size}`;
 /// attach it by `id` to a message. 413 past the size limit, 415 for a type the widget refuses.
+/// The upload form: one file.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the multipart body; the handler reads the field itself
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 #[utoipa::path(post, path = "/api/widget/{channelInstanceId}/attachments", tag = "widget", params(("channelInstanceId" = Uuid, Path)),
-    request_body(content_type = "multipart/form-data", description = "one field `file`"), security(("visitor" = [])),
+    request_body(content_type = "multipart/form-data", content = UploadForm, description = "one field `file`"), security(("visitor" = [])),
     responses((status = 201, body = Object), (status = 413, body = ApiErrorBody), (status = 415, body = ApiErrorBody),
         (status = 429, body = ApiErrorBody)))]
 pub async fn upload(
@@ -483,7 +491,8 @@ fn upload_url(state: &AppState, channel_id: Uuid, token: &str) -> String {
 /// and a download for anything but media.
 #[utoipa::path(get, path = "/api/widget/{channelInstanceId}/attachments/{token}", tag = "widget",
     params(("channelInstanceId" = Uuid, Path), ("token" = String, Path)),
-    responses((status = 200, description = "the file"), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, description = "the file", content_type = "application/octet-stream", body = String,
+        example = json!("(the file's bytes)")), (status = 404, body = ApiErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     ApiPath((channel_id, token)): ApiPath<(Uuid, String)>,

@@ -356,6 +356,12 @@ async fn record(
         disable_after: config.disable_after,
     };
     let stored = state.store.record_webhook_attempt(delivery, worker, &attempt).await?;
+    let outcome = match status {
+        WebhookDeliveryStatus::Delivered => "delivered",
+        WebhookDeliveryStatus::Pending => "retry",
+        _ => "dead",
+    };
+    metrics::counter!("omnichat_webhook_deliveries_total", "outcome" => outcome).increment(1);
     tracing::info!(
         delivery.id = %delivery.id, event = %delivery.event, outcome = status.as_str(), response.status = ?sent.status,
         attempt = attempt_number, "webhook delivery attempted"

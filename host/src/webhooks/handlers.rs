@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::store::{NewWebhookDelivery, WebhookDeliveryStatus, WebhookSubscriptionRow, WebhookSubscriptionValues};
 use crate::validate;
 
-#[utoipa::path(get, path = "/api/webhook-subscriptions", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/webhook-subscriptions", tag = "webhook-subscriptions", security(("bearer" = [])),
     responses((status = 200, body = Vec<SubscriptionView>), (status = 403, body = ApiErrorBody)))]
 pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Vec<SubscriptionView>>> {
     auth.require_manager()?;
@@ -26,7 +26,7 @@ pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Js
 
 /// Subscribes a URL to events. The answer holds the signing secret (given, or generated): the
 /// only time it is shown.
-#[utoipa::path(post, path = "/api/webhook-subscriptions", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/webhook-subscriptions", tag = "webhook-subscriptions", security(("bearer" = [])),
     request_body = SubscriptionInput,
     responses((status = 201, body = CreatedSubscription), (status = 403, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id()), err(level = "warn"))]
@@ -53,7 +53,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedSubscription { subscription: SubscriptionView::of(&row), secret })))
 }
 
-#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}", tag = "webhook-subscriptions", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = ApiErrorBody)))]
 pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<SubscriptionView>> {
@@ -63,7 +63,7 @@ pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): Api
 
 /// Changes the fields given. A new `secret` replaces the old one at once (it is not shown back);
 /// `active: true` switches a subscription the dispatcher switched off on again.
-#[utoipa::path(patch, path = "/api/webhook-subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/webhook-subscriptions/{id}", tag = "webhook-subscriptions", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = SubscriptionInput,
     responses((status = 200, body = SubscriptionView), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), subscription.id = %id), err(level = "warn"))]
@@ -106,7 +106,7 @@ pub async fn update(
 }
 
 /// Deletes the subscription and its deliveries (pending ones are not sent).
-#[utoipa::path(delete, path = "/api/webhook-subscriptions/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/webhook-subscriptions/{id}", tag = "webhook-subscriptions", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
 pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
@@ -128,7 +128,7 @@ pub struct DeliveriesQuery {
 
 /// A subscription's deliveries, newest first, with the last answer (status and the start of its
 /// body) and the latest attempts.
-#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}/deliveries", tag = "webhook-subscriptions", security(("bearer" = [])),
     params(("id" = Uuid, Path), DeliveriesQuery),
     responses((status = 200, body = Vec<DeliveryView>), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn deliveries(
@@ -147,7 +147,7 @@ pub async fn deliveries(
     Ok(Json(rows.iter().map(DeliveryView::of).collect()))
 }
 
-#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}/deliveries/{deliveryId}", tag = "webhooks",
+#[utoipa::path(get, path = "/api/webhook-subscriptions/{id}/deliveries/{deliveryId}", tag = "webhook-subscriptions",
     security(("bearer" = [])), params(("id" = Uuid, Path), ("deliveryId" = Uuid, Path)),
     responses((status = 200, body = DeliveryView), (status = 404, body = ApiErrorBody)))]
 pub async fn delivery(
@@ -166,7 +166,7 @@ pub async fn delivery(
 
 /// Sends a delivery again (the same body, freshly signed) with a new run of attempts; 409 while
 /// it is being sent.
-#[utoipa::path(post, path = "/api/webhook-subscriptions/{id}/deliveries/{deliveryId}/redeliver", tag = "webhooks",
+#[utoipa::path(post, path = "/api/webhook-subscriptions/{id}/deliveries/{deliveryId}/redeliver", tag = "webhook-subscriptions",
     security(("bearer" = [])), params(("id" = Uuid, Path), ("deliveryId" = Uuid, Path)),
     responses((status = 202, body = DeliveryView), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), delivery.id = %delivery_id), err(level = "warn"))]
@@ -190,7 +190,7 @@ pub async fn redeliver(
 
 /// Sends a `webhook.test` event to the subscription now and answers how it went (one attempt,
 /// no retries; it is listed with the other deliveries).
-#[utoipa::path(post, path = "/api/webhook-subscriptions/{id}/test", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/webhook-subscriptions/{id}/test", tag = "webhook-subscriptions", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = DeliveryView), (status = 404, body = ApiErrorBody)))]
 #[tracing::instrument(skip_all, fields(tenant.id = %auth.tenant_id(), subscription.id = %id), err(level = "warn"))]

@@ -141,6 +141,14 @@ impl TelegramBridge {
         &self.owner
     }
 
+    /// Sessions in this process by state: `running`, `ended` (its task stopped, not yet reaped)
+    /// and `pending_login` (a code sent, not yet confirmed).
+    pub fn session_counts(&self) -> [(&'static str, usize); 3] {
+        let (running, ended) =
+            self.live().values().fold((0, 0), |(r, e), live| if live.task.is_finished() { (r, e + 1) } else { (r + 1, e) });
+        [("running", running), ("ended", ended), ("pending_login", self.pending().len())]
+    }
+
     /// Whether this replica runs the session of a channel now.
     pub fn is_live_here(&self, channel_id: Uuid) -> bool {
         self.live().get(&channel_id).is_some_and(|live| !live.task.is_finished())
@@ -544,7 +552,7 @@ impl Listener {
             }
             // The update state must not move past a message that is not stored.
             let payload = message.to_payload(self.tenant_id, self.channel_id);
-            if !store_received(&self.state, "telegram", self.channel_id, payload, self.stop.changed()).await {
+            if !store_received(&self.state, "telegram", "TELEGRAM_USER", self.channel_id, payload, self.stop.changed()).await {
                 return Ok(());
             }
         }

@@ -85,6 +85,13 @@ impl WhatsAppBridge {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sessions in this process by state: `running`, and `ended` (its task stopped, not yet reaped).
+    pub fn session_counts(&self) -> [(&'static str, usize); 2] {
+        let (running, ended) =
+            self.live().values().fold((0, 0), |(r, e), live| if live.task.is_finished() { (r, e + 1) } else { (r + 1, e) });
+        [("running", running), ("ended", ended)]
+    }
+
     /// Whether this replica runs the client of a channel now.
     pub fn is_live_here(&self, channel_id: Uuid) -> bool {
         self.live().get(&channel_id).is_some_and(|live| !live.task.is_finished())
@@ -350,7 +357,8 @@ impl Session {
                         self.resolve_lid(&mut mapped).await;
                         // The client has acknowledged it to WhatsApp already: retried until stored.
                         let payload = mapped.to_payload(tenant_id, channel_id);
-                        store_received(&self.state, "whatsapp", channel_id, payload, std::future::pending::<()>()).await;
+                        store_received(&self.state, "whatsapp", "WHATSAPP", channel_id, payload, std::future::pending::<()>())
+                            .await;
                     }
                 }
                 true
