@@ -235,6 +235,16 @@ async fn inbox_changes_are_delivered_as_the_rest_api_shows_them(db: Db) {
     assert_eq!(status.body["data"]["id"], s.channel_id);
     assert_eq!(status.body["data"]["status"], "DISCONNECTED");
     assert!(!status.raw.contains("77:TOKEN"), "no channel secret in a delivery");
+
+    // A customer's next message (in a new conversation, the last one is closed) creates no customer.
+    s.say(2, 801, "me again").await;
+    eventually(Duration::from_secs(10), "a second conversation.created", || async {
+        let created = s.receiver.requests().iter().filter(|r| r.body["event"] == "conversation.created").count();
+        (created == 2).then_some(())
+    })
+    .await;
+    let customers = s.receiver.requests().iter().filter(|r| r.body["event"] == "customer.created").count();
+    assert_eq!(customers, 1, "one customer.created per customer");
 }
 
 async fn a_failing_subscription_is_switched_off_and_can_be_redelivered_and_tested(db: Db) {

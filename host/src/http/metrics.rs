@@ -37,6 +37,18 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed; /metrics shows only the scraped gauges");
         }
         describe();
+        // Histogram samples wait in buckets until a scrape drains them; without scrapes they
+        // would only grow.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let upkeep = handle.clone();
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+        }
         handle
     })
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::signature;
 use crate::agents::model::AgentRunView;
 use crate::config::WebhookConfig;
-use crate::plugins::fetch::check_target;
+use crate::plugins::fetch::{FetchFailure, check_target};
 use crate::state::AppState;
 use crate::store::{
     NewWebhookDelivery, StoreResult, WebhookAttempt, WebhookDeliveryRow, WebhookDeliveryStatus, WebhookEventRow,
@@ -234,8 +234,8 @@ async fn send(
         Ok(target) => target,
         Err(err) => return Sent::refused(&format!("bad URL: {err}")),
     };
-    if let Err(failure) = check_target(&target, allow_private) {
-        return Sent::refused(&format!("{failure:?}"));
+    if let Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) = check_target(&target, allow_private) {
+        return Sent::refused(&why);
     }
     let started = Instant::now();
     let request = client
