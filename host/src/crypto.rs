@@ -3,10 +3,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 const PREFIX: &str = "enc:v1:";
+/// Sealed binary values: this prefix, the nonce, the ciphertext (raw bytes).
+const BYTES_PREFIX: &[u8] = b"enc:b1:";
 const NONCE_LEN: usize = 24;
 
 #[derive(Clone)]
@@ -68,6 +70,34 @@ impl SecretBox {
         let plaintext = self.cipher.decrypt(&nonce, ciphertext).map_err(|_| CryptoError::Undecryptable)?;
         String::from_utf8(plaintext).map_err(|_| CryptoError::Undecryptable)
     }
+
+    /// Whether `value` is a [sealed binary value](Self::seal_bytes).
+    pub fn is_sealed_bytes(value: &[u8]) -> bool {
+        value.starts_with(BYTES_PREFIX)
+    }
+
+    /// Seals binary data bound to `context` (the row it is stored as): it opens only with the
+    /// same key and the same context, so a sealed value moved to another row does not open.
+    pub fn seal_bytes(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        let nonce = XNonce::from(nonce_bytes);
+        let ciphertext = self.cipher.encrypt(&nonce, Payload { msg: plaintext, aad: context }).unwrap_or_default();
+        let mut out = Vec::with_capacity(BYTES_PREFIX.len() + NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(BYTES_PREFIX);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    pub fn open_bytes(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let bytes = sealed.strip_prefix(BYTES_PREFIX).ok_or(CryptoError::Undecryptable)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(CryptoError::Undecryptable);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
+        self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: context }).map_err(|_| CryptoError::Undecryptable)
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +114,19 @@ mod tests {
         assert_ne!(sealed, a.seal("123456:ABC-bot-token"), "nonces are random");
         assert_eq!(a.open(&sealed).ok().as_deref(), Some("123456:ABC-bot-token"));
         assert!(b.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn sealed_bytes_open_with_the_same_key_and_context_only() {
+        let a = SecretBox::new(&SecretKey([1; 32]));
+        let b = SecretBox::new(&SecretKey([2; 32]));
+        let sealed = a.seal_bytes(b"signal session", b"s|session|1555");
+        assert!(SecretBox::is_sealed_bytes(&sealed));
+        assert!(!sealed.windows(14).any(|w| w == b"signal session"));
+        assert_eq!(a.open_bytes(&sealed, b"s|session|1555").ok().as_deref(), Some(&b"signal session"[..]));
+        assert!(a.open_bytes(&sealed, b"s|session|1666").is_err(), "bound to its row");
+        assert!(b.open_bytes(&sealed, b"s|session|1555").is_err());
+        assert!(a.open_bytes(b"plain", b"").is_err());
     }
 
     #[test]

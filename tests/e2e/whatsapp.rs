@@ -209,6 +209,22 @@ async fn the_key_store_round_trips_every_kind_of_state(db: Db) {
     b.delete_sender_key("group|1555").await.expect("delete");
     assert_eq!(b.get_sender_key("group|1555").await.expect("get"), None);
 
+    // Key material is sealed at rest, each value bound to its row; rows written before sealing
+    // (plain) are still read.
+    let raw = store.whatsapp_keys_get(session.id, "session", &["1888:1@s.whatsapp.net".into()]).await.expect("raw");
+    assert!(raw[0].1.starts_with(b"enc:b1:") && !raw[0].1.ends_with(b"s2"), "a Signal session is sealed at rest");
+    let raw = store.whatsapp_keys_list(session.id, "prekey", "").await.expect("raw prekeys");
+    assert!(!raw.is_empty() && raw.iter().all(|(_, v)| v.starts_with(b"enc:b1:")), "pre-keys are sealed at rest");
+    store
+        .whatsapp_keys_put(session.id, "session", &[("1999@s.whatsapp.net".into(), b"legacy".to_vec())])
+        .await
+        .expect("plain row");
+    assert_eq!(b.get_session("1999@s.whatsapp.net").await.expect("get").as_deref(), Some(&b"legacy"[..]));
+    let moved = raw[0].1.clone();
+    store.whatsapp_keys_put(session.id, "session", &[("1000@s.whatsapp.net".into(), moved)]).await.expect("moved row");
+    assert!(b.get_session("1000@s.whatsapp.net").await.is_err(), "a sealed value moved to another row does not open");
+    b.delete_session("1000@s.whatsapp.net").await.expect("delete");
+
     // App state: sync keys (with the latest), versions, mutation MACs per collection.
     let key = AppStateSyncKey { key_data: vec![1, 2], fingerprint: vec![3], timestamp: 4 };
     b.set_sync_key(b"key-a", key.clone()).await.expect("sync key");

@@ -1,6 +1,7 @@
 //! whatsapp-rust's storage `Backend` over the store: the device (identity, noise and signed
 //! pre-keys; sealed with the secret key) in the session row, and every other piece of Signal and
-//! app-state data as rows of the `whatsapp_keys` key-value table, Baileys-style. Modelled on
+//! app-state data as rows of the `whatsapp_keys` key-value table, Baileys-style, each value sealed
+//! with the secret key and bound to its row (session, type, id). Modelled on
 //! `wacore::store::InMemoryBackend` method by method, so a restart or another replica resumes the
 //! session from the database with no new QR.
 
@@ -63,17 +64,48 @@ impl DbBackend {
         self.session_id
     }
 
+    /// What a row's value is bound to when sealed: the session, the key type and the key id.
+    fn context(&self, kind: &str, id: &str) -> Vec<u8> {
+        format!("{}{SEP}{kind}{SEP}{id}", self.session_id).into_bytes()
+    }
+
+    fn seal(&self, kind: &str, id: &str, value: &[u8]) -> Vec<u8> {
+        self.secrets.seal_bytes(value, &self.context(kind, id))
+    }
+
+    /// A stored value opened. Rows written before key material was sealed are read as they are
+    /// (and sealed when next written).
+    fn open(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<Vec<u8>> {
+        if !SecretBox::is_sealed_bytes(&value) {
+            return Ok(value);
+        }
+        self.secrets.open_bytes(&value, &self.context(kind, id)).map_err(|e| StoreError::Serialization(Box::new(e)))
+    }
+
+    /// The rows of `ids` that exist, opened.
+    async fn get_many(&self, kind: &str, ids: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        let found = self.store.whatsapp_keys_get(self.session_id, kind, ids).await.map_err(db)?;
+        found.into_iter().map(|(id, value)| Ok((id.clone(), self.open(kind, &id, value)?))).collect()
+    }
+
     async fn get(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>> {
-        let found = self.store.whatsapp_keys_get(self.session_id, kind, &[id.to_owned()]).await.map_err(db)?;
-        Ok(found.into_iter().next().map(|(_, value)| value))
+        Ok(self.get_many(kind, &[id.to_owned()]).await?.into_iter().next().map(|(_, value)| value))
     }
 
     async fn put(&self, kind: &str, id: &str, value: Vec<u8>) -> Result<()> {
         self.put_many(kind, vec![(id.to_owned(), value)]).await
     }
 
+    /// Every value is sealed with `OMNICHAT_SECRET_KEY`, bound to its row.
     async fn put_many(&self, kind: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
-        self.store.whatsapp_keys_put(self.session_id, kind, &entries).await.map_err(db)
+        let sealed: Vec<(String, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(id, value)| {
+                let value = self.seal(kind, &id, &value);
+                (id, value)
+            })
+            .collect();
+        self.store.whatsapp_keys_put(self.session_id, kind, &sealed).await.map_err(db)
     }
 
     async fn delete(&self, kind: &str, ids: Vec<String>) -> Result<u32> {
@@ -82,7 +114,8 @@ impl DbBackend {
     }
 
     async fn list(&self, kind: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.store.whatsapp_keys_list(self.session_id, kind, prefix).await.map_err(db)
+        let found = self.store.whatsapp_keys_list(self.session_id, kind, prefix).await.map_err(db)?;
+        found.into_iter().map(|(id, value)| Ok((id.clone(), self.open(kind, &id, value)?))).collect()
     }
 
     async fn get_json<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
@@ -190,7 +223,7 @@ impl SignalStore for DbBackend {
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
         let keys: Vec<String> = ids.iter().map(|id| prekey_id(*id)).collect();
-        let found = self.store.whatsapp_keys_get(self.session_id, PREKEY, &keys).await.map_err(db)?;
+        let found = self.get_many(PREKEY, &keys).await?;
         Ok(found.into_iter().filter_map(|(id, record)| Some((id.parse().ok()?, Bytes::from(record)))).collect())
     }
 
@@ -277,7 +310,7 @@ impl AppSyncStore for DbBackend {
 
     async fn get_mutation_macs(&self, name: &str, index_macs: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
         let ids: Vec<String> = index_macs.iter().map(|mac| key(&[name, &hex::encode(mac)])).collect();
-        let found = self.store.whatsapp_keys_get(self.session_id, MUTATION_MAC, &ids).await.map_err(db)?;
+        let found = self.get_many(MUTATION_MAC, &ids).await?;
         Ok(found
             .into_iter()
             .filter_map(|(id, value)| {
