@@ -26,6 +26,7 @@ on_both_databases!(
     a_new_channel_shows_a_qr_code_and_pairing_connects_it,
     a_logout_clears_the_keys_and_does_not_reconnect,
     a_transient_drop_is_not_a_logout,
+    a_terminal_failure_ends_the_session_instead_of_leaving_it_connected,
     expired_qr_codes_disconnect_until_the_next_connect,
     a_restart_resumes_the_paired_session_without_a_qr,
     one_replica_runs_a_session_and_another_takes_over,
@@ -417,6 +418,28 @@ async fn a_transient_drop_is_not_a_logout(db: Db) {
     assert_eq!(script.state().starts.len(), starts, "the client reconnects by itself; no restart");
     assert!(script.state().logged_out.is_empty());
     assert!(live_here(&app, &channel_id));
+}
+
+async fn a_terminal_failure_ends_the_session_instead_of_leaving_it_connected(db: Db) {
+    let script = WhatsAppScript::new();
+    let app = app(db, &script).await;
+    let (owner, channel_id) = paired(&app, &script, "owner@failed.test").await;
+    script.emit(WaEvent::Failed { reason: "WhatsApp refused the connection (ClientUnknown)".into() });
+    let channel = wait_status(&app, &owner, &channel_id, "ERROR").await;
+    assert_eq!(channel["statusReason"], "WhatsApp refused the connection (ClientUnknown)");
+    eventually(WAIT, "the local session ended", || async { (!live_here(&app, &channel_id)).then_some(()) }).await;
+    assert!(script.state().stopped.len() == 1, "the client was stopped");
+    assert!(script.state().logged_out.is_empty(), "the pairing is kept: connecting again resumes it");
+    let row =
+        app.state.store.get_whatsapp_session(session_of(&app, &owner, &channel_id).await).await.expect("store").expect("row");
+    assert!(row.device.is_some());
+
+    // A pairing failure on a new channel: DISCONNECTED with the reason, until the next connect.
+    let (owner, channel_id) = new_channel(&app, &script, "owner@pairfail.test").await;
+    script.emit(WaEvent::PairingFailed { reason: "pairing failed: bad signature".into() });
+    let channel = wait_status(&app, &owner, &channel_id, "DISCONNECTED").await;
+    assert_eq!(channel["statusReason"], "pairing failed: bad signature");
+    eventually(WAIT, "the pairing session ended", || async { (!live_here(&app, &channel_id)).then_some(()) }).await;
 }
 
 async fn expired_qr_codes_disconnect_until_the_next_connect(db: Db) {

@@ -3,6 +3,7 @@
 //! the real implementation is whatsapp-rust ([`RustConnector`]), and tests script their own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use wacore::types::message::MessageInfo;
 use waproto::whatsapp as wa;
-use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::bot::Bot;
 use whatsapp_rust::download::{DownloadParams, MediaType};
 use whatsapp_rust::media::{AudioOptions, DocumentOptions, ImageOptions, VideoOptions};
 use whatsapp_rust::pair_code::PairCodeOptions;
@@ -45,6 +46,17 @@ pub enum WaEvent {
     Replaced,
     /// A transient drop; the client reconnects by itself.
     Disconnected {
+        reason: String,
+    },
+    /// The connection cannot go on by itself (a connect failure other than a 5xx, a client
+    /// WhatsApp calls outdated, a run loop that ended): the channel is ERROR with the reason and
+    /// the local session ends, for the supervisor or a user to start again.
+    Failed {
+        reason: String,
+    },
+    /// Pairing went wrong (a pairing error, a QR scanned by a phone without multi-device): the
+    /// channel is DISCONNECTED with the reason until the next connect.
+    PairingFailed {
         reason: String,
     },
     Messages(Vec<(Arc<wa::Message>, Arc<MessageInfo>)>),
@@ -123,7 +135,24 @@ fn map_event(event: &Event) -> Option<WaEvent> {
         Event::ConnectFailure(failure) if failure.reason.is_logged_out() => {
             WaEvent::LoggedOut { reason: format!("logged out ({:?})", failure.reason) }
         }
-        Event::ConnectFailure(failure) => WaEvent::Disconnected { reason: format!("connect failure ({:?})", failure.reason) },
+        Event::ConnectFailure(failure) if failure.reason.should_reconnect() => {
+            WaEvent::Disconnected { reason: format!("connect failure ({:?})", failure.reason) }
+        }
+        Event::ConnectFailure(failure) => WaEvent::Failed {
+            reason: match &failure.message {
+                Some(message) => format!("WhatsApp refused the connection ({:?}: {message})", failure.reason),
+                None => format!("WhatsApp refused the connection ({:?})", failure.reason),
+            },
+        },
+        Event::ClientOutdated(_) => {
+            WaEvent::Failed { reason: "WhatsApp calls this client version outdated: update OmniChat".into() }
+        }
+        Event::PairError(error) => WaEvent::PairingFailed { reason: format!("pairing failed: {}", error.error) },
+        Event::QrScannedWithoutMultidevice(_) => WaEvent::PairingFailed {
+            reason:
+                "the QR code was scanned by a phone without multi-device support: update WhatsApp on the phone and connect again"
+                    .into(),
+        },
         Event::TemporaryBan(ban) => {
             WaEvent::Banned { reason: format!("temporarily banned: {} (for {} s)", ban.code, ban.expire.num_seconds()) }
         }
@@ -139,18 +168,30 @@ impl WhatsAppConnector for RustConnector {
     async fn start(&self, backend: Arc<DbBackend>, events: UnboundedSender<WaEvent>) -> Result<Arc<dyn WhatsAppClient>, String> {
         let bot = Bot::builder()
             .with_backend_arc(backend)
-            .with_event_handler(Forward(events))
+            .with_event_handler(Forward(events.clone()))
             .build()
             .await
             .map_err(|e| format!("cannot start the WhatsApp client: {e}"))?;
-        let handle = bot.spawn();
-        Ok(Arc::new(RustClient { client: handle.client(), handle: tokio::sync::Mutex::new(Some(handle)) }))
+        // The run loop on a task of our own, so its end is seen: unless we stopped it, an ended
+        // loop is a session that cannot go on (never a channel left CONNECTED with nothing running).
+        let client = bot.client();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let watch = stopping.clone();
+        let run = tokio::spawn(async move {
+            bot.run().await;
+            if !watch.load(Ordering::SeqCst) {
+                let _ = events.send(WaEvent::Failed { reason: "the WhatsApp client's connection loop ended".into() });
+            }
+        });
+        Ok(Arc::new(RustClient { client, stopping, run: tokio::sync::Mutex::new(Some(run)) }))
     }
 }
 
 struct RustClient {
     client: Arc<Client>,
-    handle: tokio::sync::Mutex<Option<BotHandle>>,
+    /// Set before a deliberate stop, so its end is not reported as a failure.
+    stopping: Arc<AtomicBool>,
+    run: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn jid(to: &str) -> Result<Jid, WaSendError> {
@@ -249,9 +290,37 @@ impl WhatsAppClient for RustClient {
         self.stop().await;
     }
 
+    /// As `BotHandle::shutdown`: disconnects (flushing the device snapshot, buffered receipts and
+    /// message secrets) and waits for the run loop to end.
     async fn stop(&self) {
-        if let Some(handle) = self.handle.lock().await.take() {
-            handle.shutdown().await;
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(run) = self.run.lock().await.take() {
+            self.client.disconnect().await;
+            let _ = run.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wacore::types::events::{ClientOutdated, ConnectFailure, ConnectFailureReason, QrScannedWithoutMultidevice};
+
+    use super::*;
+
+    fn mapped(event: Event) -> Option<WaEvent> {
+        map_event(&event)
+    }
+
+    #[test]
+    fn terminal_outcomes_end_the_session_and_5xx_ones_reconnect() {
+        let failure = |reason| Event::ConnectFailure(ConnectFailure::builder().reason(reason).build());
+        assert!(matches!(mapped(failure(ConnectFailureReason::ServiceUnavailable)), Some(WaEvent::Disconnected { .. })));
+        assert!(matches!(mapped(failure(ConnectFailureReason::ClientUnknown)), Some(WaEvent::Failed { .. })));
+        assert!(matches!(mapped(failure(ConnectFailureReason::LoggedOut)), Some(WaEvent::LoggedOut { .. })));
+        assert!(matches!(mapped(Event::ClientOutdated(ClientOutdated::builder().build())), Some(WaEvent::Failed { .. })));
+        assert!(matches!(
+            mapped(Event::QrScannedWithoutMultidevice(QrScannedWithoutMultidevice::builder().build())),
+            Some(WaEvent::PairingFailed { .. })
+        ));
     }
 }

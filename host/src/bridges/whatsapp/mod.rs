@@ -317,7 +317,13 @@ impl Session {
                     return;
                 }
             };
-            let Some(event) = event else { return };
+            let Some(event) = event else {
+                // The client dropped its end without being stopped: nothing runs any more.
+                if !*stopped.borrow() {
+                    self.end(ChannelStatus::Error, "the WhatsApp client stopped unexpectedly", false).await;
+                }
+                return;
+            };
             if !self.handle(event).await {
                 return;
             }
@@ -371,6 +377,8 @@ impl Session {
                 self.end(ChannelStatus::Disconnected, &why, true).await
             }
             WaEvent::Banned { reason } => self.end(ChannelStatus::Error, &reason, false).await,
+            WaEvent::Failed { reason } => self.end(ChannelStatus::Error, &reason, false).await,
+            WaEvent::PairingFailed { reason } => self.end(ChannelStatus::Disconnected, &reason, false).await,
             WaEvent::Replaced => self.end(ChannelStatus::Error, "another connection replaced this WhatsApp session", false).await,
         }
     }
