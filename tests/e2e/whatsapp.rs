@@ -31,6 +31,7 @@ on_both_databases!(
     a_restart_resumes_the_paired_session_without_a_qr,
     one_replica_runs_a_session_and_another_takes_over,
     messages_reach_the_inbox_and_lid_senders_are_the_same_customer,
+    inbound_messages_are_acknowledged_only_after_they_are_stored,
     replies_are_sent_with_media_and_paced,
     media_of_inbound_messages_is_downloaded_through_the_client,
     pair_codes_disconnect_and_deletion,
@@ -484,6 +485,55 @@ async fn one_replica_runs_a_session_and_another_takes_over(db: Db) {
     eventually(WAIT, "the second replica to take over", || async { live_here(&second, &channel_id).then_some(()) }).await;
     // The lease (2 s in tests) was renewed at most one round (200 ms) before the halt.
     assert!(halted.elapsed() >= Duration::from_millis(1500), "taken over before the lease expired");
+}
+
+/// The inbound durability hook: a message is acknowledged to WhatsApp only once it is stored; a
+/// redelivery (the ack lost in a crash) is stored once; a batch the host cannot store is not
+/// acknowledged at all, and the buffer of pending messages round-trips through the key store.
+async fn inbound_messages_are_acknowledged_only_after_they_are_stored(db: Db) {
+    use wacore::store::traits::ProtocolStore;
+    let script = WhatsAppScript::new();
+    let app = app(db, &script).await;
+    let (owner, channel_id) = paired(&app, &script, "owner@durable.test").await;
+
+    script.deliver(vec![incoming("3EB0DUR1", CUSTOMER, CUSTOMER, text("stored before the ack"))]).await.expect("stored");
+    assert_eq!(script.state().acked, ["3EB0DUR1"]);
+    let conversations = app.get(&format!("/api/conversations?channelInstanceId={channel_id}"), &owner.access_token).await;
+    let conversation = conversations.body["data"][0]["id"].as_str().expect("a conversation").to_owned();
+    let texts = |body: &Value| -> Vec<String> {
+        body["data"].as_array().expect("data").iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect()
+    };
+    let messages = app.get(&format!("/api/conversations/{conversation}/messages"), &owner.access_token).await;
+    assert_eq!(texts(&messages.body), ["stored before the ack"], "stored when the hook returned, before any event");
+
+    // A redelivery after a crash between the commit and the ack: stored once.
+    script.deliver(vec![incoming("3EB0DUR1", CUSTOMER, CUSTOMER, text("stored before the ack"))]).await.expect("replayed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = app.get(&format!("/api/conversations/{conversation}/messages"), &owner.access_token).await;
+    assert_eq!(texts(&messages.body).len(), 1, "a redelivery is a duplicate");
+
+    // The pending buffer the SDK keeps messages in until the hook committed them.
+    let session = session_of(&app, &owner, &channel_id).await;
+    let backend = omnichat::bridges::whatsapp::store::DbBackend::new(app.state.store.clone(), app.state.secrets.clone(), session);
+    backend.store_pending_inbound(CUSTOMER, CUSTOMER, "3EB0PEND", b"buffered").await.expect("buffer");
+    assert_eq!(
+        backend.get_pending_inbound(CUSTOMER, CUSTOMER, "3EB0PEND").await.expect("get").as_deref(),
+        Some(&b"buffered"[..])
+    );
+    assert_eq!(backend.delete_expired_pending_inbound(0).await.expect("sweep"), 0, "not expired yet");
+    backend.delete_pending_inbound(CUSTOMER, CUSTOMER, "3EB0PEND").await.expect("delete");
+    assert_eq!(backend.get_pending_inbound(CUSTOMER, CUSTOMER, "3EB0PEND").await.expect("get"), None);
+
+    // A batch the host cannot store (its channel is gone) fails the hook, so whatsapp-rust
+    // acknowledges none of it.
+    let sink = script.sink();
+    app.state.store.delete_channel(owner_tenant(&owner), channel_id.parse().expect("id")).await.expect("delete");
+    let refused = sink.store(&[incoming("3EB0DUR2", CUSTOMER, CUSTOMER, text("lost?"))]).await;
+    assert!(refused.is_err(), "the hook reports the failure");
+}
+
+fn owner_tenant(owner: &omnichat_tests::Session) -> uuid::Uuid {
+    owner.tenant_id.parse().expect("tenant id")
 }
 
 async fn messages_reach_the_inbox_and_lid_senders_are_the_same_customer(db: Db) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use omnichat::bridges::whatsapp::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
+use omnichat::bridges::whatsapp::client::{InboundSink, WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use omnichat::bridges::whatsapp::store::DbBackend;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
@@ -44,8 +44,10 @@ pub struct WaScriptState {
     pub pair_codes: Vec<String>,
     /// The bytes a download answers.
     pub media: Vec<u8>,
-    /// The event senders of the running clients, by session.
-    clients: HashMap<Uuid, (UnboundedSender<WaEvent>, Arc<DbBackend>)>,
+    /// Inbound messages acknowledged to "WhatsApp" (their ids), as the durability hook allows.
+    pub acked: Vec<String>,
+    /// The event senders, backends and inbound sinks of the running clients, by session.
+    clients: HashMap<Uuid, (UnboundedSender<WaEvent>, Arc<DbBackend>, Arc<dyn InboundSink>)>,
     /// The device each running client holds in memory: saved again when it stops, as
     /// whatsapp-rust's shutdown does.
     devices: HashMap<Uuid, wacore::store::Device>,
@@ -69,8 +71,28 @@ impl WhatsAppScript {
     pub fn emit(&self, event: WaEvent) {
         let s = self.state();
         let session = s.starts.last().expect("a client was started");
-        let (events, _) = s.clients.get(session).expect("the client is running");
+        let (events, _, _) = s.clients.get(session).expect("the client is running");
         let _ = events.send(event);
+    }
+
+    /// The inbound sink (what the durability hook calls) of the most recently started client.
+    pub fn sink(&self) -> Arc<dyn InboundSink> {
+        let s = self.state();
+        let session = s.starts.last().expect("a client was started");
+        s.clients.get(session).expect("the client is running").2.clone()
+    }
+
+    /// What whatsapp-rust does with inbound messages when the durability hook is registered:
+    /// hands them to the host's sink, and only when it committed acknowledges them (and reports
+    /// them as an event). `Err`: nothing acknowledged (WhatsApp would deliver them again).
+    pub async fn deliver(
+        &self,
+        batch: Vec<(Arc<waproto::whatsapp::Message>, Arc<wacore::types::message::MessageInfo>)>,
+    ) -> Result<(), String> {
+        self.sink().store(&batch).await?;
+        self.state().acked.extend(batch.iter().map(|(_, info)| info.id.to_string()));
+        self.emit(WaEvent::Messages(batch));
+        Ok(())
     }
 
     /// What a QR scan on the phone does: the device is stored paired, and the session opens.
@@ -93,7 +115,12 @@ struct ScriptedConnector(Arc<WhatsAppScript>);
 
 #[async_trait]
 impl WhatsAppConnector for ScriptedConnector {
-    async fn start(&self, backend: Arc<DbBackend>, events: UnboundedSender<WaEvent>) -> Result<Arc<dyn WhatsAppClient>, String> {
+    async fn start(
+        &self,
+        backend: Arc<DbBackend>,
+        events: UnboundedSender<WaEvent>,
+        inbound: Arc<dyn InboundSink>,
+    ) -> Result<Arc<dyn WhatsAppClient>, String> {
         // As whatsapp-rust: a new store gets a fresh device; a paired one connects without a QR.
         if !backend.exists().await.map_err(|e| e.to_string())? {
             backend.create().await.map_err(|e| e.to_string())?;
@@ -105,7 +132,7 @@ impl WhatsAppConnector for ScriptedConnector {
             let mut s = self.0.state();
             s.starts.push(session);
             s.devices.insert(session, device);
-            s.clients.insert(session, (events.clone(), backend));
+            s.clients.insert(session, (events.clone(), backend, inbound));
             if !paired {
                 s.qr_codes.push(session);
             }
@@ -172,7 +199,7 @@ impl WhatsAppClient for ScriptedClient {
             (s.clients.remove(&self.session), s.devices.remove(&self.session))
         };
         // The final save of the in-memory device, as the real client's shutdown does.
-        if let (Some((_, backend)), Some(device)) = (client, device) {
+        if let (Some((_, backend, _)), Some(device)) = (client, device) {
             backend.save(&device).await.expect("final save");
         }
     }

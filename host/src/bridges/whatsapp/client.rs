@@ -17,8 +17,9 @@ use whatsapp_rust::bot::Bot;
 use whatsapp_rust::download::{DownloadParams, MediaType};
 use whatsapp_rust::media::{AudioOptions, DocumentOptions, ImageOptions, VideoOptions};
 use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::types::durability_hook::InboundMessage;
 use whatsapp_rust::types::events::{Event, EventHandler};
-use whatsapp_rust::{Client, Jid, SendError, UploadOptions};
+use whatsapp_rust::{Client, InboundDurabilityHook, Jid, SendError, UploadOptions};
 
 use super::store::DbBackend;
 
@@ -93,7 +94,38 @@ pub enum WaMediaKind {
 /// Starts clients over stored sessions.
 #[async_trait]
 pub trait WhatsAppConnector: Send + Sync + 'static {
-    async fn start(&self, backend: Arc<DbBackend>, events: UnboundedSender<WaEvent>) -> Result<Arc<dyn WhatsAppClient>, String>;
+    /// Starts a client on `backend`. Its inbound messages go to `inbound` **before** they are
+    /// acknowledged to WhatsApp (whatsapp-rust's inbound durability hook), and are then reported
+    /// as [`WaEvent::Messages`] too.
+    async fn start(
+        &self,
+        backend: Arc<DbBackend>,
+        events: UnboundedSender<WaEvent>,
+        inbound: Arc<dyn InboundSink>,
+    ) -> Result<Arc<dyn WhatsAppClient>, String>;
+}
+
+/// A batch of decrypted inbound messages, in arrival order.
+pub type InboundBatch = [(Arc<wa::Message>, Arc<MessageInfo>)];
+
+/// Where a client hands inbound messages before they are acknowledged to WhatsApp.
+#[async_trait]
+pub trait InboundSink: Send + Sync + 'static {
+    /// Stores every message of the batch, idempotently (a redelivery is a duplicate). `Err`:
+    /// none is acknowledged, and WhatsApp delivers them again on the next connect.
+    async fn store(&self, batch: &InboundBatch) -> Result<(), String>;
+}
+
+/// whatsapp-rust's inbound durability hook over an [`InboundSink`]: the client acknowledges a
+/// message only once the host committed it (at-least-once; the store's dedupe absorbs replays).
+struct Durability(Arc<dyn InboundSink>);
+
+#[async_trait]
+impl InboundDurabilityHook for Durability {
+    async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        let batch: Vec<_> = batch.iter().map(|m| (m.message.clone(), m.info.clone())).collect();
+        self.0.store(&batch).await.map_err(anyhow::Error::msg)
+    }
 }
 
 /// One running client, bound to one session.
@@ -165,10 +197,16 @@ fn map_event(event: &Event) -> Option<WaEvent> {
 
 #[async_trait]
 impl WhatsAppConnector for RustConnector {
-    async fn start(&self, backend: Arc<DbBackend>, events: UnboundedSender<WaEvent>) -> Result<Arc<dyn WhatsAppClient>, String> {
+    async fn start(
+        &self,
+        backend: Arc<DbBackend>,
+        events: UnboundedSender<WaEvent>,
+        inbound: Arc<dyn InboundSink>,
+    ) -> Result<Arc<dyn WhatsAppClient>, String> {
         let bot = Bot::builder()
             .with_backend_arc(backend)
             .with_event_handler(Forward(events.clone()))
+            .with_inbound_durability_hook(Durability(inbound))
             .build()
             .await
             .map_err(|e| format!("cannot start the WhatsApp client: {e}"))?;

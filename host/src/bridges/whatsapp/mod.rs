@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use self::client::{WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
+use self::client::{InboundBatch, InboundSink, WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
 use crate::bridges::{BridgeDeps, LeaseRound, lease_round, store_received};
 use crate::store::{Channel, ChannelStatus, SessionKind};
@@ -176,7 +176,8 @@ impl WhatsAppBridge {
     async fn start(&self, state: &BridgeDeps, tenant_id: Uuid, channel_id: Uuid, session_id: Uuid, lease_until: DateTime<Utc>) {
         let backend = Arc::new(DbBackend::new(state.store.clone(), state.secrets.clone(), session_id));
         let (events, received) = mpsc::unbounded_channel();
-        let client = match self.connector.start(backend.clone(), events).await {
+        let inbound = Arc::new(SessionInbound { state: state.clone(), tenant_id, channel_id, backend: backend.clone() });
+        let client = match self.connector.start(backend.clone(), events, inbound).await {
             Ok(client) => client,
             Err(err) => {
                 tracing::warn!(channel.id = %channel_id, error = %err, "whatsapp: cannot start the client");
@@ -290,6 +291,46 @@ enum Ending {
     LeaseLost,
 }
 
+/// A sender known only by its `@lid` is the phone's customer when the session has learnt that
+/// LID's phone number (WhatsApp's LID-PN mapping, kept in the key store).
+async fn resolve_lid(backend: &DbBackend, mapped: &mut mapping::WhatsAppMessage) {
+    use wacore::store::traits::ProtocolStore;
+    let Some(lid) = mapped.customer.strip_suffix("@lid") else { return };
+    if let Ok(Some(entry)) = backend.get_lid_mapping(lid).await {
+        let phone = format!("{}@s.whatsapp.net", entry.phone_number);
+        if mapped.chat == mapped.customer {
+            mapped.chat = phone.clone();
+        }
+        mapped.customer = phone;
+    }
+}
+
+/// What a session's client hands its inbound messages to before acknowledging them: each is
+/// stored through `handle_inbound_message`, and only a committed batch is acknowledged.
+struct SessionInbound {
+    state: BridgeDeps,
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    backend: Arc<DbBackend>,
+}
+
+#[async_trait::async_trait]
+impl InboundSink for SessionInbound {
+    async fn store(&self, batch: &InboundBatch) -> Result<(), String> {
+        for (message, info) in batch {
+            if let Some(mut mapped) = mapping::map_message(message, info) {
+                resolve_lid(&self.backend, &mut mapped).await;
+                let payload = mapped.to_payload(self.tenant_id, self.channel_id);
+                if let Err(err) = self.state.inbound.handle("WHATSAPP", payload).await {
+                    tracing::warn!(channel.id = %self.channel_id, error = %err, "whatsapp: a message was not stored; WhatsApp redelivers it");
+                    return Err(err.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The event loop of one running client.
 struct Session {
     state: BridgeDeps,
@@ -360,8 +401,9 @@ impl Session {
             WaEvent::Messages(batch) => {
                 for (message, info) in batch {
                     if let Some(mut mapped) = mapping::map_message(&message, &info) {
-                        self.resolve_lid(&mut mapped).await;
-                        // The client has acknowledged it to WhatsApp already: retried until stored.
+                        resolve_lid(&self.backend, &mut mapped).await;
+                        // Stored already by the durability hook (then a duplicate), unless the hook
+                        // does not cover it (newsletters): acknowledged then, so retried until stored.
                         let payload = mapped.to_payload(tenant_id, channel_id);
                         store_received(&self.state, "whatsapp", "WHATSAPP", channel_id, payload, std::future::pending::<()>())
                             .await;
@@ -395,19 +437,5 @@ impl Session {
         }
         state.status.set(self.tenant_id, self.channel_id, status, Some(reason)).await;
         false
-    }
-
-    /// A sender known only by its `@lid` is the phone's customer when the session has learnt
-    /// that LID's phone number (WhatsApp's LID-PN mapping, kept in the key store).
-    async fn resolve_lid(&self, mapped: &mut mapping::WhatsAppMessage) {
-        use wacore::store::traits::ProtocolStore;
-        let Some(lid) = mapped.customer.strip_suffix("@lid") else { return };
-        if let Ok(Some(entry)) = self.backend.get_lid_mapping(lid).await {
-            let phone = format!("{}@s.whatsapp.net", entry.phone_number);
-            if mapped.chat == mapped.customer {
-                mapped.chat = phone.clone();
-            }
-            mapped.customer = phone;
-        }
     }
 }

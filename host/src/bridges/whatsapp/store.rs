@@ -18,7 +18,8 @@ use wacore::store::Device;
 use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::{
     AppStateSyncKey, AppSyncStore, DeviceListRecord, DeviceStore, LidPnMappingEntry, MsgSecretEntry, MsgSecretStore,
-    ProtocolStore, SignalStore, TcTokenEntry, merge_msg_secret_expiry, merge_msg_secret_message_ts,
+    PendingInboundKey, PendingInboundRow, ProtocolStore, SignalStore, TcTokenEntry, merge_msg_secret_expiry,
+    merge_msg_secret_message_ts,
 };
 use whatsapp_rust::bytes::Bytes;
 
@@ -47,6 +48,8 @@ const GROUP_METADATA: &str = "group-metadata";
 const TC_TOKEN: &str = "tc-token";
 const SENT_MESSAGE: &str = "sent-message";
 const MSG_SECRET: &str = "msg-secret";
+/// Decrypted inbound messages waiting for the durability hook's commit (stamped with their time).
+const PENDING_INBOUND: &str = "pending-inbound";
 
 pub struct DbBackend {
     store: Arc<dyn Store>,
@@ -337,6 +340,42 @@ impl AppSyncStore for DbBackend {
 
 #[async_trait]
 impl ProtocolStore for DbBackend {
+    // The pending-inbound buffer behind the inbound durability hook: a message is kept here until
+    // the host has stored it, so a crash in between replays it on redelivery.
+    async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
+        self.put(PENDING_INBOUND, &key(&[chat, sender, id]), stamped(now_secs(), message)).await
+    }
+
+    async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(PENDING_INBOUND, &key(&[chat, sender, id])).await?.map(|value| unstamp(&value).1.to_vec()))
+    }
+
+    async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
+        self.delete(PENDING_INBOUND, vec![key(&[chat, sender, id])]).await.map(drop)
+    }
+
+    async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let expired: Vec<String> = self
+            .list(PENDING_INBOUND, "")
+            .await?
+            .into_iter()
+            .filter(|(_, value)| unstamp(value).0 < cutoff_timestamp)
+            .map(|(id, _)| id)
+            .collect();
+        if expired.is_empty() { Ok(0) } else { self.delete(PENDING_INBOUND, expired).await }
+    }
+
+    async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
+        let now = now_secs();
+        let entries = rows.iter().map(|r| (key(&[r.chat, r.sender, r.id]), stamped(now, r.message))).collect();
+        self.put_many(PENDING_INBOUND, entries).await
+    }
+
+    async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        let ids = keys.iter().map(|k| key(&[k.chat, k.sender, k.id])).collect();
+        self.delete(PENDING_INBOUND, ids).await.map(drop)
+    }
+
     async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
         let prefix = format!("{group_jid}{SEP}");
         let rows = self.list(SENDER_KEY_DEVICE, &prefix).await?;
