@@ -32,6 +32,9 @@ pub struct WaSent {
     pub at: Instant,
 }
 
+/// A running client's event sender, backend and inbound sink.
+type RunningClient = (UnboundedSender<WaEvent>, Arc<DbBackend>, Arc<dyn InboundSink>);
+
 #[derive(Default)]
 pub struct WaScriptState {
     /// Clients started, in order (by session row).
@@ -47,7 +50,7 @@ pub struct WaScriptState {
     /// Inbound messages acknowledged to "WhatsApp" (their ids), as the durability hook allows.
     pub acked: Vec<String>,
     /// The event senders, backends and inbound sinks of the running clients, by session.
-    clients: HashMap<Uuid, (UnboundedSender<WaEvent>, Arc<DbBackend>, Arc<dyn InboundSink>)>,
+    clients: HashMap<Uuid, RunningClient>,
     /// The device each running client holds in memory: saved again when it stops, as
     /// whatsapp-rust's shutdown does.
     devices: HashMap<Uuid, wacore::store::Device>,
