@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omnichat::Connectors;
-use omnichat::bridges::telegram::client::TelegramMedia;
+use omnichat_tests::fake::FakeProvider;
 use omnichat_tests::telegram::{ACCOUNT_ID, INVALID_PHONE, TelegramScript, private_message};
 use omnichat_tests::{
     Db, Session, TestApp, eventually, id_of, spawn_app_with, spawn_app_with_connectors, spawn_replica_with_connectors,
@@ -23,6 +23,7 @@ on_both_databases!(
     two_step_verification_asks_for_the_password_with_its_hint,
     login_mistakes_get_clear_errors,
     replies_are_sent_to_the_right_peer_through_the_live_session,
+    inbound_media_is_downloaded_through_the_live_session,
     a_revoked_session_sets_error_and_does_not_reconnect,
     a_dropped_connection_reconnects_and_keeps_listening,
     a_restart_resumes_from_the_saved_update_state,
@@ -285,6 +286,36 @@ async fn login_mistakes_get_clear_errors(db: Db) {
     assert_eq!(again.error_code(), "already_connected");
 }
 
+async fn inbound_media_is_downloaded_through_the_live_session(db: Db) {
+    let script = TelegramScript::new();
+    let app = app(db, &script).await;
+    let (owner, channel_id) = logged_in(&app, "owner@media.test").await;
+    script.update(|s| {
+        s.media = b"\xff\xd8 a jpeg".to_vec();
+        let mut message = private_message(7, 5003, "look", false);
+        message.attachments = vec![json!({"kind": "image", "url": null, "mimeType": "image/jpeg", "fileName": null, "size": 9,
+            "extra": {"photoId": "5123", "accessHash": "-77", "fileReference": "AQID", "dcId": 2, "thumbSize": "y"}})];
+        s.feed.push(message);
+    });
+    let stored = wait_for_messages(&app, &owner, &channel_id, 1).await;
+    let id = stored[0]["id"].as_str().expect("id").to_owned();
+    let response = omnichat_tests::http_client()
+        .get(app.url(&format!("/api/messages/{id}/media?index=0")))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), b"\xff\xd8 a jpeg");
+    let downloads = script.state().downloads.clone();
+    assert_eq!(downloads.len(), 1);
+    assert_eq!(downloads[0]["photoId"], "5123", "the stored location is asked for");
+    let stranger = app.register("stranger@media.test").await;
+    let theirs = app.get(&format!("/api/messages/{id}/media"), &stranger.access_token).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
+
 async fn replies_are_sent_to_the_right_peer_through_the_live_session(db: Db) {
     let script = TelegramScript::new();
     let app = app(db, &script).await;
@@ -299,21 +330,35 @@ async fn replies_are_sent_to_the_right_peer_through_the_live_session(db: Db) {
     let sent = app.message_with_status(&owner, &conversation_id, id_of(&text.body).to_string().as_str(), "SENT").await;
     assert!(sent["providerMessageId"].as_str().is_some_and(|id| id.starts_with("5002:")), "{sent}");
 
-    let photo = json!({"conversationId": conversation_id, "text": "the scan", "attachments": [{"url": "https://files.example/scan.jpg", "type": "image"}]});
+    // Attachments are fetched (guarded fetcher) and uploaded, every one of them.
+    let files = FakeProvider::start().await;
+    files.script([(200, json!({"file": "scan"})), (200, json!({"file": "invoice"})), (200, json!({"file": "scan"}))]);
+    let (scan, invoice) = (format!("{}/files/scan.jpg", files.base_url()), format!("{}/files/invoice.pdf", files.base_url()));
+    let photo = json!({"conversationId": conversation_id, "text": "the scan", "attachments": [{"url": scan, "type": "image"}]});
     let photo = app.post("/api/messages/send", token, photo).await;
     app.message_with_status(&owner, &conversation_id, id_of(&photo.body).to_string().as_str(), "SENT").await;
-    let doc = json!({"conversationId": conversation_id, "attachments": [{"url": "https://files.example/invoice.pdf", "type": "document"}]});
-    let doc = app.post("/api/messages/send", token, doc).await;
-    app.message_with_status(&owner, &conversation_id, id_of(&doc.body).to_string().as_str(), "SENT").await;
+    let both = json!({"conversationId": conversation_id, "text": "both", "attachments": [
+        {"url": invoice, "type": "document", "mimeType": "application/pdf"}, {"url": scan, "type": "image"}]});
+    let both = app.post("/api/messages/send", token, both).await;
+    app.message_with_status(&owner, &conversation_id, id_of(&both.body).to_string().as_str(), "SENT").await;
 
     let sent = script.state().sent.clone();
-    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
     assert!(sent.iter().all(|(_, dialog, _)| *dialog == 5002));
     assert_eq!(sent[0].2.text.as_deref(), Some("here it is"));
     assert_eq!(sent[0].2.media, None);
-    assert_eq!(sent[1].2.media, Some(TelegramMedia::PhotoUrl("https://files.example/scan.jpg".into())));
+    let served = files.requests();
+    assert_eq!(served.len(), 3, "each attachment fetched once");
+    let photo_sent = sent[1].2.media.clone().expect("the photo is uploaded");
+    assert!(photo_sent.photo && photo_sent.file_name == "scan.jpg" && !photo_sent.bytes.is_empty(), "{photo_sent:?}");
+    assert_eq!(photo_sent.bytes, br#"{"file":"scan"}"#, "the fetched bytes are what is uploaded");
+    assert_eq!(served[1].path, "/files/invoice.pdf");
     assert_eq!(sent[1].2.text.as_deref(), Some("the scan"));
-    assert_eq!(sent[2].2.media, Some(TelegramMedia::DocumentUrl("https://files.example/invoice.pdf".into())));
+    let document = sent[2].2.media.clone().expect("the document");
+    assert!(!document.photo && document.file_name == "invoice.pdf");
+    assert_eq!(document.mime_type.as_deref(), Some("application/pdf"));
+    assert_eq!(sent[2].2.text.as_deref(), Some("both"), "the text is the first attachment's caption");
+    assert!(sent[3].2.media.as_ref().is_some_and(|m| m.photo) && sent[3].2.text.is_none(), "the second attachment follows");
 
     // Our sends come back from Telegram as outgoing messages: they are not stored twice.
     let provider_id = app.message(&owner, &conversation_id, id_of(&text.body).to_string().as_str()).await.expect("message")["providerMessageId"]

@@ -51,6 +51,9 @@ pub struct ScriptState {
     pub delivered: Vec<(Uuid, i32)>,
     pub sent: Vec<(Uuid, i64, TelegramSend)>,
     pub signed_out: Vec<Uuid>,
+    /// The bytes a download answers, and the `extra` of each download asked for.
+    pub media: Vec<u8>,
+    pub downloads: Vec<serde_json::Value>,
     next_sent_id: i32,
 }
 
@@ -289,6 +292,12 @@ impl TelegramClient for ScriptedClient {
         let id = 100_000 + s.next_sent_id;
         s.sent.push((self.session.id(), dialog_id, message.clone()));
         Ok(id)
+    }
+
+    async fn download(&self, extra: &serde_json::Value) -> Result<Vec<u8>, TelegramError> {
+        let mut s = self.script.state();
+        s.downloads.push(extra.clone());
+        Ok(s.media.clone())
     }
 
     fn disconnect(&self) {

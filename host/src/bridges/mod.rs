@@ -137,6 +137,46 @@ pub(crate) fn not_live_here(lease: Option<(String, DateTime<Utc>)>, ours: &str, 
 /// sent is never claimed (and sent) again.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A reply's attachment, fetched for a bridge to upload.
+pub(crate) struct FetchedMedia {
+    pub bytes: Vec<u8>,
+    pub mime_type: Option<String>,
+    pub file_name: Option<String>,
+}
+
+/// Fetches a user-given attachment URL through the guarded fetcher (never the host's own
+/// network; 8 MiB at most): a 4xx or a refused URL fails the send for good, anything else may
+/// be retried.
+pub(crate) async fn fetch_outbound_media(
+    fetcher: &Fetcher,
+    attachment: &crate::channels::adapter::OutboundAttachment,
+) -> Result<FetchedMedia, SendFailure> {
+    use crate::plugins::fetch::{FetchFailure, FetchRequest};
+    let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let response = match fetcher.fetch(request, None, &Default::default(), deadline).await {
+        Ok(response) if (200..300).contains(&response.status) => response,
+        Ok(response) if (400..500).contains(&response.status) => {
+            return Err(SendFailure::Permanent(format!("the media URL answered {}", response.status)));
+        }
+        Ok(response) => return Err(SendFailure::Transient(format!("the media URL answered {}", response.status))),
+        Err(FetchFailure::Timeout) => return Err(SendFailure::Transient("fetching the media timed out".into())),
+        Err(FetchFailure::Failed(why)) => return Err(SendFailure::Transient(format!("cannot fetch the media: {why}"))),
+        Err(FetchFailure::TooLarge) => return Err(SendFailure::Permanent("the media is larger than the 8 MiB limit".into())),
+        Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) => {
+            return Err(SendFailure::Permanent(format!("the media URL is refused: {why}")));
+        }
+    };
+    let mime_type = attachment.mime_type.clone().or_else(|| {
+        response.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, value)| value.clone())
+    });
+    let file_name = attachment
+        .file_name
+        .clone()
+        .or_else(|| attachment.url.split(['?', '#']).next()?.rsplit('/').next().filter(|n| !n.is_empty()).map(str::to_owned));
+    Ok(FetchedMedia { bytes: response.body, mime_type, file_name })
+}
+
 /// This process's name on the session leases it holds.
 pub fn replica_id() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "omnichat".into());

@@ -14,9 +14,13 @@ use grammers_session::Session;
 use grammers_session::types::{PeerId, PeerInfo};
 use grammers_tl_types as tl;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::mapping::{self, TelegramMessage};
+
+/// The largest inbound file served through the media route.
+const MAX_DOWNLOAD_BYTES: usize = 64 << 20;
 use super::session::DbSession;
 
 /// What went wrong talking to Telegram, sorted by what the caller should do about it.
@@ -84,15 +88,17 @@ pub struct SignedIn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelegramSend {
     pub text: Option<String>,
-    /// At most one attachment per message: photo, or any other file sent as a document.
+    /// At most one attachment per message, uploaded by the client (the text is its caption).
     pub media: Option<TelegramMedia>,
 }
 
+/// A file to upload and send: a photo, or any other file as a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TelegramMedia {
-    /// Telegram fetches the URL itself.
-    PhotoUrl(String),
-    DocumentUrl(String),
+pub struct TelegramMedia {
+    pub photo: bool,
+    pub bytes: Vec<u8>,
+    pub file_name: String,
+    pub mime_type: Option<String>,
 }
 
 /// Opens clients over stored sessions.
@@ -124,7 +130,62 @@ pub trait TelegramClient: Send + Sync + 'static {
     /// Saves the update state, when every message returned so far was handled (shutdown).
     async fn save_update_state(&self) -> Result<(), TelegramError>;
     async fn send(&self, dialog_id: i64, message: &TelegramSend) -> Result<i32, TelegramError>;
+    /// Downloads the media an inbound attachment describes (`extra` as the mapping stored it:
+    /// photo or document id, access hash, file reference, DC).
+    async fn download(&self, extra: &Value) -> Result<Vec<u8>, TelegramError>;
     fn disconnect(&self);
+}
+
+/// Where a stored photo or document lives, for `upload.getFile`.
+struct StoredFile {
+    location: tl::enums::InputFileLocation,
+    dc_id: Option<i32>,
+}
+
+impl grammers_client::media::Downloadable for StoredFile {
+    fn to_raw_input_location(&self) -> Option<tl::enums::InputFileLocation> {
+        Some(self.location.clone())
+    }
+
+    fn dc_id(&self) -> Option<i32> {
+        self.dc_id
+    }
+}
+
+impl StoredFile {
+    fn of(extra: &Value) -> Result<Self, TelegramError> {
+        let number = |name: &str| -> Result<i64, TelegramError> {
+            extra[name]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .or_else(|| extra[name].as_i64())
+                .ok_or_else(|| TelegramError::Refused(format!("the attachment has no {name}")))
+        };
+        let file_reference = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            extra["fileReference"].as_str().unwrap_or_default(),
+        )
+        .map_err(|e| TelegramError::Refused(format!("fileReference: {e}")))?;
+        let dc_id = extra["dcId"].as_i64().and_then(|d| i32::try_from(d).ok());
+        let location = if extra.get("photoId").is_some() {
+            tl::enums::InputFileLocation::InputPhotoFileLocation(tl::types::InputPhotoFileLocation {
+                id: number("photoId")?,
+                access_hash: number("accessHash")?,
+                file_reference,
+                thumb_size: extra["thumbSize"].as_str().unwrap_or("y").to_owned(),
+            })
+        } else if extra.get("documentId").is_some() {
+            tl::enums::InputFileLocation::InputDocumentFileLocation(tl::types::InputDocumentFileLocation {
+                id: number("documentId")?,
+                access_hash: number("accessHash")?,
+                file_reference,
+                thumb_size: String::new(),
+            })
+        } else {
+            return Err(TelegramError::Refused("this attachment has no downloadable media".into()));
+        };
+        Ok(Self { location, dc_id })
+    }
 }
 
 /// The real thing: grammers over the database-backed session.
@@ -298,13 +359,33 @@ impl TelegramClient for GrammersClient {
                 ))
             })?;
         let mut input = InputMessage::new().text(message.text.clone().unwrap_or_default());
-        input = match &message.media {
-            Some(TelegramMedia::PhotoUrl(url)) => input.photo_url(url.clone()),
-            Some(TelegramMedia::DocumentUrl(url)) => input.document_url(url.clone()),
-            None => input,
-        };
+        if let Some(media) = &message.media {
+            let mut stream = std::io::Cursor::new(media.bytes.as_slice());
+            let uploaded = self
+                .client
+                .upload_stream(&mut stream, media.bytes.len(), media.file_name.clone())
+                .await
+                .map_err(|e| TelegramError::Unavailable(format!("upload failed: {e}")))?;
+            input = if media.photo { input.photo(uploaded) } else { input.document(uploaded) };
+            if let Some(mime_type) = media.mime_type.as_deref().filter(|_| !media.photo) {
+                input = input.mime_type(mime_type);
+            }
+        }
         let sent = self.client.send_message(peer, input).await?;
         Ok(sent.id())
+    }
+
+    async fn download(&self, extra: &Value) -> Result<Vec<u8>, TelegramError> {
+        let file = StoredFile::of(extra)?;
+        let mut download = self.client.iter_download(&file);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = download.next().await? {
+            bytes.extend(chunk);
+            if bytes.len() > MAX_DOWNLOAD_BYTES {
+                return Err(TelegramError::Refused(format!("the file is larger than {} MiB", MAX_DOWNLOAD_BYTES >> 20)));
+            }
+        }
+        Ok(bytes)
     }
 
     fn disconnect(&self) {

@@ -160,7 +160,8 @@ fn attachment(media: &tl::enums::MessageMedia) -> Option<Value> {
                 "fileName": null,
                 "size": largest_photo_size(p),
                 "extra": { "photoId": p.id.to_string(), "accessHash": p.access_hash.to_string(),
-                           "fileReference": STANDARD.encode(&p.file_reference), "dcId": p.dc_id },
+                           "fileReference": STANDARD.encode(&p.file_reference), "dcId": p.dc_id,
+                           "thumbSize": largest_photo_type(p) },
             })),
             _ => None,
         },
@@ -234,6 +235,20 @@ fn point(geo: &tl::enums::GeoPoint) -> Option<(f64, f64)> {
         tl::enums::GeoPoint::Point(p) => Some((p.lat, p.long)),
         tl::enums::GeoPoint::Empty => None,
     }
+}
+
+/// The type letter of the photo's largest size (what a download of it asks for).
+fn largest_photo_type(photo: &tl::types::Photo) -> Option<String> {
+    photo
+        .sizes
+        .iter()
+        .filter_map(|size| match size {
+            tl::enums::PhotoSize::Size(s) => Some((i64::from(s.size), s.r#type.clone())),
+            tl::enums::PhotoSize::Progressive(s) => s.sizes.iter().max().map(|n| (i64::from(*n), s.r#type.clone())),
+            _ => None,
+        })
+        .max_by_key(|(size, _)| *size)
+        .map(|(_, kind)| kind)
 }
 
 fn largest_photo_size(photo: &tl::types::Photo) -> Option<i64> {

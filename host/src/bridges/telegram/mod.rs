@@ -331,6 +331,16 @@ impl TelegramBridge {
         Ok(provider_message_id)
     }
 
+    /// Downloads an inbound attachment's media through the channel's live client.
+    pub async fn download(&self, channel_id: Uuid, extra: &serde_json::Value) -> Result<Vec<u8>, BridgeSendError> {
+        let current = self.live().get(&channel_id).map(|live| live.current.clone()).ok_or(BridgeSendError::NotLiveHere)?;
+        let client = current.client().ok_or(BridgeSendError::NotLiveHere)?;
+        tokio::time::timeout(crate::bridges::SEND_TIMEOUT, client.download(extra))
+            .await
+            .unwrap_or_else(|_| Err(TelegramError::Unavailable("the download timed out".into())))
+            .map_err(BridgeSendError::Telegram)
+    }
+
     fn start_listener(
         &self,
         state: &BridgeDeps,

@@ -1,18 +1,16 @@
 //! The WhatsApp bridge behind the channel seam.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use super::client::{WaMedia, WaMediaKind, WaSendError};
 use super::{WhatsAppBridge, WhatsAppSendError};
-use crate::bridges::{BridgeDeps, bridge_info, not_live_here};
+use crate::bridges::{BridgeDeps, FetchedMedia, bridge_info, fetch_outbound_media, not_live_here};
 use crate::channels::adapter::{
     AttachmentKind, ChannelAdapter, ChannelTypeInfo, ConnectError, Media, MediaError, OutboundAttachment, OutboundMessage,
     SendFailure,
 };
-use crate::plugins::fetch::{FetchFailure, FetchRequest};
 use crate::store::{Channel, ChannelStatus, ChannelType};
 
 pub struct WhatsAppAdapter {
@@ -34,27 +32,8 @@ impl WhatsAppAdapter {
         kind: WaMediaKind,
         caption: Option<String>,
     ) -> Result<WaMedia, SendFailure> {
-        let request = FetchRequest { method: "GET".into(), url: attachment.url.clone(), headers: Vec::new(), body: None };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let fetched = self.deps.fetcher.fetch(request, None, &Default::default(), deadline).await;
-        let response = match fetched {
-            Ok(response) if (200..300).contains(&response.status) => response,
-            Ok(response) if (400..500).contains(&response.status) => {
-                return Err(SendFailure::Permanent(format!("the media URL answered {}", response.status)));
-            }
-            Ok(response) => return Err(SendFailure::Transient(format!("the media URL answered {}", response.status))),
-            Err(FetchFailure::Timeout) => return Err(SendFailure::Transient("fetching the media timed out".into())),
-            Err(FetchFailure::Failed(why)) => return Err(SendFailure::Transient(format!("cannot fetch the media: {why}"))),
-            Err(FetchFailure::TooLarge) => return Err(SendFailure::Permanent("the media is larger than the 8 MiB limit".into())),
-            Err(FetchFailure::Denied(why) | FetchFailure::InvalidRequest(why)) => {
-                return Err(SendFailure::Permanent(format!("the media URL is refused: {why}")));
-            }
-        };
-        let mime_type = attachment.mime_type.clone().or_else(|| {
-            response.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-type")).map(|(_, value)| value.clone())
-        });
-        let file_name = attachment.file_name.clone().or_else(|| attachment.url.rsplit('/').next().map(str::to_owned));
-        Ok(WaMedia { kind, bytes: response.body, mime_type, file_name, caption })
+        let FetchedMedia { bytes, mime_type, file_name } = fetch_outbound_media(&self.deps.fetcher, attachment).await?;
+        Ok(WaMedia { kind, bytes, mime_type, file_name, caption })
     }
 }
 
