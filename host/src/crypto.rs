@@ -50,25 +50,13 @@ impl SecretBox {
     }
 
     pub fn seal(&self, plaintext: &str) -> String {
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let nonce = XNonce::from(nonce_bytes);
-        // Encrypting into a Vec cannot fail for inputs of this size.
-        let ciphertext = self.cipher.encrypt(&nonce, plaintext.as_bytes()).unwrap_or_default();
-        let mut out = nonce_bytes.to_vec();
-        out.extend_from_slice(&ciphertext);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(self.encrypt(plaintext.as_bytes(), b"")))
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
         let encoded = sealed.strip_prefix(PREFIX).ok_or(CryptoError::Undecryptable)?;
         let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| CryptoError::Undecryptable)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(CryptoError::Undecryptable);
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
-        let plaintext = self.cipher.decrypt(&nonce, ciphertext).map_err(|_| CryptoError::Undecryptable)?;
-        String::from_utf8(plaintext).map_err(|_| CryptoError::Undecryptable)
+        String::from_utf8(self.decrypt(&bytes, b"")?).map_err(|_| CryptoError::Undecryptable)
     }
 
     /// Whether `value` is a [sealed binary value](Self::seal_bytes).
@@ -79,24 +67,28 @@ impl SecretBox {
     /// Seals binary data bound to `context` (the row it is stored as): it opens only with the
     /// same key and the same context, so a sealed value moved to another row does not open.
     pub fn seal_bytes(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let nonce = XNonce::from(nonce_bytes);
-        let ciphertext = self.cipher.encrypt(&nonce, Payload { msg: plaintext, aad: context }).unwrap_or_default();
-        let mut out = Vec::with_capacity(BYTES_PREFIX.len() + NONCE_LEN + ciphertext.len());
-        out.extend_from_slice(BYTES_PREFIX);
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&ciphertext);
-        out
+        [BYTES_PREFIX, &self.encrypt(plaintext, context)].concat()
     }
 
     pub fn open_bytes(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let bytes = sealed.strip_prefix(BYTES_PREFIX).ok_or(CryptoError::Undecryptable)?;
+        self.decrypt(sealed.strip_prefix(BYTES_PREFIX).ok_or(CryptoError::Undecryptable)?, context)
+    }
+
+    /// A random nonce followed by the ciphertext of `plaintext` with `aad` authenticated.
+    fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        // Encrypting into a Vec cannot fail for inputs of this size.
+        let ciphertext = self.cipher.encrypt(&XNonce::from(nonce_bytes), Payload { msg: plaintext, aad }).unwrap_or_default();
+        [&nonce_bytes[..], &ciphertext].concat()
+    }
+
+    fn decrypt(&self, bytes: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if bytes.len() < NONCE_LEN {
             return Err(CryptoError::Undecryptable);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Undecryptable)?;
-        self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: context }).map_err(|_| CryptoError::Undecryptable)
+        self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad }).map_err(|_| CryptoError::Undecryptable)
     }
 }
 

@@ -333,6 +333,7 @@ async fn record(
     } else {
         (WebhookDeliveryStatus::Dead, now)
     };
+    let error = if delivered { None } else { sent.error.clone() };
     let mut log = match &delivery.attempt_log.0 {
         Value::Array(entries) => entries.clone(),
         _ => Vec::new(),
@@ -340,7 +341,7 @@ async fn record(
     log.push(json!({
         "at": now,
         "responseStatus": sent.status,
-        "error": if delivered { None } else { sent.error.clone() },
+        "error": error,
         "durationMs": u64::try_from(sent.took.as_millis()).unwrap_or(u64::MAX),
     }));
     if log.len() > LOG_LEN {
@@ -351,7 +352,7 @@ async fn record(
         next_attempt_at,
         response_status: sent.status.map(i32::from),
         response_body: sent.body.clone(),
-        error: if delivered { None } else { sent.error.clone() },
+        error,
         attempt_log: Value::Array(log),
         disable_after: config.disable_after,
     };

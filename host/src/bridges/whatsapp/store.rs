@@ -85,10 +85,14 @@ impl DbBackend {
         self.secrets.open_bytes(&value, &self.context(kind, id)).map_err(|e| StoreError::Serialization(Box::new(e)))
     }
 
+    fn open_all(&self, kind: &str, rows: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Vec<u8>)>> {
+        rows.into_iter().map(|(id, value)| Ok((id.clone(), self.open(kind, &id, value)?))).collect()
+    }
+
     /// The rows of `ids` that exist, opened.
     async fn get_many(&self, kind: &str, ids: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
         let found = self.store.whatsapp_keys_get(self.session_id, kind, ids).await.map_err(db)?;
-        found.into_iter().map(|(id, value)| Ok((id.clone(), self.open(kind, &id, value)?))).collect()
+        self.open_all(kind, found)
     }
 
     async fn get(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>> {
@@ -118,7 +122,7 @@ impl DbBackend {
 
     async fn list(&self, kind: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let found = self.store.whatsapp_keys_list(self.session_id, kind, prefix).await.map_err(db)?;
-        found.into_iter().map(|(id, value)| Ok((id.clone(), self.open(kind, &id, value)?))).collect()
+        self.open_all(kind, found)
     }
 
     async fn get_json<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
