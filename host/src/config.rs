@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::SecretKey;
 
@@ -41,6 +41,11 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// `OMNICHAT_METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<SecretString>,
+    /// `REDIS_URL`: replicas share Socket.IO events through this Redis (it may carry a password).
+    pub redis_url: Option<SecretString>,
+    /// `OMNICHAT_REDIS_PREFIX` (default `omnichat`): prefixes the Redis channels, so clusters can
+    /// share one Redis.
+    pub redis_prefix: String,
 }
 
 /// Outgoing webhooks: the dispatcher that delivers tenants' subscriptions.
@@ -142,6 +147,9 @@ pub struct BridgeConfig {
     pub lease: Duration,
     /// How often the bridges look for sessions to start (and renew their leases).
     pub supervise_interval: Duration,
+    /// How often a replica running sessions looks for work other replicas ask of them (a pair
+    /// code, a download, a logout: `OMNICHAT_BRIDGE_REQUEST_POLL`, default 250ms).
+    pub request_poll: Duration,
     /// Run the bridges' session supervisors in this process (`OMNICHAT_BRIDGES`, default true).
     pub enabled: bool,
 }
@@ -178,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("socket_path", &self.socket_path)
             .field("socket_buffer", &self.socket_buffer)
             .field("database", &redact_url(&self.database_url))
+            .field("redis", &self.redis_url.as_ref().map(|url| redact_url(url.expose_secret())))
             .field("data_dir", &self.data_dir)
             .field("access_ttl", &self.jwt.access_ttl)
             .field("refresh_ttl", &self.jwt.refresh_ttl)
@@ -322,6 +331,7 @@ impl Config {
                 telegram_login_ttl: Duration::from_secs(10 * 60),
                 lease: parse_ttl("OMNICHAT_BRIDGE_LEASE", var("OMNICHAT_BRIDGE_LEASE"), "30s")?,
                 supervise_interval: Duration::from_secs(5),
+                request_poll: parse_ttl("OMNICHAT_BRIDGE_REQUEST_POLL", var("OMNICHAT_BRIDGE_REQUEST_POLL"), "250ms")?,
                 enabled: match var("OMNICHAT_BRIDGES") {
                     Some(v) => flag("OMNICHAT_BRIDGES", Some(v))?,
                     None => true,
@@ -402,6 +412,16 @@ impl Config {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
+            redis_url: match var("REDIS_URL") {
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.trim().to_owned().into()),
+                Some(_) => bail!("REDIS_URL: not a redis:// or rediss:// URL"),
+                None => None,
+            },
+            redis_prefix: match var("OMNICHAT_REDIS_PREFIX") {
+                Some(prefix) if prefix.contains('#') => bail!("OMNICHAT_REDIS_PREFIX: {prefix:?} must not contain '#'"),
+                Some(prefix) => prefix.trim().to_owned(),
+                None => "omnichat".into(),
+            },
             data_dir,
         })
     }
@@ -430,6 +450,7 @@ impl Config {
         config.queue.poll_interval = Duration::from_millis(100);
         config.bridges.lease = Duration::from_secs(2);
         config.bridges.supervise_interval = Duration::from_millis(200);
+        config.bridges.request_poll = Duration::from_millis(50);
         config.agents.base_backoff = Duration::from_millis(200);
         config.agents.poll_interval = Duration::from_millis(100);
         config.agents.model_timeout = Duration::from_secs(10);

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -74,14 +75,23 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
     }
     let tokens = auth::tokens::TokenService::new(&config.jwt);
     let webhooks = webhooks::Webhooks::default();
+    let bus = match &config.redis_url {
+        Some(url) => realtime::bus::Bus::redis(url.expose_secret()).await?,
+        None => realtime::bus::Bus::default(),
+    };
     let realtime = realtime::Realtime::new(
-        &config.socket_path,
-        config.socket_buffer,
+        realtime::RealtimeConfig {
+            socket_path: &config.socket_path,
+            buffer: config.socket_buffer,
+            bus,
+            prefix: config.redis_prefix.clone(),
+        },
         tokens.clone(),
         store.clone(),
         config.public_url.clone(),
         webhooks.waker(),
-    );
+    )
+    .await?;
     let secrets = crypto::SecretBox::new(&config.secret_key);
     let status = channels::StatusSink::new(store.clone(), realtime.clone());
     let agent_wake = Arc::new(tokio::sync::Notify::new());
@@ -100,8 +110,9 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         fetcher: fetcher.clone(),
         config: config.bridges.clone(),
     };
-    let telegram = Arc::new(bridges::telegram::TelegramBridge::new(connectors.telegram));
-    let whatsapp = Arc::new(bridges::whatsapp::WhatsAppBridge::new(connectors.whatsapp));
+    let replica = bridges::replica_id();
+    let telegram = Arc::new(bridges::telegram::TelegramBridge::new(connectors.telegram, replica.clone()));
+    let whatsapp = Arc::new(bridges::whatsapp::WhatsAppBridge::new(connectors.whatsapp, replica));
     registry.add_bridge(Arc::new(bridges::telegram::adapter::TelegramUserAdapter::new(telegram.clone(), bridge_deps.clone())));
     registry.add_bridge(Arc::new(bridges::whatsapp::adapter::WhatsAppAdapter::new(whatsapp.clone(), bridge_deps.clone())));
 
@@ -175,6 +186,7 @@ pub async fn serve(
     let bridges = state.config.bridges.enabled.then(|| {
         tokio::spawn(bridges::supervise(
             state.bridge_deps.clone(),
+            state.telegram.owner().to_owned(),
             state.telegram.clone(),
             state.whatsapp.clone(),
             worker_stopped,

@@ -3,6 +3,7 @@
 mod agents;
 mod auth;
 mod channels;
+mod cluster;
 mod crash;
 mod errors;
 mod hardening;
@@ -15,6 +16,7 @@ mod operations;
 mod outbound;
 mod platform;
 mod plugins;
+mod postgres_restart;
 mod realtime;
 mod store_contract;
 mod telegram_user;

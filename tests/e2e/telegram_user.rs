@@ -31,6 +31,7 @@ on_both_databases!(
     logout_and_channel_deletion_sign_out_and_clear_the_session,
     the_session_store_round_trips_dc_options_update_state_and_peers,
     session_leases_have_one_owner_until_they_expire,
+    a_login_started_on_one_replica_is_confirmed_on_another,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -644,4 +645,96 @@ async fn session_leases_have_one_owner_until_they_expire(db: Db) {
     store.release_session_lease(Telegram, id, "b").await.expect("release");
     assert!(store.acquire_session_lease(Telegram, id, "a", soon).await.expect("free again"));
     assert!(!store.acquire_session_lease(Telegram, Uuid::new_v4(), "a", soon).await.expect("no such session"));
+}
+
+fn scripted(script: &Arc<TelegramScript>) -> Connectors {
+    Connectors { telegram: script.connector(), ..Default::default() }
+}
+
+/// A login lives in the database, not in the memory of the replica that sent the code: the code
+/// is confirmed on another replica (the first one gone), the password on a third, media is
+/// served by a replica that does not run the session, and an expired code is refused anywhere.
+async fn a_login_started_on_one_replica_is_confirmed_on_another(db: Db) {
+    let script = TelegramScript::new();
+    let mut first = app(db, &script).await;
+    let second = spawn_replica_with_connectors(&first, configure, scripted(&script)).await;
+    let owner = first.register("owner@handover.test").await;
+    let token = Some(owner.access_token.as_str());
+    let started = first.post("/api/telegram/user/start", token, json!({"phoneNumber": "+4915112345678"})).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let channel_id = started.body["channelInstanceId"].as_str().expect("channel id").to_owned();
+    let tenant: Uuid = owner.tenant_id.parse().expect("tenant");
+    let row = first.state.store.telegram_session_of_channel(tenant, channel_id.parse().expect("id")).await.expect("store");
+    let row = row.expect("a session row");
+    let hash = script.state().logins[0].phone_code_hash.clone();
+    let sealed = row.pending_login.clone().expect("the pending login is stored");
+    assert!(sealed.starts_with("enc:v1:") && !sealed.contains(&hash), "sealed at rest: {sealed}");
+    first.shut_down();
+
+    let confirmed =
+        second.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "code": "24680"})).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(confirmed.body["channel"]["status"], "CONNECTED");
+    assert_eq!(confirmed.body["account"]["id"], ACCOUNT_ID);
+    eventually(WAIT, "the second replica to listen", || async { live_here(&second, &channel_id).then_some(()) }).await;
+    let row = second.state.store.get_telegram_session(row.id).await.expect("store").expect("row");
+    assert!(row.pending_login.is_none() && row.login_expires_at.is_none(), "the finished login is cleared");
+    script.update(|s| {
+        s.media = b"GIF89a remote".to_vec();
+        let mut message = private_message(1, 5010, "a picture", false);
+        message.attachments = vec![json!({"kind": "image", "url": null, "mimeType": "image/gif", "fileName": null, "size": 13,
+            "extra": {"photoId": "6001", "accessHash": "-5", "fileReference": "AQID", "dcId": 2, "thumbSize": "y"}})];
+        s.feed.push(message);
+    });
+    let stored = wait_for_messages(&second, &owner, &channel_id, 1).await;
+
+    // Two-step verification: the code on the second replica, the password on a third.
+    let third = spawn_replica_with_connectors(&second, configure, scripted(&script)).await;
+    let media = third
+        .client
+        .get(third.url(&format!("/api/messages/{}/media?index=0", stored[0]["id"].as_str().expect("id"))))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(media.status(), StatusCode::OK, "served by a replica that does not run the session");
+    assert_eq!(media.bytes().await.expect("bytes").as_ref(), b"GIF89a remote");
+    assert!(!live_here(&third, &channel_id));
+
+    script.update(|s| s.password = Some(("hunter2".into(), "the usual".into())));
+    let other = second.register("second@handover.test").await;
+    let token = Some(other.access_token.as_str());
+    let started = second.post("/api/telegram/user/start", token, json!({"phoneNumber": "+4915100000002"})).await;
+    let channel_id = started.body["channelInstanceId"].as_str().expect("channel id").to_owned();
+    let needs = third.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "code": "24680"})).await;
+    assert_eq!(needs.error_code(), "password_required", "{}", needs.body);
+    assert!(needs.body["error"]["message"].as_str().unwrap_or_default().contains("the usual"));
+    let wrong = second.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "password": "x"})).await;
+    assert_eq!(wrong.error_code(), "invalid_password", "{}", wrong.body);
+    let right =
+        second.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "password": "hunter2"})).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    assert_eq!(right.body["channel"]["status"], "CONNECTED");
+
+    // A code past its expiry (set by the replica that sent it) is refused on any other.
+    let hasty = spawn_replica_with_connectors(
+        &second,
+        |config| {
+            configure(config);
+            config.bridges.telegram_login_ttl = Duration::from_millis(300);
+        },
+        scripted(&script),
+    )
+    .await;
+    let late = hasty.register("late@handover.test").await;
+    let token = Some(late.access_token.as_str());
+    let started = hasty.post("/api/telegram/user/start", token, json!({"phoneNumber": "+4915100000003"})).await;
+    let channel_id = started.body["channelInstanceId"].as_str().expect("channel id").to_owned();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired =
+        third.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "code": "24680"})).await;
+    assert_eq!(expired.status, StatusCode::CONFLICT, "{}", expired.body);
+    assert_eq!(expired.error_code(), "login_expired");
+    let again = third.post("/api/telegram/user/confirm", token, json!({"channelInstanceId": channel_id, "code": "24680"})).await;
+    assert_eq!(again.error_code(), "no_pending_login", "an expired login is forgotten");
 }

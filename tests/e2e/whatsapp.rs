@@ -35,6 +35,7 @@ on_both_databases!(
     replies_are_sent_with_media_and_paced,
     media_of_inbound_messages_is_downloaded_through_the_client,
     pair_codes_disconnect_and_deletion,
+    the_replica_without_the_session_serves_pair_codes_media_and_disconnects,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -631,12 +632,9 @@ async fn replies_are_sent_with_media_and_paced(db: Db) {
     assert!(provider_id.as_str().is_some_and(|id| id.starts_with("3EB0SENT")), "{provider_id}");
 }
 
-async fn media_of_inbound_messages_is_downloaded_through_the_client(db: Db) {
-    let script = WhatsAppScript::new();
-    script.state().media = b"\x89PNG-bytes".to_vec();
-    let app = app(db, &script).await;
-    let (owner, channel_id) = paired(&app, &script, "owner@media.test").await;
-    let image = wa::Message {
+/// An inbound PNG with everything a download needs.
+fn image() -> wa::Message {
+    wa::Message {
         image_message: MessageField::some(wa::message::ImageMessage {
             mimetype: Some("image/png".into()),
             direct_path: Some("/v/t62/y".into()),
@@ -647,9 +645,16 @@ async fn media_of_inbound_messages_is_downloaded_through_the_client(db: Db) {
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
+
+async fn media_of_inbound_messages_is_downloaded_through_the_client(db: Db) {
+    let script = WhatsAppScript::new();
+    script.state().media = b"\x89PNG-bytes".to_vec();
+    let app = app(db, &script).await;
+    let (owner, channel_id) = paired(&app, &script, "owner@media.test").await;
     script.emit(WaEvent::Messages(vec![
-        incoming("3EB0M", CUSTOMER, CUSTOMER, image),
+        incoming("3EB0M", CUSTOMER, CUSTOMER, image()),
         incoming("3EB0T", CUSTOMER, CUSTOMER, text("no media")),
     ]));
     let all = wait_inbox(&app, &owner, &channel_id, 2).await;
@@ -718,4 +723,58 @@ async fn pair_codes_disconnect_and_deletion(db: Db) {
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(script.state().logged_out.len(), 2);
     assert!(!live_here(&app, &channel_id));
+}
+
+/// Every route works on a replica that does not run the session: the one that does is asked
+/// through the database and answers.
+async fn the_replica_without_the_session_serves_pair_codes_media_and_disconnects(db: Db) {
+    let script = WhatsAppScript::new();
+    script.state().media = b"\x89PNG-remote".to_vec();
+    let first = app(db, &script).await;
+    let (owner, channel_id) = new_channel(&first, &script, "owner@remote.test").await;
+    let second = spawn_replica_with_connectors(&first, |_| {}, connectors(&script)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(live_here(&first, &channel_id) && !live_here(&second, &channel_id), "the first replica runs the session");
+    let token = Some(owner.access_token.as_str());
+
+    let path = format!("/api/channels/{channel_id}/whatsapp/pair-code");
+    let code = second.post(&path, token, json!({"phoneNumber": "+49 176 0000-0001"})).await;
+    assert_eq!(code.status, StatusCode::OK, "{}", code.body);
+    assert_eq!(code.body["code"], "ABCD-EFGH");
+    assert_eq!(script.state().pair_codes, vec!["4917600000001".to_owned()], "asked of the running client");
+    let qr_path = format!("/api/channels/{channel_id}/whatsapp/qr");
+    let (qr_here, qr_there) = (first.get(&qr_path, &owner.access_token).await, second.get(&qr_path, &owner.access_token).await);
+    assert_eq!((qr_there.status, &qr_there.body), (qr_here.status, &qr_here.body));
+    let stranger = second.register("stranger@remote.test").await;
+    let theirs = second.post(&path, Some(&stranger.access_token), json!({"phoneNumber": "+4917600000001"})).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+
+    script.pair().await;
+    wait_status(&second, &owner, &channel_id, "CONNECTED").await;
+    script.emit(WaEvent::Messages(vec![incoming("3EB0R", CUSTOMER, CUSTOMER, image())]));
+    let stored = wait_inbox(&second, &owner, &channel_id, 1).await;
+    let media = second
+        .client
+        .get(second.url(&format!("/api/messages/{}/media", stored[0]["id"].as_str().expect("id"))))
+        .bearer_auth(&owner.access_token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(media.status(), StatusCode::OK);
+    assert_eq!(media.headers()["content-type"], "image/png");
+    assert_eq!(media.bytes().await.expect("body").as_ref(), b"\x89PNG-remote");
+
+    // A disconnect asked of the second replica: the first logs the device out before it answers.
+    let session = session_of(&second, &owner, &channel_id).await;
+    let out = second.post(&format!("/api/channels/{channel_id}/disconnect"), token, json!({})).await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert_eq!(out.body["status"], "DISCONNECTED");
+    assert_eq!(script.state().logged_out, vec![session], "logged out by the time the disconnect answered");
+    assert!(!live_here(&first, &channel_id));
+    assert!(second.state.store.get_whatsapp_session(session).await.expect("store").expect("row").device.is_none());
+
+    // Nobody runs it now: asked anywhere, the answer says so and when to try.
+    let none = second.post(&path, token, json!({"phoneNumber": "+4917600000001"})).await;
+    assert_eq!(none.status, StatusCode::SERVICE_UNAVAILABLE, "{}", none.body);
+    assert_eq!(none.error_code(), "session_not_running");
 }

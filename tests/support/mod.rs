@@ -5,6 +5,8 @@ pub mod bench;
 pub mod browser;
 pub mod fake;
 pub mod openai;
+pub mod postgres;
+pub mod redis;
 pub mod socket;
 pub mod telegram;
 pub mod whatsapp;
@@ -122,6 +124,11 @@ impl TestDb {
         }
     }
 
+    /// A PostgreSQL database the test manages itself (nothing is dropped here).
+    pub fn external(url: String) -> Self {
+        Self { url, db: Db::Postgres, dir: tempfile::tempdir().expect("temp dir"), pg_name: None }
+    }
+
     /// The store itself, created (and migrated) on this database.
     pub async fn store(&self) -> std::sync::Arc<dyn Store> {
         let store = omnichat::store::connect(&self.url).await.expect("connect store");
@@ -195,7 +202,8 @@ pub async fn spawn_replica_with_connectors(
     spawn_app_on(TestDb { url: other.db.url.clone(), db: other.db.db, dir, pg_name: None }, configure, connectors).await
 }
 
-async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config), connectors: Connectors) -> TestApp {
+/// A host on the given database.
+pub async fn spawn_app_on(test_db: TestDb, configure: impl FnOnce(&mut Config), connectors: Connectors) -> TestApp {
     omnichat::telemetry::init_for_tests();
     let mut config = Config::for_tests(&test_db.url, test_db.dir.path());
     configure(&mut config);

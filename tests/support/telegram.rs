@@ -54,7 +54,18 @@ pub struct ScriptState {
     /// The bytes a download answers, and the `extra` of each download asked for.
     pub media: Vec<u8>,
     pub downloads: Vec<serde_json::Value>,
+    /// Logins Telegram knows of: each belongs to the auth key that asked for its code, as on
+    /// Telegram's side, so any client over the same session (on any replica) may complete it.
+    pub logins: Vec<ScriptedLogin>,
     next_sent_id: i32,
+}
+
+pub struct ScriptedLogin {
+    pub auth_key: [u8; 256],
+    pub phone: String,
+    pub phone_code_hash: String,
+    /// The code was right and the account has a password: the password step is next.
+    pub password_needed: bool,
 }
 
 impl TelegramScript {
@@ -111,7 +122,6 @@ impl TelegramConnector for ScriptedConnector {
         Ok(Arc::new(ScriptedClient {
             script: self.0.clone(),
             session,
-            phase: Mutex::new(Phase::Idle),
             unacknowledged: Mutex::new(None),
             streaming: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
@@ -119,17 +129,9 @@ impl TelegramConnector for ScriptedConnector {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    CodeSent,
-    PasswordNeeded,
-}
-
 struct ScriptedClient {
     script: Arc<TelegramScript>,
     session: Arc<DbSession>,
-    phase: Mutex<Phase>,
     /// The pts of the message returned last: persisted once the listener asks for the next one.
     unacknowledged: Mutex<Option<i32>>,
     streaming: AtomicBool,
@@ -137,27 +139,32 @@ struct ScriptedClient {
 }
 
 impl ScriptedClient {
-    fn phase(&self) -> MutexGuard<'_, Phase> {
-        self.phase.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// What grammers stores on a login: the home DC's auth key and the account itself.
-    async fn complete_login(&self) -> Result<SignedIn, SignInFailure> {
+    /// The session's auth key on its home DC, created (as grammers does when it first connects,
+    /// storing it through the session) when it has none.
+    async fn auth_key(&self) -> Result<[u8; 256], TelegramError> {
+        let home = self.session.home_dc_id().map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+        let known = self.session.dc_option(home).map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+        if let Some(key) = known.and_then(|option| option.auth_key) {
+            return Ok(key);
+        }
+        let mut key = [0u8; 256];
+        for chunk in key.chunks_mut(16) {
+            chunk.copy_from_slice(Uuid::new_v4().as_bytes());
+        }
         let option = DcOption {
-            id: 2,
+            id: home,
             ipv4: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 443),
             ipv6: SocketAddrV6::new(Ipv6Addr::LOCALHOST, 443, 0, 0),
-            auth_key: Some([42; 256]),
+            auth_key: Some(key),
         };
-        let stored = async {
-            self.session.set_home_dc_id(2).await?;
-            self.session.set_dc_option(&option).await?;
-            let me =
-                PeerInfo::User { id: ACCOUNT_ID, auth: Some(PeerAuth::from_hash(99)), bot: Some(false), is_self: Some(true) };
-            self.session.cache_peer(me).await
-        };
-        stored.await.map_err(|e| SignInFailure::Telegram(TelegramError::Unavailable(e.to_string())))?;
-        *self.phase() = Phase::Idle;
+        self.session.set_dc_option(&option).await.map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+        Ok(key)
+    }
+
+    /// What grammers stores on a login: the account itself.
+    async fn complete_login(&self) -> Result<SignedIn, SignInFailure> {
+        let me = PeerInfo::User { id: ACCOUNT_ID, auth: Some(PeerAuth::from_hash(99)), bot: Some(false), is_self: Some(true) };
+        self.session.cache_peer(me).await.map_err(|e| SignInFailure::Telegram(TelegramError::Unavailable(e.to_string())))?;
         Ok(SignedIn { user_id: ACCOUNT_ID, name: "Scripted Account".into(), username: Some("scripted".into()), phone: None })
     }
 
@@ -183,38 +190,52 @@ impl TelegramClient for ScriptedClient {
         Ok(me.is_some())
     }
 
-    async fn request_login_code(&self, phone: &str) -> Result<(), TelegramError> {
+    async fn request_login_code(&self, phone: &str) -> Result<String, TelegramError> {
         self.script.update(|s| s.codes_requested.push(phone.to_owned()));
         if phone == INVALID_PHONE {
             return Err(TelegramError::Refused("PHONE_NUMBER_INVALID".into()));
         }
-        *self.phase() = Phase::CodeSent;
-        Ok(())
+        let auth_key = self.auth_key().await?;
+        let phone_code_hash = Uuid::new_v4().simple().to_string();
+        let login =
+            ScriptedLogin { auth_key, phone: phone.to_owned(), phone_code_hash: phone_code_hash.clone(), password_needed: false };
+        self.script.update(|s| s.logins.push(login));
+        Ok(phone_code_hash)
     }
 
-    async fn sign_in(&self, code: &str) -> Result<SignedIn, SignInFailure> {
-        if *self.phase() != Phase::CodeSent {
-            return Err(SignInFailure::NoCodeRequested);
-        }
-        let (expected, password) = {
-            let s = self.script.state();
-            (s.code.clone().unwrap_or_else(|| "24680".into()), s.password.clone())
+    async fn sign_in(&self, phone: &str, phone_code_hash: &str, code: &str) -> Result<SignedIn, SignInFailure> {
+        let auth_key = self.auth_key().await?;
+        let password = {
+            let mut s = self.script.state();
+            let expected = s.code.clone().unwrap_or_else(|| "24680".into());
+            let password = s.password.clone();
+            let Some(login) =
+                s.logins.iter_mut().find(|l| l.auth_key == auth_key && l.phone == phone && l.phone_code_hash == phone_code_hash)
+            else {
+                // Another auth key (or hash) than the one the code was sent for: Telegram's answer.
+                return Err(SignInFailure::Telegram(TelegramError::Refused("PHONE_CODE_HASH_INVALID".into())));
+            };
+            if code != expected {
+                return Err(SignInFailure::InvalidCode);
+            }
+            login.password_needed = password.is_some();
+            password
         };
-        if code != expected {
-            return Err(SignInFailure::InvalidCode);
+        match password {
+            Some((_, hint)) => Err(SignInFailure::PasswordRequired { hint: Some(hint) }),
+            None => self.complete_login().await,
         }
-        if let Some((_, hint)) = password {
-            *self.phase() = Phase::PasswordNeeded;
-            return Err(SignInFailure::PasswordRequired { hint: Some(hint) });
-        }
-        self.complete_login().await
     }
 
     async fn check_password(&self, password: &str) -> Result<SignedIn, SignInFailure> {
-        if *self.phase() != Phase::PasswordNeeded {
-            return Err(SignInFailure::NoCodeRequested);
-        }
-        let expected = self.script.state().password.clone();
+        let auth_key = self.auth_key().await?;
+        let expected = {
+            let s = self.script.state();
+            if !s.logins.iter().any(|l| l.auth_key == auth_key && l.password_needed) {
+                return Err(SignInFailure::Telegram(TelegramError::Refused("AUTH_KEY_UNREGISTERED".into())));
+            }
+            s.password.clone()
+        };
         match expected {
             Some((right, _)) if right == password => self.complete_login().await,
             Some((_, hint)) => Err(SignInFailure::InvalidPassword { hint: Some(hint) }),

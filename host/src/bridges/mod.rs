@@ -2,6 +2,7 @@
 //! Their auth state lives in the database (never on local disk), and each live session has one
 //! owner across replicas, by a lease row renewed while it runs (see [`supervise`]).
 
+pub mod handover;
 pub mod telegram;
 pub mod whatsapp;
 
@@ -183,22 +184,29 @@ pub fn replica_id() -> String {
     format!("{host}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Runs the bridges' supervisors until `shutdown` turns true, then stops every local session
-/// and hands its lease back.
+/// Runs the bridges' supervisors, and serves what other replicas ask of this one's sessions
+/// ([`handover`]), until `shutdown` turns true; then stops every local session and hands its
+/// lease back. `owner`: this replica's name on its leases (both bridges share it).
 pub async fn supervise(
     deps: BridgeDeps,
+    owner: String,
     telegram: Arc<telegram::TelegramBridge>,
     whatsapp: Arc<whatsapp::WhatsAppBridge>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(deps.config.supervise_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut requests = tokio::time::interval(deps.config.request_poll);
+    requests.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 telegram.reconcile(&deps).await;
                 whatsapp.reconcile(&deps).await;
             }
+            _ = requests.tick() => handover::serve_round(&deps, &owner, &telegram, &whatsapp).await,
+            _ = sweep.tick() => handover::sweep(&deps).await,
             _ = shutdown.changed() => break,
         }
     }

@@ -269,9 +269,18 @@ pub enum MediaError {
     Unavailable(String),
     #[error("{0}")]
     NotFound(String),
-    /// The session that can fetch it runs on another replica (or is starting).
-    #[error("the session is not running on this server (it is starting, or another replica runs it): try again shortly")]
-    NotRunningHere,
+    /// No replica runs the session that can fetch it now (it is starting, or moving).
+    #[error("the session is not running (it is starting, or moving to another server): try again shortly")]
+    NotRunning,
+}
+
+impl From<crate::bridges::handover::Refusal> for MediaError {
+    fn from(refusal: crate::bridges::handover::Refusal) -> Self {
+        match refusal {
+            crate::bridges::handover::Refusal::NotLive => MediaError::NotRunning,
+            other => MediaError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 /// Everything that differs per channel type. Defaults describe a channel with no webhooks, no

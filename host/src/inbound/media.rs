@@ -23,8 +23,9 @@ pub struct MediaQuery {
 #[utoipa::path(get, path = "/api/messages/{id}/media", tag = "messages", security(("bearer" = [])),
     params(("id" = Uuid, Path), MediaQuery),
     responses((status = 200, description = "the media bytes", content_type = "application/octet-stream", body = String,
-        example = json!("(the file's bytes)")), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
-        (status = 502, body = ApiErrorBody)))]
+        example = json!("(the file's bytes)")), (status = 404, body = ApiErrorBody),
+        (status = 502, body = ApiErrorBody),
+        (status = 503, description = "the session that can fetch it is starting: try again shortly", body = ApiErrorBody)))]
 pub async fn media(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -47,7 +48,7 @@ pub async fn media(
         .ok_or_else(|| no_media(format!("no adapter serves {}", channel.channel_type)))?;
     let media = adapter.download(&channel, attachment).await.map_err(|err| match err {
         MediaError::Unsupported(why) | MediaError::NotFound(why) => no_media(why),
-        MediaError::NotRunningHere => ApiError::new(StatusCode::CONFLICT, "session_not_running_here", err.to_string()),
+        MediaError::NotRunning => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session_not_running", err.to_string()),
         MediaError::Unavailable(why) => ApiError::new(StatusCode::BAD_GATEWAY, "media_unavailable", why),
     })?;
     // The sender chose the type: served as a download, never rendered inline by a browser.

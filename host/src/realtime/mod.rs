@@ -18,7 +18,13 @@
 //! silently missing events, and its client reconnects and reloads what it shows over REST.
 //!
 //! Website visitors connect to the [`/widget` namespace](visitors).
+//!
+//! With `REDIS_URL` set, every namespace runs on socketioxide's Redis adapter over [`bus`]: an
+//! event emitted on any replica reaches every socket in its rooms on every replica, once. Each
+//! replica delivers to its own sockets one by one (as above); the others get the event through
+//! Redis, addressed to every socket outside the emitting replica's node room.
 
+pub mod bus;
 pub mod visitors;
 
 use std::cmp::Reverse;
@@ -28,12 +34,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Extension, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::{SendError, SocketError};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -47,12 +53,66 @@ use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Store
 /// idle sockets).
 pub const SOCKET_BUFFER: usize = 4096;
 
+/// Every namespace's adapter: socketioxide's Redis adapter over our [`bus::Bus`] (which is off,
+/// and every operation local, without `REDIS_URL`).
+pub type Adapter = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, bus::Bus>;
+type SocketIo = socketioxide::SocketIo<Adapter>;
+type SocketRef = socketioxide::extract::SocketRef<Adapter>;
+type AckSender = socketioxide::extract::AckSender<Adapter>;
+type BroadcastOperators = socketioxide::operators::BroadcastOperators<Adapter>;
+
+/// How long a question to the other replicas (who is online) may take.
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
 #[derive(Clone)]
 pub struct Realtime {
     io: SocketIo,
-    layer: SocketIoLayer,
+    layer: SocketIoLayer<Adapter>,
     /// Told of every event emitted (a change committed): wakes the webhook dispatcher.
     changed: Arc<tokio::sync::Notify>,
+    bus: bus::Bus,
+    fanout: Fanout,
+}
+
+/// Where an event goes: this process's sockets one by one, the other replicas' through Redis.
+#[derive(Clone)]
+struct Fanout {
+    /// With Redis: the room every socket of this process sits in (in each namespace), which a
+    /// broadcast to the other replicas excludes.
+    node: Option<String>,
+}
+
+impl Fanout {
+    /// Sends `event` to every socket `targets` selects, once: this process's own through
+    /// [`deliver`], the other replicas' through the adapter (each replica sends to its own).
+    async fn send(&self, targets: impl Fn() -> BroadcastOperators, event: &str, payload: &impl Serialize) {
+        deliver(targets(), event, payload);
+        if let Some(node) = &self.node
+            && let Err(err) = targets().except(node.clone()).emit(event, payload).await
+        {
+            tracing::debug!(event, error = %err, "socket.io broadcast to the other replicas failed");
+        }
+    }
+
+    /// Tells the sockets `targets` selects why they are cut, and cuts them, on every replica.
+    async fn sign_out(&self, targets: impl Fn() -> BroadcastOperators, reason: &str) {
+        for socket in targets().sockets() {
+            sign_out(socket, reason);
+        }
+        if let Some(node) = &self.node {
+            let _ = targets().except(node.clone()).emit("unauthorized", &json!({"reason": reason})).await;
+            if let Err(err) = targets().except(node.clone()).disconnect().await {
+                tracing::debug!(error = %err, "socket.io disconnect on the other replicas failed");
+            }
+        }
+    }
+
+    /// A new socket of this process joins its node's room.
+    fn admit(&self, socket: &SocketRef) {
+        if let Some(node) = &self.node {
+            socket.join(node.clone());
+        }
+    }
 }
 
 /// What the socket handlers need: checking tokens and channels.
@@ -64,6 +124,7 @@ struct SocketDeps {
     public_url: Option<String>,
     /// Sockets to cut when their token expires.
     expiries: mpsc::UnboundedSender<(i64, Sid)>,
+    fanout: Fanout,
 }
 
 /// Who a socket belongs to, set by the handshake.
@@ -87,44 +148,63 @@ pub fn tenant_room(tenant_id: Uuid) -> String {
     format!("tenant:{tenant_id}")
 }
 
+/// Where the Socket.IO server runs and how it reaches the other replicas.
+pub struct RealtimeConfig<'a> {
+    pub socket_path: &'a str,
+    /// Packets a connection may have waiting (`OMNICHAT_SOCKET_BUFFER`).
+    pub buffer: usize,
+    /// The replicas' bus: [`bus::Bus::redis`] with `REDIS_URL`, else off.
+    pub bus: bus::Bus,
+    /// Prefixes the Redis channels (`OMNICHAT_REDIS_PREFIX`): clusters sharing one Redis differ by it.
+    pub prefix: String,
+}
+
 impl Realtime {
     /// Needs a tokio runtime: it starts the task that cuts sockets whose token expired.
-    pub fn new(
-        socket_path: &str,
-        buffer: usize,
+    pub async fn new(
+        config: RealtimeConfig<'_>,
         tokens: TokenService,
         store: Arc<dyn Store>,
         public_url: Option<String>,
         changed: Arc<tokio::sync::Notify>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let (expiries, expiring) = mpsc::unbounded_channel();
-        let (layer, io) = SocketIo::builder()
-            .req_path(socket_path.to_owned())
-            .max_buffer_size(buffer)
-            .with_state(SocketDeps { tokens, store, public_url, expiries })
+        let fanout = Fanout { node: config.bus.clustered().then(|| format!("node:{}", Uuid::new_v4())) };
+        let adapter = RedisAdapterCtr::new_with_driver(
+            config.bus.clone(),
+            RedisAdapterConfig::new().with_prefix(config.prefix).with_request_timeout(CLUSTER_REQUEST_TIMEOUT),
+        );
+        let (layer, io) = socketioxide::SocketIo::builder()
+            .req_path(config.socket_path.to_owned())
+            .max_buffer_size(config.buffer)
+            .with_state(SocketDeps { tokens, store, public_url, expiries, fanout: fanout.clone() })
+            .with_adapter::<Adapter>(adapter)
             .build_layer();
-        io.ns("/", on_connect.with(authenticate));
-        io.ns(visitors::NAMESPACE, visitors::on_connect.with(visitors::authenticate));
+        io.ns("/", on_connect.with(authenticate)).await.map_err(|err| anyhow::anyhow!("socket.io namespace /: {err}"))?;
+        io.ns(visitors::NAMESPACE, visitors::on_connect.with(visitors::authenticate))
+            .await
+            .map_err(|err| anyhow::anyhow!("socket.io namespace {}: {err}", visitors::NAMESPACE))?;
         tokio::spawn(cut_expired(io.clone(), expiring));
-        Self { io, layer, changed }
+        Ok(Self { io, layer, changed, bus: config.bus, fanout })
     }
 
-    /// A user was removed: its sockets are told and disconnected.
-    pub fn user_removed(&self, user_id: Uuid) {
-        for socket in self.io.within(user_room(user_id)).sockets() {
-            sign_out(socket, "the user was removed");
-        }
+    /// `None` without `REDIS_URL`, else whether Redis is reachable.
+    pub fn redis_up(&self) -> Option<bool> {
+        self.bus.redis_up()
+    }
+
+    /// A user was removed: its sockets, on every replica, are told and disconnected.
+    pub async fn user_removed(&self, user_id: Uuid) {
+        self.fanout.sign_out(|| self.io.within(user_room(user_id)), "the user was removed").await;
     }
 
     /// A user's role changed (a demotion above all): its sockets are told and disconnected, so
     /// each reconnects, and is admitted, under the new role.
-    pub fn user_role_changed(&self, user_id: Uuid) {
-        for socket in self.io.within(user_room(user_id)).sockets() {
-            sign_out(socket, "the user's role changed");
-        }
+    pub async fn user_role_changed(&self, user_id: Uuid) {
+        self.fanout.sign_out(|| self.io.within(user_room(user_id)), "the user's role changed").await;
     }
 
-    pub fn layer(&self) -> SocketIoLayer {
+    pub fn layer(&self) -> SocketIoLayer<Adapter> {
         self.layer.clone()
     }
 
@@ -147,16 +227,20 @@ impl Realtime {
     /// for every other channel).
     async fn to_visitor(&self, message: &Message) {
         let Some(customer_id) = message.customer_id.filter(|_| crate::visitors::view::visible(message)) else { return };
-        if let Some(ns) = self.io.of(visitors::NAMESPACE) {
-            deliver(ns.to(visitors::room(customer_id)), "message", &crate::visitors::view::message(message));
-        }
+        let payload = crate::visitors::view::message(message);
+        self.fanout.send(|| self.visitors().to(visitors::room(customer_id)), "message", &payload).await;
     }
 
-    /// A visitor's first message made it a customer: its sockets join the customer's room.
+    fn visitors(&self) -> BroadcastOperators {
+        visitors::namespace(&self.io)
+    }
+
+    /// A visitor's first message made it a customer: its sockets, on every replica, join the
+    /// customer's room.
     pub async fn visitor_became_customer(&self, channel_id: Uuid, visitor_id: &str, customer_id: Uuid) {
-        if let Some(ns) = self.io.of(visitors::NAMESPACE)
-            && let Err(err) = ns.within(visitors::pending_room(channel_id, visitor_id)).join(visitors::room(customer_id)).await
-        {
+        let pending = visitors::pending_room(channel_id, visitor_id);
+        // The adapter's join: this replica's sockets, and a request to the others.
+        if let Err(err) = self.visitors().within(pending).join(visitors::room(customer_id)).await {
             tracing::warn!(customer.id = %customer_id, error = %err, "visitor sockets could not join their customer's room");
         }
     }
@@ -173,9 +257,17 @@ impl Realtime {
         ["/", visitors::NAMESPACE].into_iter().map(|ns| (ns, self.io.of(ns).map_or(0, |ns| ns.sockets().len()))).collect()
     }
 
-    /// Whether any inbox user of the tenant is connected to this server.
-    pub fn tenant_online(&self, tenant_id: Uuid) -> bool {
-        !self.io.within(tenant_room(tenant_id)).sockets().is_empty()
+    /// Whether any inbox user of the tenant is connected, to this replica or (asked through
+    /// Redis, for at most half a second) another.
+    pub async fn tenant_online(&self, tenant_id: Uuid) -> bool {
+        if !self.io.within(tenant_room(tenant_id)).sockets().is_empty() {
+            return true;
+        }
+        if self.fanout.node.is_none() {
+            return false;
+        }
+        let others = self.io.within(tenant_room(tenant_id)).fetch_sockets();
+        matches!(tokio::time::timeout(CLUSTER_REQUEST_TIMEOUT * 2, others).await, Ok(Ok(sockets)) if !sockets.is_empty())
     }
 
     pub async fn conversation_updated(&self, tenant_id: Uuid, conversation: &Conversation) {
@@ -191,13 +283,13 @@ impl Realtime {
     /// Emits `event` to a channel's room and its tenant's room.
     pub async fn emit(&self, tenant_id: Uuid, channel_id: Uuid, event: &'static str, payload: &impl Serialize) {
         let rooms = [channel_id.to_string(), tenant_room(tenant_id)];
-        deliver(self.io.to(rooms), event, payload);
+        self.fanout.send(|| self.io.to(rooms.clone()), event, payload).await;
         self.changed.notify_one();
     }
 }
 
-/// Sends `event` to each socket `targets` selects (once each): a socket whose buffer is full is
-/// disconnected rather than left to miss the event unknowingly.
+/// Sends `event` to each socket of this process `targets` selects (once each): a socket whose
+/// buffer is full is disconnected rather than left to miss the event unknowingly.
 fn deliver(targets: BroadcastOperators, event: &str, payload: &impl Serialize) {
     for socket in targets.sockets() {
         match socket.emit(event, payload) {
@@ -291,6 +383,7 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
         Ok(Some(user)) => {
             let user = SocketUser { user_id: user.id, tenant_id: user.tenant_id, expires_at: claims.exp };
             admit(&socket, &user);
+            deps.fanout.admit(&socket);
             socket.extensions.insert(user);
             let _ = deps.expiries.send((claims.exp, socket.id));
             Ok(())
@@ -342,11 +435,10 @@ async fn agent_typing(
                 let event = json!({"channelInstanceId": conversation.channel_instance_id, "conversationId": conversation.id,
                     "from": "agent", "userId": user.user_id, "typing": typing});
                 let rooms = [conversation.channel_instance_id.to_string(), tenant_room(user.tenant_id)];
-                deliver(socket.to(rooms), "typing", &event);
+                deps.fanout.send(|| socket.to(rooms.clone()), "typing", &event).await;
                 let visitor = json!({"conversationId": conversation.id, "from": "agent", "typing": typing});
-                if let Some(ns) = io.of(visitors::NAMESPACE) {
-                    deliver(ns.to(visitors::room(conversation.customer_id)), "typing", &visitor);
-                }
+                let room = visitors::room(conversation.customer_id);
+                deps.fanout.send(|| visitors::namespace(&io).to(room.clone()), "typing", &visitor).await;
                 json!({"ok": true})
             }
             Ok(None) => json!({"ok": false, "error": "conversation not found"}),

@@ -4,10 +4,10 @@
 //! its own messages from other tabs.
 
 use serde_json::Value;
-use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Extension, State, TryData};
 use uuid::Uuid;
 
-use super::{Refused, SocketDeps};
+use super::{BroadcastOperators, Refused, SocketDeps, SocketIo, SocketRef};
 use crate::auth::tokens::VisitorClaims;
 use crate::visitors::origin;
 
@@ -16,6 +16,11 @@ pub const NAMESPACE: &str = "/widget";
 /// The room of one visitor (a web channel's customer), in the `/widget` namespace.
 pub fn room(customer_id: Uuid) -> String {
     format!("visitor:{customer_id}")
+}
+
+/// The `/widget` namespace (registered at start by [`super::Realtime::new`]).
+pub(super) fn namespace(io: &SocketIo) -> BroadcastOperators {
+    io.of(NAMESPACE).expect("the /widget namespace is registered at start")
 }
 
 /// Where a visitor's sockets wait until its first message makes it a customer.
@@ -48,6 +53,7 @@ pub(super) async fn authenticate(
         Some(customer_id) => socket.join(room(customer_id)),
         None => socket.join(pending_room(claims.channel_id, &claims.sub)),
     }
+    deps.fanout.admit(&socket);
     socket.extensions.insert(claims);
     Ok(())
 }

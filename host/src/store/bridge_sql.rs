@@ -17,7 +17,7 @@ macro_rules! impl_bridge_store {
                     "INSERT INTO telegram_sessions (id, tenant_id, channel_instance_id, session_type, phone_number, created_at, updated_at)
                      VALUES ($1, $2, $3, 'user', $4, $5, $5)
                      ON CONFLICT (channel_instance_id) DO UPDATE SET phone_number = excluded.phone_number, data = '{}',
-                       update_state = NULL, updated_at = excluded.updated_at
+                       update_state = NULL, pending_login = NULL, login_expires_at = NULL, updated_at = excluded.updated_at
                      RETURNING *",
                 )
                 .bind(Uuid::now_v7())
@@ -325,6 +325,85 @@ macro_rules! impl_bridge_store {
                 };
                 sqlx::query(sql).bind(session_id).bind(owner).execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn set_telegram_pending_login(
+                &self,
+                session_id: Uuid,
+                sealed: Option<&str>,
+                expires_at: Option<DateTime<Utc>>,
+            ) -> StoreResult<()> {
+                sqlx::query("UPDATE telegram_sessions SET pending_login = $2, login_expires_at = $3, updated_at = $4 WHERE id = $1")
+                    .bind(session_id)
+                    .bind(sealed)
+                    .bind(expires_at)
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_bridge_request(&self, request: &BridgeRequest) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO bridge_requests (id, owner, channel_instance_id, kind, payload, status, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7)",
+                )
+                .bind(request.id)
+                .bind(&request.owner)
+                .bind(request.channel_instance_id)
+                .bind(&request.kind)
+                .bind(&request.payload)
+                .bind(request.created_at)
+                .bind(request.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn claim_bridge_requests(&self, owner: &str) -> StoreResult<Vec<BridgeRequest>> {
+                Ok(sqlx::query_as(
+                    "UPDATE bridge_requests SET status = 'RUNNING'
+                     WHERE owner = $1 AND status = 'PENDING' AND expires_at > $2
+                     RETURNING *",
+                )
+                .bind(owner)
+                .bind(Utc::now())
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn finish_bridge_request(&self, id: Uuid, outcome: Result<&[u8], (&str, &str)>) -> StoreResult<()> {
+                let (status, result, code, error) = match outcome {
+                    Ok(bytes) => ("DONE", Some(bytes), None, None),
+                    Err((code, error)) => ("FAILED", None, Some(code), Some(error)),
+                };
+                sqlx::query("UPDATE bridge_requests SET status = $2, result = $3, error_code = $4, error = $5 WHERE id = $1")
+                    .bind(id)
+                    .bind(status)
+                    .bind(result)
+                    .bind(code)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_bridge_request(&self, id: Uuid) -> StoreResult<Option<BridgeRequest>> {
+                Ok(sqlx::query_as("DELETE FROM bridge_requests WHERE id = $1 AND status IN ('DONE', 'FAILED') RETURNING *")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn delete_bridge_request(&self, id: Uuid) -> StoreResult<()> {
+                sqlx::query("DELETE FROM bridge_requests WHERE id = $1").bind(id).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn purge_bridge_requests(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                let purged =
+                    sqlx::query("DELETE FROM bridge_requests WHERE expires_at < $1").bind(before).execute(&self.pool).await?;
+                Ok(purged.rows_affected())
             }
         }
     };

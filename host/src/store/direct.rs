@@ -67,11 +67,15 @@ impl Direct<'_> {
 
     /// Puts the connection back after a completed statement: a success, or a database error (a
     /// constraint, a raised exception), after which the server has answered and is ready.
-    /// Anything else (I/O, protocol) may have left it out of step, so it is closed.
+    /// Anything else (I/O, protocol) may have left it out of step, and a server shutting down or
+    /// restarting ends the session ([`super::server_unavailable`]): those connections are closed.
     pub(super) fn finish<T>(mut self, result: Result<T, Error>) -> Result<T, Error> {
-        if matches!(result, Ok(_) | Err(Error::Database(_)))
-            && let Some(conn) = self.conn.take()
-        {
+        let reusable = match &result {
+            Ok(_) => true,
+            Err(Error::Database(err)) => !super::server_unavailable(err.code().as_deref()),
+            Err(_) => false,
+        };
+        if reusable && let Some(conn) = self.conn.take() {
             self.home.idle.lock().expect("direct connections lock").push(conn);
         }
         result

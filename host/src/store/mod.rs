@@ -52,9 +52,18 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Conflict(db.constraint().unwrap_or("unique key").to_owned())
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
+            sqlx::Error::Database(db) if server_unavailable(db.code().as_deref()) => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
     }
+}
+
+/// SQLSTATEs that say the server cannot serve now, not that the statement was wrong: a lost
+/// connection (class 08), the server shutting down, restarting or starting up (class 57), or out
+/// of resources such as connection slots (class 53). Answered 503 (a provider retries), retried
+/// by the queue; a connection that got one is replaced.
+pub(crate) fn server_unavailable(code: Option<&str>) -> bool {
+    code.is_some_and(|code| ["08", "57", "53"].iter().any(|class| code.starts_with(class)))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -278,6 +287,24 @@ pub trait BridgeStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Gives the lease up (only when `owner` holds it).
     async fn release_session_lease(&self, kind: SessionKind, session_id: Uuid, owner: &str) -> StoreResult<()>;
+    /// A Telegram login's sealed state between its steps (`None`: no login pending).
+    async fn set_telegram_pending_login(
+        &self,
+        session_id: Uuid,
+        sealed: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+    /// Asks the replica `request.owner` for work on a live session (status `PENDING`).
+    async fn insert_bridge_request(&self, request: &BridgeRequest) -> StoreResult<()>;
+    /// The pending, unexpired requests to `owner`, now `RUNNING`.
+    async fn claim_bridge_requests(&self, owner: &str) -> StoreResult<Vec<BridgeRequest>>;
+    /// The answer: the result's bytes, or an error code and message.
+    async fn finish_bridge_request(&self, id: Uuid, outcome: Result<&[u8], (&str, &str)>) -> StoreResult<()>;
+    /// Deletes and answers a request once it is `DONE` or `FAILED` (`None` while it is not).
+    async fn take_bridge_request(&self, id: Uuid) -> StoreResult<Option<BridgeRequest>>;
+    async fn delete_bridge_request(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes requests that expired before `before` (nobody waits for them); answers how many.
+    async fn purge_bridge_requests(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Which database a `DATABASE_URL` names.
@@ -307,4 +334,18 @@ pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
         Backend::Sqlite => std::sync::Arc::new(SqliteStore::connect(url).await?),
         Backend::Postgres => std::sync::Arc::new(PostgresStore::connect(url).await?),
     })
+}
+
+#[cfg(test)]
+mod server_unavailable_tests {
+    #[test]
+    fn a_shutdown_a_lost_connection_or_no_slots_is_unavailable_a_constraint_is_not() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300"] {
+            assert!(super::server_unavailable(Some(code)), "{code}");
+        }
+        for code in ["23505", "P0001", "40001", "42P01"] {
+            assert!(!super::server_unavailable(Some(code)), "{code}");
+        }
+        assert!(!super::server_unavailable(None));
+    }
 }

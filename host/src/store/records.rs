@@ -414,6 +414,28 @@ pub struct TelegramSessionRow {
     pub lease_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A login waiting for its code or password (sealed: the phone code hash, the password step).
+    pub pending_login: Option<String>,
+    pub login_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Work for a session's live client asked on another replica (see `bridges::handover`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BridgeRequest {
+    pub id: Uuid,
+    /// The replica asked: the holder of the session's lease when it was asked.
+    pub owner: String,
+    pub channel_instance_id: Uuid,
+    pub kind: String,
+    pub payload: Json<Value>,
+    /// `PENDING`, `RUNNING` (claimed by the owner), `DONE` or `FAILED`.
+    pub status: String,
+    pub result: Option<Vec<u8>>,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Past it nobody waits for the answer: the owner skips it and a sweep deletes it.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A WhatsApp session (the seed's `WhatsAppSession`); its keys live in `whatsapp_keys`.

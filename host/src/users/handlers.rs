@@ -115,7 +115,7 @@ pub async fn update(
     let patch = UserPatch { name: validate::optional_name("name", req.name.as_deref())?, role: req.role };
     let user = state.store.update_user(auth.tenant_id(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
     if user.role != target.role {
-        state.realtime.user_role_changed(id);
+        state.realtime.user_role_changed(id).await;
     }
     Ok(Json(user))
 }
@@ -131,7 +131,7 @@ pub async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(id): 
     ensure_may_manage(&auth, &target)?;
     // The store keeps the last owner, also against a concurrent demotion or removal (409).
     state.store.delete_user(auth.tenant_id(), id).await?;
-    state.realtime.user_removed(id);
+    state.realtime.user_removed(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -141,7 +141,7 @@ pub async fn session(
     let (token, expires_at) = issue(&state, channel, &answer, customer.as_ref().map(|c| c.id))?;
     let mut settings = answer.settings;
     settings.insert("id".into(), json!(channel.id));
-    settings.insert("online".into(), json!(state.realtime.tenant_online(channel.tenant_id)));
+    settings.insert("online".into(), json!(state.realtime.tenant_online(channel.tenant_id).await));
     settings.insert("socketPath".into(), json!(state.config.socket_path));
     Ok(Json(json!({
         "visitorToken": token,

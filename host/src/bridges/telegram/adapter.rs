@@ -78,10 +78,7 @@ impl ChannelAdapter for TelegramUserAdapter {
         if extra.get("photoId").is_none() && extra.get("documentId").is_none() {
             return Err(MediaError::NotFound("this attachment has no downloadable media".into()));
         }
-        let bytes = self.bridge.download(channel.id, extra).await.map_err(|err| match err {
-            BridgeSendError::NotLiveHere => MediaError::NotRunningHere,
-            BridgeSendError::Telegram(err) => MediaError::Unavailable(err.to_string()),
-        })?;
+        let bytes = self.bridge.download(&self.deps, channel, extra).await.map_err(MediaError::from)?;
         Ok(Media {
             bytes,
             mime_type: attachment["mimeType"].as_str().map(str::to_owned),

@@ -3,15 +3,15 @@
 //! ([`GrammersConnector`]), and tests script their own to drive the login, listener and send paths.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use grammers_client::client::{LoginToken, PasswordToken};
+use grammers_client::client::PasswordToken;
 use grammers_client::message::InputMessage;
 use grammers_client::{Client, SignInError};
 use grammers_mtsender::{InvocationError, SenderPool, SenderPoolHandle, UpdatesConfiguration, UpdatesReceiver};
 use grammers_session::Session;
-use grammers_session::types::{PeerId, PeerInfo};
+use grammers_session::types::{PeerAuth, PeerId, PeerInfo, UpdateState, UpdatesState};
 use grammers_tl_types as tl;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -68,7 +68,7 @@ pub enum SignInFailure {
     /// The number has no Telegram account; one must be created with an official app first.
     #[error("this phone number has no Telegram account: sign up with an official Telegram app first")]
     SignUpRequired,
-    /// No code was requested on this client (or the password step came first).
+    /// No code was requested for this session (or the password step came first).
     #[error("no login code was requested")]
     NoCodeRequested,
     #[error(transparent)]
@@ -116,10 +116,13 @@ pub trait TelegramConnector: Send + Sync + 'static {
 #[async_trait]
 pub trait TelegramClient: Send + Sync + 'static {
     async fn is_authorized(&self) -> Result<bool, TelegramError>;
-    /// Sends the login code; the login token stays inside the client for [`Self::sign_in`].
-    async fn request_login_code(&self, phone: &str) -> Result<(), TelegramError>;
-    async fn sign_in(&self, code: &str) -> Result<SignedIn, SignInFailure>;
-    /// Completes a login that answered [`SignInFailure::PasswordRequired`].
+    /// Sends the login code; answers its phone code hash. Telegram ties the login to the
+    /// session's auth key (stored as the client connects), not to this connection: any client
+    /// over the same session, on any replica, can [`Self::sign_in`] with the hash.
+    async fn request_login_code(&self, phone: &str) -> Result<String, TelegramError>;
+    async fn sign_in(&self, phone: &str, phone_code_hash: &str, code: &str) -> Result<SignedIn, SignInFailure>;
+    /// Completes a login that answered [`SignInFailure::PasswordRequired`] (on any client over the
+    /// same session: the password parameters are fetched afresh).
     async fn check_password(&self, password: &str) -> Result<SignedIn, SignInFailure>;
     async fn sign_out(&self) -> Result<(), TelegramError>;
     /// The next new message (incoming, or written from the account's own apps), with catch-up on
@@ -206,11 +209,10 @@ impl TelegramConnector for GrammersConnector {
             client,
             handle: handle.thin.clone(),
             session,
+            api_id,
             api_hash: api_hash.clone(),
             runner,
             updates: tokio::sync::Mutex::new(Updates::NotStarted(updates)),
-            login: Mutex::new(None),
-            password: Mutex::new(None),
         }))
     }
 }
@@ -227,36 +229,54 @@ struct GrammersClient {
     client: Client,
     handle: SenderPoolHandle,
     session: Arc<DbSession>,
+    api_id: i32,
     api_hash: SecretString,
     runner: JoinHandle<()>,
     updates: tokio::sync::Mutex<Updates>,
-    login: Mutex<Option<LoginToken>>,
-    password: Mutex<Option<PasswordToken>>,
+}
+
+fn signed_in(user: &grammers_client::peer::User) -> SignedIn {
+    SignedIn {
+        user_id: user.id().bare_id().unwrap_or_default(),
+        name: user.full_name(),
+        username: user.username().map(str::to_owned),
+        phone: user.phone().map(str::to_owned),
+    }
+}
+
+fn storage_failure(err: impl std::fmt::Display) -> SignInFailure {
+    SignInFailure::Telegram(TelegramError::Unavailable(err.to_string()))
 }
 
 impl GrammersClient {
-    fn sign_in_result(&self, result: Result<grammers_client::peer::User, SignInError>) -> Result<SignedIn, SignInFailure> {
-        match result {
-            Ok(user) => Ok(SignedIn {
-                user_id: user.id().bare_id().unwrap_or_default(),
-                name: user.full_name(),
-                username: user.username().map(str::to_owned),
-                phone: user.phone().map(str::to_owned),
-            }),
-            Err(SignInError::PasswordRequired(token)) => {
-                let hint = token.hint().map(str::to_owned);
-                *self.password.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-                Err(SignInFailure::PasswordRequired { hint })
-            }
-            Err(SignInError::InvalidPassword(token)) => {
-                let hint = token.hint().map(str::to_owned);
-                *self.password.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-                Err(SignInFailure::InvalidPassword { hint })
-            }
-            Err(SignInError::InvalidCode) => Err(SignInFailure::InvalidCode),
-            Err(SignInError::SignUpRequired) => Err(SignInFailure::SignUpRequired),
-            Err(SignInError::Other(err)) => Err(SignInFailure::Telegram(err.into())),
+    /// The account's two-step verification parameters, fetched afresh (and its hint).
+    async fn password_token(&self) -> Result<PasswordToken, TelegramError> {
+        let password: tl::types::account::Password = self.client.invoke(&tl::functions::account::GetPassword {}).await?.into();
+        Ok(PasswordToken::new(password))
+    }
+
+    /// What grammers' own `complete_login` stores once signed in (it is private there, and its
+    /// `sign_in` wants a login token only the client that sent the code holds): the account
+    /// itself as the session's own peer, and the update state to start from.
+    async fn complete_login(&self, authorization: tl::types::auth::Authorization) -> Result<SignedIn, SignInFailure> {
+        let state = self.client.invoke(&tl::functions::updates::GetState {}).await.ok();
+        let hash = match &authorization.user {
+            tl::enums::User::User(user) if !user.min => user.access_hash,
+            _ => None,
+        };
+        let user = grammers_client::peer::User::from_raw(&self.client, authorization.user);
+        let me = PeerInfo::User {
+            id: user.id().bare_id_unchecked(),
+            auth: hash.map(PeerAuth::from_hash),
+            bot: Some(user.is_bot()),
+            is_self: Some(true),
+        };
+        self.session.cache_peer(me).await.map_err(storage_failure)?;
+        if let Some(tl::enums::updates::State::State(state)) = state {
+            let all = UpdatesState { pts: state.pts, qts: state.qts, date: state.date, seq: state.seq, channels: Vec::new() };
+            self.session.set_update_state(UpdateState::All(all)).await.map_err(storage_failure)?;
         }
+        Ok(signed_in(&user))
     }
 }
 
@@ -266,26 +286,78 @@ impl TelegramClient for GrammersClient {
         Ok(self.client.is_authorized().await?)
     }
 
-    async fn request_login_code(&self, phone: &str) -> Result<(), TelegramError> {
-        let token = self.client.request_login_code(phone, self.api_hash.expose_secret()).await?;
-        *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-        Ok(())
+    /// grammers' `request_login_code`, answering the hash its login token keeps private.
+    async fn request_login_code(&self, phone: &str) -> Result<String, TelegramError> {
+        use tl::enums::auth::SentCode;
+        let request = tl::functions::auth::SendCode {
+            phone_number: phone.to_owned(),
+            api_id: self.api_id,
+            api_hash: self.api_hash.expose_secret().to_owned(),
+            settings: tl::types::CodeSettings {
+                allow_flashcall: false,
+                current_number: false,
+                allow_app_hash: false,
+                allow_missed_call: false,
+                allow_firebase: false,
+                logout_tokens: None,
+                token: None,
+                app_sandbox: None,
+                unknown_number: false,
+            }
+            .into(),
+        };
+        let sent = match self.client.invoke(&request).await {
+            // The number lives on another DC: it becomes the session's home, and the code is asked there.
+            Err(InvocationError::Rpc(err)) if err.code == 303 && err.value.is_some() => {
+                let old = self.session.home_dc_id().map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+                self.handle.disconnect_from_dc(old);
+                let home = i32::try_from(err.value.unwrap_or_default()).unwrap_or_default();
+                self.session.set_home_dc_id(home).await.map_err(|e| TelegramError::Unavailable(e.to_string()))?;
+                self.client.invoke(&request).await?
+            }
+            other => other?,
+        };
+        match sent {
+            SentCode::Code(code) => Ok(code.phone_code_hash),
+            SentCode::Success(_) => Err(TelegramError::Refused("the session is already logged in".into())),
+            SentCode::PaymentRequired(_) => Err(TelegramError::Refused("Telegram asks for a payment to send the code".into())),
+        }
     }
 
-    async fn sign_in(&self, code: &str) -> Result<SignedIn, SignInFailure> {
-        let token = self.login.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(SignInFailure::NoCodeRequested)?;
-        let result = self.client.sign_in(&token, code).await;
-        if matches!(result, Err(SignInError::InvalidCode)) {
-            // A mistyped code may be tried again with the same token.
-            *self.login.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    /// grammers' `sign_in`, with the phone code hash given (see `request_login_code`).
+    async fn sign_in(&self, phone: &str, phone_code_hash: &str, code: &str) -> Result<SignedIn, SignInFailure> {
+        let request = tl::functions::auth::SignIn {
+            phone_number: phone.to_owned(),
+            phone_code_hash: phone_code_hash.to_owned(),
+            phone_code: Some(code.to_owned()),
+            email_verification: None,
+        };
+        match self.client.invoke(&request).await {
+            Ok(tl::enums::auth::Authorization::Authorization(authorization)) => self.complete_login(authorization).await,
+            Ok(tl::enums::auth::Authorization::SignUpRequired(_)) => Err(SignInFailure::SignUpRequired),
+            Err(err) if err.is("SESSION_PASSWORD_NEEDED") => {
+                let token = self.password_token().await?;
+                Err(SignInFailure::PasswordRequired { hint: token.hint().map(str::to_owned) })
+            }
+            Err(err) if err.is("PHONE_CODE_*") => Err(SignInFailure::InvalidCode),
+            Err(err) => Err(SignInFailure::Telegram(err.into())),
         }
-        self.sign_in_result(result)
     }
 
     async fn check_password(&self, password: &str) -> Result<SignedIn, SignInFailure> {
-        let token = self.password.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or(SignInFailure::NoCodeRequested)?;
-        let result = self.client.check_password(token, password.as_bytes()).await;
-        self.sign_in_result(result)
+        let token = self.password_token().await?;
+        match self.client.check_password(token, password.as_bytes()).await {
+            Ok(user) => Ok(signed_in(&user)),
+            Err(SignInError::InvalidPassword(token)) => {
+                Err(SignInFailure::InvalidPassword { hint: token.hint().map(str::to_owned) })
+            }
+            Err(SignInError::PasswordRequired(token)) => {
+                Err(SignInFailure::PasswordRequired { hint: token.hint().map(str::to_owned) })
+            }
+            Err(SignInError::InvalidCode) => Err(SignInFailure::InvalidCode),
+            Err(SignInError::SignUpRequired) => Err(SignInFailure::SignUpRequired),
+            Err(SignInError::Other(err)) => Err(SignInFailure::Telegram(err.into())),
+        }
     }
 
     async fn sign_out(&self) -> Result<(), TelegramError> {

@@ -1,8 +1,9 @@
 //! The Telegram user-account bridge (MTProto through grammers).
 //!
-//! - Login (`/api/telegram/user/start`, `/confirm`): the code is requested on a client that stays
-//!   open, in memory, on the replica that sent it, until the login completes or expires: grammers'
-//!   login token cannot be serialised, so a confirm must reach that same replica.
+//! - Login (`/api/telegram/user/start`, `/confirm`): the code is requested on a client over the
+//!   channel's session, whose auth key is stored as it connects; the phone code hash (and later
+//!   whether the password step is next) is stored sealed beside it, with its expiry. A confirm on
+//!   any replica opens a client over the same session and signs in with the stored hash.
 //! - Listening: a supervisor on every replica leases each CONNECTED account's session (one owner
 //!   across replicas), runs a listener for the sessions it owns and renews their leases; a lease
 //!   it loses stops its listener. The listener stores every new message through
@@ -19,20 +20,25 @@ pub mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use self::client::{SignInFailure, SignedIn, TelegramClient, TelegramConnector, TelegramError, TelegramSend};
 use self::session::DbSession;
+use crate::bridges::handover::{self, Refusal, Task};
 use crate::bridges::{BridgeDeps, LeaseRound, lease_duration, lease_round, store_received};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Channel, ChannelStatus, ChannelType, NewChannel, SessionKind, StoreError};
+
+/// How long a download asked of the replica running the session may take.
+const HANDOVER_WAIT: Duration = Duration::from_secs(60);
 
 /// How many recently sent message ids a live session remembers (to tell its own sends apart).
 const REMEMBERED_SENDS: usize = 512;
@@ -40,19 +46,17 @@ const REMEMBERED_SENDS: usize = 512;
 pub struct TelegramBridge {
     connector: Arc<dyn TelegramConnector>,
     owner: String,
-    pending: Mutex<HashMap<Uuid, PendingLogin>>,
     live: Mutex<HashMap<Uuid, LiveSession>>,
     halted: std::sync::atomic::AtomicBool,
     /// One supervisor round (or login hand-over) at a time, so a session is never started twice.
     reconciling: tokio::sync::Mutex<()>,
 }
 
-/// A login between the code and its confirmation.
+/// A login between the code and its confirmation, stored sealed in its session's row.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct PendingLogin {
-    tenant_id: Uuid,
-    session_id: Uuid,
-    client: Arc<dyn TelegramClient>,
-    expires_at: Instant,
+    phone_code_hash: String,
     /// The code was right; two-step verification wants the password (with this hint).
     awaiting_password: Option<Option<String>>,
 }
@@ -117,19 +121,9 @@ pub enum BridgeSendError {
 }
 
 impl TelegramBridge {
-    pub fn new(connector: Arc<dyn TelegramConnector>) -> Self {
-        Self {
-            connector,
-            owner: crate::bridges::replica_id(),
-            pending: Default::default(),
-            live: Default::default(),
-            halted: Default::default(),
-            reconciling: Default::default(),
-        }
-    }
-
-    fn pending(&self) -> MutexGuard<'_, HashMap<Uuid, PendingLogin>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    /// `owner`: this replica's name on the leases it holds.
+    pub fn new(connector: Arc<dyn TelegramConnector>, owner: String) -> Self {
+        Self { connector, owner, live: Default::default(), halted: Default::default(), reconciling: Default::default() }
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<Uuid, LiveSession>> {
@@ -141,12 +135,16 @@ impl TelegramBridge {
         &self.owner
     }
 
-    /// Sessions in this process by state: `running`, `ended` (its task stopped, not yet reaped)
-    /// and `pending_login` (a code sent, not yet confirmed).
-    pub fn session_counts(&self) -> [(&'static str, usize); 3] {
+    /// Sessions in this process by state: `running`, and `ended` (its task stopped, not yet reaped).
+    pub fn session_counts(&self) -> [(&'static str, usize); 2] {
         let (running, ended) =
             self.live().values().fold((0, 0), |(r, e), live| if live.task.is_finished() { (r, e + 1) } else { (r + 1, e) });
-        [("running", running), ("ended", ended), ("pending_login", self.pending().len())]
+        [("running", running), ("ended", ended)]
+    }
+
+    /// Whether any session runs here (only then can another replica ask this one for work).
+    pub fn runs_any(&self) -> bool {
+        !self.live().is_empty()
     }
 
     /// Whether this replica runs the session of a channel now.
@@ -179,24 +177,15 @@ impl TelegramBridge {
         let row = state.store.reset_telegram_session(tenant_id, channel.id, &phone).await?;
         let session = DbSession::load(state.store.clone(), state.secrets.clone(), row.id).await.map_err(ApiError::internal)?;
         let client = self.connector.connect(session, api_id, &api_hash).await.map_err(telegram_failure)?;
-        if let Err(err) = client.request_login_code(&phone).await {
-            client.disconnect();
-            return Err(telegram_failure(err));
-        }
-        let ttl = state.config.telegram_login_ttl;
-        let pending =
-            PendingLogin { tenant_id, session_id: row.id, client, expires_at: Instant::now() + ttl, awaiting_password: None };
-        if let Some(previous) = self.pending().insert(channel.id, pending) {
-            previous.client.disconnect();
-        }
+        let sent = client.request_login_code(&phone).await;
+        client.disconnect();
+        let phone_code_hash = sent.map_err(telegram_failure)?;
+        let expires_at = Utc::now() + chrono::Duration::from_std(state.config.telegram_login_ttl).unwrap_or_default();
+        save_pending(state, row.id, Some(&PendingLogin { phone_code_hash, awaiting_password: None }), expires_at).await?;
         tracing::info!(channel.id = %channel.id, "telegram: login code sent");
         let channel =
             state.status.set(tenant_id, channel.id, ChannelStatus::Connecting, Some("login code sent")).await.unwrap_or(channel);
-        Ok(LoginStarted {
-            channel,
-            phone_number: phone,
-            expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default(),
-        })
+        Ok(LoginStarted { channel, phone_number: phone, expires_at })
     }
 
     /// Completes a login with the code (and the two-step verification password, when the account
@@ -210,30 +199,37 @@ impl TelegramBridge {
         password: Option<&str>,
     ) -> ApiResult<(Channel, SignedIn)> {
         let channel = user_channel(state, tenant_id, channel_id).await?;
-        let (client, session_id, awaiting_password) = {
-            let mut pending = self.pending();
-            let Some(login) = pending.get(&channel_id).filter(|login| login.tenant_id == tenant_id) else {
-                return Err(no_pending_login());
-            };
-            if login.expires_at <= Instant::now() {
-                if let Some(expired) = pending.remove(&channel_id) {
-                    expired.client.disconnect();
-                }
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "login_expired",
-                    "the login code expired: request a new one (POST /api/telegram/user/start)",
-                ));
-            }
-            (login.client.clone(), login.session_id, login.awaiting_password.clone())
+        let row = state.store.telegram_session_of_channel(tenant_id, channel_id).await?.ok_or_else(no_pending_login)?;
+        let (Some(sealed), Some(expires_at), Some(phone)) = (&row.pending_login, row.login_expires_at, &row.phone_number) else {
+            return Err(no_pending_login());
         };
-        let result = match (awaiting_password, password) {
-            (Some(_), Some(password)) => client.check_password(password).await,
-            (Some(hint), None) => Err(SignInFailure::PasswordRequired { hint }),
-            (None, _) => {
-                let code = code.map(str::trim).filter(|c| !c.is_empty());
-                let code = code.ok_or_else(|| ApiError::validation("code is required"))?;
-                match (client.sign_in(code).await, password) {
+        if expires_at <= Utc::now() {
+            save_pending(state, row.id, None, expires_at).await?;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "login_expired",
+                "the login code expired: request a new one (POST /api/telegram/user/start)",
+            ));
+        }
+        let mut login: PendingLogin = state
+            .secrets
+            .open(sealed)
+            .ok()
+            .and_then(|plain| serde_json::from_str(&plain).ok())
+            .ok_or_else(|| ApiError::internal("the pending login cannot be opened (was OMNICHAT_SECRET_KEY changed?)"))?;
+        let code = code.map(str::trim).filter(|c| !c.is_empty());
+        if login.awaiting_password.is_none() && code.is_none() {
+            return Err(ApiError::validation("code is required"));
+        }
+        let (api_id, api_hash) = credentials(state)?;
+        // A client over the session that asked for the code (its auth key is in the database).
+        let session = DbSession::load(state.store.clone(), state.secrets.clone(), row.id).await.map_err(ApiError::internal)?;
+        let client = self.connector.connect(session, api_id, &api_hash).await.map_err(telegram_failure)?;
+        let result = match (&login.awaiting_password, code, password) {
+            (Some(_), _, Some(password)) => client.check_password(password).await,
+            (Some(hint), _, None) => Err(SignInFailure::PasswordRequired { hint: hint.clone() }),
+            (None, code, password) => {
+                match (client.sign_in(phone, &login.phone_code_hash, code.unwrap_or_default()).await, password) {
                     (Err(SignInFailure::PasswordRequired { .. }), Some(password)) => client.check_password(password).await,
                     (other, _) => other,
                 }
@@ -242,15 +238,16 @@ impl TelegramBridge {
         let signed_in = match result {
             Ok(signed_in) => signed_in,
             Err(failure) => {
-                if let SignInFailure::PasswordRequired { hint } | SignInFailure::InvalidPassword { hint } = &failure
-                    && let Some(login) = self.pending().get_mut(&channel_id)
-                {
+                client.disconnect();
+                if let SignInFailure::PasswordRequired { hint } | SignInFailure::InvalidPassword { hint } = &failure {
                     login.awaiting_password = Some(hint.clone());
+                    save_pending(state, row.id, Some(&login), expires_at).await?;
                 }
                 return Err(sign_in_failure(failure));
             }
         };
-        self.pending().remove(&channel_id);
+        save_pending(state, row.id, None, expires_at).await?;
+        let session_id = row.id;
         tracing::info!(channel.id = %channel_id, telegram.user = signed_in.user_id, "telegram: logged in");
         let channel = state.status.set(tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
         // Listen on the client that logged in, when this replica can take the session's lease.
@@ -281,9 +278,8 @@ impl TelegramBridge {
     pub async fn sign_out_and_forget(&self, state: &BridgeDeps, channel: &Channel) {
         // No supervisor round may start the session again between the stop and the delete.
         let _round = self.reconciling.lock().await;
-        let pending = self.pending().remove(&channel.id).map(|login| login.client);
         let live = self.stop_local(state, channel.id, false).await;
-        let client = match live.or(pending) {
+        let client = match live {
             Some(client) => Some(client),
             None => self.connect_stored(state, channel).await,
         };
@@ -331,14 +327,34 @@ impl TelegramBridge {
         Ok(provider_message_id)
     }
 
-    /// Downloads an inbound attachment's media through the channel's live client.
-    pub async fn download(&self, channel_id: Uuid, extra: &serde_json::Value) -> Result<Vec<u8>, BridgeSendError> {
-        let current = self.live().get(&channel_id).map(|live| live.current.clone()).ok_or(BridgeSendError::NotLiveHere)?;
-        let client = current.client().ok_or(BridgeSendError::NotLiveHere)?;
-        tokio::time::timeout(crate::bridges::SEND_TIMEOUT, client.download(extra))
+    /// Downloads an inbound attachment's media through the live client of the replica that runs
+    /// the session (this one, or another asked through the database).
+    pub async fn download(&self, state: &BridgeDeps, channel: &Channel, extra: &serde_json::Value) -> Result<Vec<u8>, Refusal> {
+        if self.is_live_here(channel.id) {
+            return self.download_here(channel.id, extra).await;
+        }
+        let session = state
+            .store
+            .telegram_session_of_channel(channel.tenant_id, channel.id)
             .await
-            .unwrap_or_else(|_| Err(TelegramError::Unavailable("the download timed out".into())))
-            .map_err(BridgeSendError::Telegram)
+            .map_err(|err| Refusal::Unavailable(err.to_string()))?;
+        let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
+        let owner = handover::running_elsewhere(lease, &self.owner).ok_or(Refusal::NotLive)?;
+        handover::ask(state, owner, channel.id, Task::TelegramDownload, serde_json::json!({"extra": extra}), HANDOVER_WAIT).await
+    }
+
+    /// [`Self::download`] on this replica's live client.
+    pub(crate) async fn download_here(&self, channel_id: Uuid, extra: &serde_json::Value) -> Result<Vec<u8>, Refusal> {
+        let current = self.live().get(&channel_id).map(|live| live.current.clone()).ok_or(Refusal::NotLive)?;
+        let client = current.client().ok_or(Refusal::NotLive)?;
+        let downloaded = tokio::time::timeout(crate::bridges::SEND_TIMEOUT, client.download(extra))
+            .await
+            .unwrap_or_else(|_| Err(TelegramError::Unavailable("the download timed out".into())));
+        downloaded.map_err(|err| match err {
+            TelegramError::FloodWait(seconds) => Refusal::FloodWait(seconds),
+            err @ (TelegramError::Refused(_) | TelegramError::Unauthorized(_)) => Refusal::Refused(err.to_string()),
+            err @ TelegramError::Unavailable(_) => Refusal::Unavailable(err.to_string()),
+        })
     }
 
     fn start_listener(
@@ -407,15 +423,6 @@ impl TelegramBridge {
             return;
         }
         let _round = self.reconciling.lock().await;
-        let expired: Vec<Arc<dyn TelegramClient>> = {
-            let mut pending = self.pending();
-            let now = Instant::now();
-            let gone: Vec<Uuid> = pending.iter().filter(|(_, login)| login.expires_at <= now).map(|(id, _)| *id).collect();
-            gone.into_iter().filter_map(|id| pending.remove(&id)).map(|login| login.client).collect()
-        };
-        for client in expired {
-            client.disconnect();
-        }
         let sessions = match state.store.list_live_telegram_sessions().await {
             Ok(sessions) => sessions,
             Err(err) => return tracing::warn!(error = %err, "telegram: cannot list sessions"),
@@ -470,9 +477,6 @@ impl TelegramBridge {
             if let Some(client) = self.stop_local(state, channel_id, true).await {
                 client.disconnect();
             }
-        }
-        for (_, login) in self.pending().drain() {
-            login.client.disconnect();
         }
     }
 }
@@ -643,12 +647,24 @@ async fn channel_for_phone(state: &BridgeDeps, tenant_id: Uuid, phone: &str, nam
     })
 }
 
+/// Stores (sealed) or clears a login's state between its steps.
+async fn save_pending(
+    state: &BridgeDeps,
+    session_id: Uuid,
+    login: Option<&PendingLogin>,
+    expires_at: DateTime<Utc>,
+) -> ApiResult<()> {
+    let sealed = login.map(|login| state.secrets.seal(&serde_json::to_string(login).unwrap_or_default()));
+    state.store.set_telegram_pending_login(session_id, sealed.as_deref(), sealed.as_ref().map(|_| expires_at)).await?;
+    Ok(())
+}
+
 fn no_pending_login() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "no_pending_login",
-        "no login is waiting for a code on this channel: call POST /api/telegram/user/start first (a pending login lives in \
-         the memory of the server that sent the code, for 10 minutes)",
+        "no login is waiting for a code on this channel: call POST /api/telegram/user/start first (a code is good for \
+         10 minutes)",
     )
 }
 

@@ -104,12 +104,7 @@ impl ChannelAdapter for WhatsAppAdapter {
         if !extra["download"].is_object() {
             return Err(MediaError::NotFound("this attachment has no downloadable media".into()));
         }
-        let bytes = self.bridge.download(channel.id, extra).await.map_err(|err| match err {
-            WhatsAppSendError::NotLiveHere => MediaError::NotRunningHere,
-            WhatsAppSendError::WhatsApp(WaSendError::Refused(why) | WaSendError::Unavailable(why)) => {
-                MediaError::Unavailable(why)
-            }
-        })?;
+        let bytes = self.bridge.download(&self.deps, channel, extra).await.map_err(MediaError::from)?;
         Ok(Media {
             bytes,
             mime_type: attachment["mimeType"].as_str().map(str::to_owned),

@@ -1,5 +1,7 @@
 //! `GET /api/channels/:id/whatsapp/qr`, `POST /api/channels/:id/whatsapp/pair-code`: pairing a
-//! WhatsApp channel (connect, disconnect and media go through the channel seam).
+//! WhatsApp channel (connect, disconnect and media go through the channel seam). Both work on
+//! any replica: the QR is read from the database, the pair code asked of the replica running the
+//! session.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::WhatsAppSendError;
+use crate::bridges::handover::Refusal;
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, AuthUser};
 use crate::state::AppState;
@@ -53,12 +55,9 @@ fn whatsapp_only(channel: &Channel) -> ApiResult<()> {
     Ok(())
 }
 
-fn not_here() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "session_not_running_here",
-        "the WhatsApp session is not running on this server (it is starting, or another replica runs it): try again shortly",
-    )
+/// The session runs nowhere now: starting, or moving between replicas.
+pub(crate) fn not_running(refusal: &Refusal) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session_not_running", refusal.to_string())
 }
 
 /// The current pairing QR code, for a UI that joined after it was emitted.
@@ -79,7 +78,8 @@ pub async fn qr(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiP
 #[utoipa::path(post, path = "/api/channels/{id}/whatsapp/pair-code", tag = "whatsapp", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PairCodeRequest,
     responses((status = 200, body = PairCodeResponse), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
-        (status = 422, body = ApiErrorBody), (status = 502, body = ApiErrorBody)))]
+        (status = 422, body = ApiErrorBody), (status = 502, body = ApiErrorBody),
+        (status = 503, description = "the session is starting: try again shortly", body = ApiErrorBody)))]
 pub async fn pair_code(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -97,9 +97,9 @@ pub async fn pair_code(
     if channel.status == ChannelStatus::Connected {
         return Err(ApiError::conflict("the channel is already paired"));
     }
-    let code = state.whatsapp.pair_code(channel.id, &digits).await.map_err(|err| match err {
-        WhatsAppSendError::NotLiveHere => not_here(),
-        WhatsAppSendError::WhatsApp(err) => ApiError::new(StatusCode::BAD_GATEWAY, "whatsapp_unavailable", err.to_string()),
+    let code = state.whatsapp.pair_code(&state.bridge_deps, &channel, &digits).await.map_err(|err| match err {
+        Refusal::NotLive => not_running(&err),
+        other => ApiError::new(StatusCode::BAD_GATEWAY, "whatsapp_unavailable", other.to_string()),
     })?;
     Ok(Json(PairCodeResponse { channel_instance_id: channel.id, code }))
 }

@@ -30,8 +30,14 @@ use uuid::Uuid;
 
 use self::client::{InboundBatch, InboundSink, WaEvent, WaMedia, WaSendError, WhatsAppClient, WhatsAppConnector};
 use self::store::DbBackend;
+use crate::bridges::handover::{self, Refusal, Task};
 use crate::bridges::{BridgeDeps, LeaseRound, lease_round, store_received};
 use crate::store::{Channel, ChannelStatus, SessionKind};
+
+/// How long a pair code or download asked of the replica running the session may take.
+const HANDOVER_WAIT: Duration = Duration::from_secs(60);
+/// How long a disconnect waits for the replica running the session to unlink the device.
+const LOGOUT_WAIT: Duration = Duration::from_secs(15);
 
 /// The least time between two sends of one number: WhatsApp answers 429 around 3 messages/s and
 /// bans numbers that burst.
@@ -66,14 +72,9 @@ pub enum WhatsAppSendError {
 }
 
 impl WhatsAppBridge {
-    pub fn new(connector: Arc<dyn WhatsAppConnector>) -> Self {
-        Self {
-            connector,
-            owner: crate::bridges::replica_id(),
-            live: Default::default(),
-            halted: Default::default(),
-            reconciling: Default::default(),
-        }
+    /// `owner`: this replica's name on the leases it holds.
+    pub fn new(connector: Arc<dyn WhatsAppConnector>, owner: String) -> Self {
+        Self { connector, owner, live: Default::default(), halted: Default::default(), reconciling: Default::default() }
     }
 
     /// This replica's name on the leases it holds.
@@ -97,6 +98,11 @@ impl WhatsAppBridge {
         self.live().get(&channel_id).is_some_and(|live| !live.task.is_finished())
     }
 
+    /// Whether any session runs here (only then can another replica ask this one for work).
+    pub fn runs_any(&self) -> bool {
+        !self.live().is_empty()
+    }
+
     fn client(&self, channel_id: Uuid) -> Option<Arc<dyn WhatsAppClient>> {
         self.live().get(&channel_id).filter(|live| !live.task.is_finished()).map(|live| live.client.clone())
     }
@@ -113,34 +119,94 @@ impl WhatsAppBridge {
     }
 
     /// Ends a channel's session: DISCONNECTED first (so no supervisor round starts it again),
-    /// then, on the replica that runs it, the device is logged out (unlinked at WhatsApp) and
-    /// stopped, and the keys cleared after the client's last save. Another replica's client is
-    /// logged out by its own supervisor, which sees the channel is no longer live.
+    /// then the device is logged out (unlinked at WhatsApp) and stopped by the replica that runs
+    /// it (this one, or another asked through the database), and the keys cleared after the
+    /// client's last save.
     pub async fn disconnect(&self, state: &BridgeDeps, channel: &Channel) {
         state.status.set(channel.tenant_id, channel.id, ChannelStatus::Disconnected, Some("disconnected")).await;
-        let _round = self.reconciling.lock().await;
-        self.stop_local(state, channel.id, Ending::Logout).await;
-        match state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await {
-            Ok(Some(session)) => {
-                if let Err(err) = state.store.clear_whatsapp_session(session.id).await {
-                    tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot clear the session");
+        let session = match state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await {
+            Ok(session) => session,
+            Err(err) => {
+                tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot find the session");
+                None
+            }
+        };
+        if !self.is_live_here(channel.id)
+            && let Some(owner) = self.running_elsewhere(session.as_ref())
+        {
+            // Its supervisor would log it out within a round anyway; asked, it does so at once.
+            match handover::ask(state, owner, channel.id, Task::WhatsAppLogout, json!({}), LOGOUT_WAIT).await {
+                Ok(_) | Err(Refusal::NotLive) => {}
+                Err(err) => {
+                    tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: the replica running the session did not log it out; its supervisor will")
                 }
             }
-            Ok(None) => {}
-            Err(err) => tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot find the session"),
+        }
+        let _round = self.reconciling.lock().await;
+        self.stop_local(state, channel.id, Ending::Logout).await;
+        if let Some(session) = session
+            && let Err(err) = state.store.clear_whatsapp_session(session.id).await
+        {
+            tracing::warn!(channel.id = %channel.id, error = %err, "whatsapp: cannot clear the session");
         }
     }
 
-    /// Asks WhatsApp for a pairing code for `phone_digits` on the running client.
-    pub async fn pair_code(&self, channel_id: Uuid, phone_digits: &str) -> Result<String, WhatsAppSendError> {
-        let client = self.client(channel_id).ok_or(WhatsAppSendError::NotLiveHere)?;
-        client.pair_code(phone_digits).await.map_err(|e| WhatsAppSendError::WhatsApp(WaSendError::Unavailable(e)))
+    /// The replica running a channel's session, when it is another one.
+    fn running_elsewhere(&self, session: Option<&crate::store::WhatsAppSessionRow>) -> Option<String> {
+        let lease = session.and_then(|s| Some((s.lease_owner.clone()?, s.lease_until?)));
+        handover::running_elsewhere(lease, &self.owner)
     }
 
-    /// Downloads an inbound attachment through the running client.
-    pub async fn download(&self, channel_id: Uuid, extra: &Value) -> Result<Vec<u8>, WhatsAppSendError> {
-        let client = self.client(channel_id).ok_or(WhatsAppSendError::NotLiveHere)?;
-        client.download(extra).await.map_err(|e| WhatsAppSendError::WhatsApp(WaSendError::Unavailable(e)))
+    /// Asks WhatsApp for a pairing code for `phone_digits`, on the client of the replica that
+    /// runs the session (this one, or another asked through the database).
+    pub async fn pair_code(&self, state: &BridgeDeps, channel: &Channel, phone_digits: &str) -> Result<String, Refusal> {
+        if self.is_live_here(channel.id) {
+            return self.pair_code_here(channel.id, phone_digits).await;
+        }
+        let owner = self.owner_elsewhere(state, channel).await?;
+        let code = handover::ask(state, owner, channel.id, Task::WhatsAppPairCode, json!({"phone": phone_digits}), HANDOVER_WAIT)
+            .await?;
+        String::from_utf8(code).map_err(|_| Refusal::Unavailable("the pair code was not text".into()))
+    }
+
+    /// Downloads an inbound attachment through the client of the replica that runs the session.
+    pub async fn download(&self, state: &BridgeDeps, channel: &Channel, extra: &Value) -> Result<Vec<u8>, Refusal> {
+        if self.is_live_here(channel.id) {
+            return self.download_here(channel.id, extra).await;
+        }
+        let owner = self.owner_elsewhere(state, channel).await?;
+        handover::ask(state, owner, channel.id, Task::WhatsAppDownload, json!({"extra": extra}), HANDOVER_WAIT).await
+    }
+
+    async fn owner_elsewhere(&self, state: &BridgeDeps, channel: &Channel) -> Result<String, Refusal> {
+        let session = state
+            .store
+            .whatsapp_session_of_channel(channel.tenant_id, channel.id)
+            .await
+            .map_err(|err| Refusal::Unavailable(err.to_string()))?;
+        self.running_elsewhere(session.as_ref()).ok_or(Refusal::NotLive)
+    }
+
+    /// [`Self::pair_code`] on this replica's client.
+    pub(crate) async fn pair_code_here(&self, channel_id: Uuid, phone_digits: &str) -> Result<String, Refusal> {
+        let client = self.client(channel_id).ok_or(Refusal::NotLive)?;
+        client.pair_code(phone_digits).await.map_err(Refusal::Unavailable)
+    }
+
+    /// [`Self::download`] on this replica's client.
+    pub(crate) async fn download_here(&self, channel_id: Uuid, extra: &Value) -> Result<Vec<u8>, Refusal> {
+        let client = self.client(channel_id).ok_or(Refusal::NotLive)?;
+        client.download(extra).await.map_err(Refusal::Unavailable)
+    }
+
+    /// Logs out and stops this replica's client of a channel (a disconnect asked elsewhere).
+    pub(crate) async fn logout_here(&self, state: &BridgeDeps, channel_id: Uuid) -> Result<(), Refusal> {
+        let _round = self.reconciling.lock().await;
+        if !self.live().contains_key(&channel_id) {
+            return Err(Refusal::NotLive);
+        }
+        self.stop_local(state, channel_id, Ending::Logout).await;
+        Ok(())
     }
 
     /// Sends text, or media with the text as caption, paced per session.
