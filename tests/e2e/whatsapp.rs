@@ -36,6 +36,7 @@ on_both_databases!(
     media_of_inbound_messages_is_downloaded_through_the_client,
     pair_codes_disconnect_and_deletion,
     the_replica_without_the_session_serves_pair_codes_media_and_disconnects,
+    the_qr_code_is_served_as_svg_and_png_images_that_decode_to_it,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -777,4 +778,54 @@ async fn the_replica_without_the_session_serves_pair_codes_media_and_disconnects
     let none = second.post(&path, token, json!({"phoneNumber": "+4917600000001"})).await;
     assert_eq!(none.status, StatusCode::SERVICE_UNAVAILABLE, "{}", none.body);
     assert_eq!(none.error_code(), "session_not_running");
+}
+
+/// `GET /api/channels/:id/whatsapp/qr.svg` (and `?format=png`): images a browser renders and a
+/// QR reader (jsQR, in Chromium) decodes to the stored code; tenant-scoped.
+async fn the_qr_code_is_served_as_svg_and_png_images_that_decode_to_it(db: Db) {
+    let script = WhatsAppScript::new();
+    let app = app(db, &script).await;
+    let (owner, channel_id) = new_channel(&app, &script, "owner@qr-image.test").await;
+    let qr = eventually(WAIT, "a QR code", || async {
+        let reply = app.get(&format!("/api/channels/{channel_id}/whatsapp/qr"), &owner.access_token).await;
+        (reply.status == StatusCode::OK).then(|| reply.body["qr"].as_str().expect("qr").to_owned())
+    })
+    .await;
+    let image = |query: &'static str, token: String| {
+        let request = app.client.get(app.url(&format!("/api/channels/{channel_id}/whatsapp/qr.svg{query}"))).bearer_auth(token);
+        async move { request.send().await.expect("request") }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    for (query, content_type, name) in [("", "image/svg+xml", "qr.svg"), ("?format=png", "image/png", "qr.png")] {
+        let reply = image(query, owner.access_token.clone()).await;
+        assert_eq!(reply.status(), StatusCode::OK, "{query}");
+        assert_eq!(reply.headers()["content-type"], content_type);
+        assert_eq!(reply.headers()["cache-control"], "no-store");
+        let path = dir.path().join(name);
+        std::fs::write(&path, reply.bytes().await.expect("body")).expect("write");
+        files.push(path);
+    }
+    let decoded = std::process::Command::new("node")
+        .arg(omnichat_tests::js_script("qr-decode.mjs", "jsqr"))
+        .args(&files)
+        .output()
+        .expect("node runs");
+    assert!(decoded.status.success(), "qr-decode: {}", String::from_utf8_lossy(&decoded.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&decoded.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["text"], qr.as_str(), "{line}");
+        assert!(line["width"].as_u64().is_some_and(|w| w >= 256), "{line}");
+    }
+
+    let stranger = app.register("stranger@qr-image.test").await;
+    assert_eq!(image("", stranger.access_token.clone()).await.status(), StatusCode::NOT_FOUND);
+    let gif = app.get(&format!("/api/channels/{channel_id}/whatsapp/qr.svg?format=gif"), &owner.access_token).await;
+    assert_eq!(gif.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", gif.body);
+    script.pair().await;
+    wait_status(&app, &owner, &channel_id, "CONNECTED").await;
+    let paired = app.get(&format!("/api/channels/{channel_id}/whatsapp/qr.svg"), &owner.access_token).await;
+    assert_eq!((paired.status, paired.error_code()), (StatusCode::NOT_FOUND, "no_qr_code"));
 }

@@ -81,6 +81,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bridges::telegram::handlers::confirm))
         .routes(routes!(bridges::telegram::handlers::logout))
         .routes(routes!(bridges::whatsapp::handlers::qr))
+        .routes(routes!(bridges::whatsapp::handlers::qr_image))
         .routes(routes!(bridges::whatsapp::handlers::pair_code))
         .routes(routes!(inbound::media::media))
         .routes(routes!(webhooks::handlers::list, webhooks::handlers::create))

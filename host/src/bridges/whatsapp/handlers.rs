@@ -5,14 +5,15 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::bridges::handover::Refusal;
 use crate::error::{ApiError, ApiErrorBody, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, AuthUser};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::state::AppState;
 use crate::store::{Channel, ChannelStatus, ChannelType};
 
@@ -64,14 +65,61 @@ pub(crate) fn not_running(refusal: &Refusal) -> ApiError {
 #[utoipa::path(get, path = "/api/channels/{id}/whatsapp/qr", tag = "whatsapp", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = QrResponse), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
 pub async fn qr(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<QrResponse>> {
-    let channel = channel_of(&state, &auth, id).await?;
+    Ok(Json(current_qr(&state, &auth, id).await?))
+}
+
+/// The channel's QR code while one is there to scan (404 `no_qr_code` otherwise).
+async fn current_qr(state: &AppState, auth: &AuthUser, id: Uuid) -> ApiResult<QrResponse> {
+    let channel = channel_of(state, auth, id).await?;
     whatsapp_only(&channel)?;
     let session = state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await?;
     let current = session.and_then(|s| Some((s.qr?, s.qr_expires_at?))).filter(|(_, expires)| *expires > chrono::Utc::now());
     let (qr, expires_at) = current.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_qr_code", format!("no QR code to scan: the channel is {}", channel.status))
     })?;
-    Ok(Json(QrResponse { channel_instance_id: channel.id, qr, expires_at }))
+    Ok(QrResponse { channel_instance_id: channel.id, qr, expires_at })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct QrImageQuery {
+    /// `svg` (the default) or `png`.
+    pub format: Option<String>,
+}
+
+/// The current pairing QR code rendered as an image (`<img src>` it, with the token sent as a
+/// bearer header by the page's fetch): SVG, or PNG with `?format=png`. Never cached; the code
+/// changes with each `whatsapp-qr` event.
+#[utoipa::path(get, path = "/api/channels/{id}/whatsapp/qr.svg", tag = "whatsapp", security(("bearer" = [])),
+    params(("id" = Uuid, Path), QrImageQuery),
+    responses(
+        (status = 200, description = "the QR code (image/svg+xml, or image/png with format=png)", content_type = "image/svg+xml",
+            body = String, example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\" ...>")),
+        (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn qr_image(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<QrImageQuery>,
+) -> ApiResult<Response> {
+    let format = query.format.as_deref().map(str::trim).map(str::to_ascii_lowercase);
+    let png = match format.as_deref() {
+        None | Some("" | "svg") => false,
+        Some("png") => true,
+        Some(_) => return Err(ApiError::validation("format must be svg or png")),
+    };
+    let current = current_qr(&state, &auth, id).await?;
+    let (content_type, body) = if png {
+        ("image/png", super::qr::png(&current.qr).map_err(ApiError::internal)?)
+    } else {
+        ("image/svg+xml", super::qr::svg(&current.qr).map_err(ApiError::internal)?.into_bytes())
+    };
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-store"),
+        // Opened on its own, the image may not run anything.
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+    ];
+    Ok((headers, body).into_response())
 }
 
 /// Pairs by phone number instead of QR: answers the code to enter on the phone.

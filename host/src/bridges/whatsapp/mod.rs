@@ -15,6 +15,7 @@ pub mod adapter;
 pub mod client;
 pub mod handlers;
 pub mod mapping;
+pub mod qr;
 pub mod store;
 
 use std::collections::HashMap;
