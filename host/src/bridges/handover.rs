@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::BridgeDeps;
 use super::telegram::TelegramBridge;
 use super::whatsapp::WhatsAppBridge;
-use crate::store::{BridgeRequest, StoreError};
+use crate::store::BridgeRequest;
 
 /// The largest answer handed over (a downloaded file): 64 MiB, Telegram's download cap.
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -68,6 +68,10 @@ pub enum Refusal {
     /// Telegram's flood control: wait this many seconds.
     #[error("Telegram asks to wait {0} s (flood control)")]
     FloodWait(u32),
+    /// The replica running the session did not answer in time, or the database could not be
+    /// reached to ask it: try again shortly.
+    #[error("the server running the session did not answer: try again shortly")]
+    NoAnswer,
 }
 
 impl Refusal {
@@ -77,12 +81,14 @@ impl Refusal {
             Refusal::Refused(_) => "refused".into(),
             Refusal::Unavailable(_) => "unavailable".into(),
             Refusal::FloodWait(seconds) => format!("flood_wait:{seconds}"),
+            Refusal::NoAnswer => "no_answer".into(),
         }
     }
 
     fn from_row(code: &str, message: String) -> Self {
         match code {
             "not_live" => Refusal::NotLive,
+            "no_answer" => Refusal::NoAnswer,
             "refused" => Refusal::Refused(message),
             other => match other.strip_prefix("flood_wait:").and_then(|s| s.parse().ok()) {
                 Some(seconds) => Refusal::FloodWait(seconds),
@@ -120,7 +126,10 @@ pub(crate) async fn ask(
         created_at: now,
         expires_at: now + chrono::Duration::from_std(wait).unwrap_or_default(),
     };
-    deps.store.insert_bridge_request(&request).await.map_err(unavailable)?;
+    if let Err(err) = deps.store.insert_bridge_request(&request).await {
+        tracing::warn!(channel.id = %channel_id, task = task.name(), error = %err, "handover: cannot ask the replica running the session");
+        return Err(Refusal::NoAnswer);
+    }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         tokio::time::sleep(ANSWER_POLL).await;
@@ -136,18 +145,35 @@ pub(crate) async fn ask(
         if tokio::time::Instant::now() >= deadline {
             let _ = deps.store.delete_bridge_request(request.id).await;
             tracing::warn!(channel.id = %channel_id, task = task.name(), "handover: the replica running the session did not answer");
-            return Err(Refusal::Unavailable("the server running the session did not answer in time".into()));
+            return Err(Refusal::NoAnswer);
         }
     }
 }
 
-fn unavailable(err: StoreError) -> Refusal {
-    Refusal::Unavailable(format!("cannot reach the server running the session: {err}"))
+/// The owner's side, on a task of its own (a long supervisor round must not hold up the
+/// answers): claims requests every `OMNICHAT_BRIDGE_REQUEST_POLL` until `shutdown`.
+pub(crate) async fn serve(
+    deps: BridgeDeps,
+    owner: String,
+    telegram: Arc<TelegramBridge>,
+    whatsapp: Arc<WhatsAppBridge>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(deps.config.request_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => serve_round(&deps, &owner, &telegram, &whatsapp).await,
+            _ = sweeps.tick() => sweep(&deps).await,
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// One round of the owner's side: claims the requests addressed to this replica and does each
 /// on its own task. A replica that runs no session is never asked, and does not look.
-pub(crate) async fn serve_round(deps: &BridgeDeps, owner: &str, telegram: &Arc<TelegramBridge>, whatsapp: &Arc<WhatsAppBridge>) {
+async fn serve_round(deps: &BridgeDeps, owner: &str, telegram: &Arc<TelegramBridge>, whatsapp: &Arc<WhatsAppBridge>) {
     if !telegram.runs_any() && !whatsapp.runs_any() {
         return;
     }
@@ -159,7 +185,7 @@ pub(crate) async fn serve_round(deps: &BridgeDeps, owner: &str, telegram: &Arc<T
         let (deps, telegram, whatsapp) = (deps.clone(), telegram.clone(), whatsapp.clone());
         tokio::spawn(async move {
             let wait = (request.expires_at - Utc::now()).to_std().unwrap_or_default();
-            let answer = match tokio::time::timeout(wait, serve(&deps, &request, &telegram, &whatsapp)).await {
+            let answer = match tokio::time::timeout(wait, perform(&deps, &request, &telegram, &whatsapp)).await {
                 Ok(answer) => answer,
                 Err(_) => return, // nobody waits any more; the sweep deletes the row
             };
@@ -181,7 +207,7 @@ pub(crate) async fn serve_round(deps: &BridgeDeps, owner: &str, telegram: &Arc<T
     }
 }
 
-async fn serve(
+async fn perform(
     deps: &BridgeDeps,
     request: &BridgeRequest,
     telegram: &TelegramBridge,
@@ -202,7 +228,7 @@ async fn serve(
 }
 
 /// Deletes requests nobody waits for any more (their asker gave up, or died).
-pub(crate) async fn sweep(deps: &BridgeDeps) {
+async fn sweep(deps: &BridgeDeps) {
     match deps.store.purge_bridge_requests(Utc::now() - chrono::Duration::minutes(1)).await {
         Ok(0) => {}
         Ok(purged) => tracing::debug!(purged, "handover: expired requests deleted"),
@@ -225,9 +251,10 @@ mod tests {
             Refusal::Refused("bad media".into()),
             Refusal::Unavailable("timeout".into()),
             Refusal::FloodWait(42),
+            Refusal::NoAnswer,
         ] {
             let message = match &refusal {
-                Refusal::NotLive | Refusal::FloodWait(_) => String::new(),
+                Refusal::NotLive | Refusal::FloodWait(_) | Refusal::NoAnswer => String::new(),
                 other => other.to_string(),
             };
             assert_eq!(Refusal::from_row(&refusal.code(), message), refusal);

@@ -194,22 +194,19 @@ pub async fn supervise(
     whatsapp: Arc<whatsapp::WhatsAppBridge>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let serving = tokio::spawn(handover::serve(deps.clone(), owner, telegram.clone(), whatsapp.clone(), shutdown.clone()));
     let mut tick = tokio::time::interval(deps.config.supervise_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut requests = tokio::time::interval(deps.config.request_poll);
-    requests.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 telegram.reconcile(&deps).await;
                 whatsapp.reconcile(&deps).await;
             }
-            _ = requests.tick() => handover::serve_round(&deps, &owner, &telegram, &whatsapp).await,
-            _ = sweep.tick() => handover::sweep(&deps).await,
             _ = shutdown.changed() => break,
         }
     }
+    let _ = serving.await;
     telegram.stop_all(&deps).await;
     whatsapp.stop_all(&deps).await;
 }

@@ -277,7 +277,7 @@ pub enum MediaError {
 impl From<crate::bridges::handover::Refusal> for MediaError {
     fn from(refusal: crate::bridges::handover::Refusal) -> Self {
         match refusal {
-            crate::bridges::handover::Refusal::NotLive => MediaError::NotRunning,
+            crate::bridges::handover::Refusal::NotLive | crate::bridges::handover::Refusal::NoAnswer => MediaError::NotRunning,
             other => MediaError::Unavailable(other.to_string()),
         }
     }

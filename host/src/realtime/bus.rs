@@ -3,10 +3,13 @@
 //!
 //! The stock driver keeps one connection for its life: after a Redis restart every publish fails
 //! with a broken pipe, and the adapter then skips even the local part of an operation. This one
-//! sits on a [`ConnectionManager`] (which reconnects), never fails an operation (a message that
-//! cannot reach Redis is logged and dropped: the other replicas are unreachable anyway, and this
-//! replica's own sockets are still served), and a watcher pings Redis every second: it tells
-//! `/health` whether Redis is up and subscribes the adapter's channels again after a reconnect.
+//! sits on a [`ConnectionManager`] (which reconnects after a reset and subscribes again), never
+//! fails an operation (a message that cannot reach Redis is logged and dropped: the other
+//! replicas are unreachable anyway, and this replica's own sockets are still served), and a
+//! watcher pings Redis every second: it tells `/health` whether Redis is up, subscribes the
+//! adapter's channels again after a reconnect, and replaces a connection that stopped answering
+//! without being reset (a partition, a failover to another address), which the manager would
+//! keep until the kernel gives up on it.
 //!
 //! Without `REDIS_URL` the bus is off: nothing is published and every operation stays local.
 
@@ -25,13 +28,17 @@ use tokio::sync::mpsc;
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the watcher pings Redis.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Pings in a row without an answer after which the connection is replaced.
+const REPLACE_AFTER: u32 = 3;
 
 /// The replicas' message bus: off (one process), or Redis pub/sub.
 #[derive(Clone, Default)]
 pub struct Bus(Option<Arc<RedisBus>>);
 
 struct RedisBus {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    conn: RwLock<ConnectionManager>,
     /// The adapter's subscriptions: channel -> where its messages go.
     handlers: Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>,
     /// Whether the last command or ping reached Redis.
@@ -59,13 +66,15 @@ impl Bus {
                 route(&routes, &lost, push);
                 Ok::<(), Infallible>(())
             })
+            .set_automatic_resubscription()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(COMMAND_TIMEOUT);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|err| anyhow::anyhow!("REDIS_URL: {:?}", err.kind()))?;
-        let bus = Arc::new(RedisBus { conn, handlers, up: AtomicBool::new(false), resubscribe });
+        let bus =
+            Arc::new(RedisBus { client, config, conn: RwLock::new(conn), handlers, up: AtomicBool::new(false), resubscribe });
         if bus.ping().await {
             bus.up.store(true, Ordering::Relaxed);
             tracing::info!("socket.io: events are shared with the other replicas through redis");
@@ -109,8 +118,25 @@ fn route(handlers: &RwLock<HashMap<String, mpsc::Sender<ChanItem>>>, lost: &Atom
 }
 
 impl RedisBus {
+    fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A new connection in place of one that stopped answering; the channels are subscribed on
+    /// it once Redis answers.
+    fn replace_connection(&self) {
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(conn) => {
+                *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+                self.resubscribe.store(true, Ordering::Relaxed);
+                tracing::info!("redis: the connection stopped answering; connecting anew");
+            }
+            Err(err) => tracing::warn!(error = ?err.kind(), "redis: cannot make a new connection"),
+        }
+    }
+
     async fn ping(&self) -> bool {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let pong = tokio::time::timeout(COMMAND_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         matches!(pong, Ok(Ok(_)))
     }
@@ -131,8 +157,8 @@ impl RedisBus {
         if channels.is_empty() {
             return true;
         }
-        let mut conn = self.conn.clone();
-        match conn.subscribe(&channels).await {
+        let mut conn = self.conn();
+        match tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(&channels)).await.unwrap_or_else(|_| Err(timed_out())) {
             Ok(()) => true,
             Err(err) => {
                 tracing::debug!(error = ?err.kind(), "redis: subscribing again failed");
@@ -142,19 +168,34 @@ impl RedisBus {
     }
 }
 
-/// Pings Redis every second for as long as the bus lives; after a lost connection, subscribes
-/// the adapter's channels again as soon as Redis answers.
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+/// Pings Redis every second for as long as the bus lives: Redis counts as down from the first
+/// unanswered ping; after a lost connection the adapter's channels are subscribed again as soon
+/// as Redis answers, and a connection unanswered for [`REPLACE_AFTER`] pings is replaced.
 async fn watch(bus: Weak<RedisBus>) {
+    let mut unanswered = 0;
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
         let Some(bus) = bus.upgrade() else { return };
-        let ok = bus.ping().await;
-        if ok && (bus.resubscribe.load(Ordering::Relaxed) || !bus.up.load(Ordering::Relaxed)) {
-            let resubscribed = bus.subscribe_all().await;
-            bus.resubscribe.store(!resubscribed, Ordering::Relaxed);
-            bus.reached(resubscribed);
+        if bus.ping().await {
+            unanswered = 0;
+            // Cleared before subscribing: a connection lost meanwhile sets it again.
+            if bus.resubscribe.swap(false, Ordering::Relaxed) || !bus.up.load(Ordering::Relaxed) {
+                let resubscribed = bus.subscribe_all().await;
+                if !resubscribed {
+                    bus.resubscribe.store(true, Ordering::Relaxed);
+                }
+                bus.reached(resubscribed);
+            }
         } else {
-            bus.reached(ok);
+            bus.reached(false);
+            unanswered += 1;
+            if unanswered % REPLACE_AFTER == 0 {
+                bus.replace_connection();
+            }
         }
     }
 }
@@ -168,9 +209,11 @@ impl Driver for Bus {
             tracing::debug!(chan, "redis is down: a socket.io message stays on this replica");
             return Ok(());
         }
-        let mut conn = bus.conn.clone();
-        let sent = redis::cmd("PUBLISH").arg(&chan).arg(val).query_async::<i64>(&mut conn).await;
-        bus.reached(sent.is_ok());
+        let mut conn = bus.conn();
+        // One slow answer does not take Redis down (the watcher's ping decides that).
+        if let Err(err) = redis::cmd("PUBLISH").arg(&chan).arg(val).query_async::<i64>(&mut conn).await {
+            tracing::debug!(chan, error = ?err.kind(), "redis: a socket.io message was not published");
+        }
         Ok(())
     }
 
@@ -179,8 +222,10 @@ impl Driver for Bus {
         let (tx, rx) = mpsc::channel(size);
         bus.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(chan.clone(), tx);
         // Redis down: the watcher subscribes once it is back.
-        let mut conn = bus.conn.clone();
-        if conn.subscribe(&chan).await.is_err() {
+        let mut conn = bus.conn();
+        let subscribed = bus.up.load(Ordering::Relaxed)
+            && matches!(tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(&chan)).await, Ok(Ok(())));
+        if !subscribed {
             bus.resubscribe.store(true, Ordering::Relaxed);
         }
         Ok(MessageStream::new(rx))
@@ -189,8 +234,8 @@ impl Driver for Bus {
     async fn unsubscribe(&self, chan: String) -> Result<(), Infallible> {
         let Some(bus) = &self.0 else { return Ok(()) };
         bus.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&chan);
-        let mut conn = bus.conn.clone();
-        let _ = conn.unsubscribe(&chan).await;
+        let mut conn = bus.conn();
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.unsubscribe(&chan)).await;
         Ok(())
     }
 
@@ -201,13 +246,10 @@ impl Driver for Bus {
         if !bus.up.load(Ordering::Relaxed) {
             return Ok(1);
         }
-        let mut conn = bus.conn.clone();
+        let mut conn = bus.conn();
         match redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).query_async::<(String, u16)>(&mut conn).await {
             Ok((_, count)) => Ok(count.max(1)),
-            Err(_) => {
-                bus.reached(false);
-                Ok(1)
-            }
+            Err(_) => Ok(1),
         }
     }
 }

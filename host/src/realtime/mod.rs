@@ -44,7 +44,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::tokens::{TokenKind, TokenService};
-use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Store};
+use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Role, Store};
 
 /// The default of `OMNICHAT_SOCKET_BUFFER`: packets a connection may have waiting (all its namespaces, acks and pings together). A
 /// burst of events to a long-polling client waits here between its polls; idle, a larger bound
@@ -132,6 +132,8 @@ struct SocketDeps {
 struct SocketUser {
     user_id: Uuid,
     tenant_id: Uuid,
+    /// The role it was admitted with.
+    role: Role,
     /// When the access token it connected with expires (unix seconds).
     expires_at: i64,
 }
@@ -169,6 +171,7 @@ impl Realtime {
         changed: Arc<tokio::sync::Notify>,
     ) -> anyhow::Result<Self> {
         let (expiries, expiring) = mpsc::unbounded_channel();
+        let store_for_recheck = store.clone();
         let fanout = Fanout { node: config.bus.clustered().then(|| format!("node:{}", Uuid::new_v4())) };
         let adapter = RedisAdapterCtr::new_with_driver(
             config.bus.clone(),
@@ -185,6 +188,9 @@ impl Realtime {
             .await
             .map_err(|err| anyhow::anyhow!("socket.io namespace {}: {err}", visitors::NAMESPACE))?;
         tokio::spawn(cut_expired(io.clone(), expiring));
+        if fanout.node.is_some() {
+            tokio::spawn(recheck_users(io.clone(), store_for_recheck));
+        }
         Ok(Self { io, layer, changed, bus: config.bus, fanout })
     }
 
@@ -366,6 +372,39 @@ async fn cut_expired(io: SocketIo, mut expiring: mpsc::UnboundedReceiver<(i64, S
     }
 }
 
+/// How often a replica of a cluster checks that its sockets' users still exist with the role
+/// they were admitted with.
+const RECHECK_USERS: Duration = Duration::from_secs(30);
+
+/// A removal or role change made on another replica reaches this one's sockets through Redis;
+/// a message lost there (Redis down at the time, a socket's buffer full) would leave the socket
+/// listening until its token expires. Every [`RECHECK_USERS`], each distinct user of this
+/// replica's sockets is read once, and the sockets of a user gone or changed are cut.
+async fn recheck_users(io: SocketIo, store: Arc<dyn Store>) {
+    loop {
+        tokio::time::sleep(RECHECK_USERS).await;
+        let sockets = io.of("/").map(|ns| ns.local().sockets()).unwrap_or_default();
+        let admitted: Vec<(SocketRef, SocketUser)> =
+            sockets.into_iter().filter_map(|socket| socket.extensions.get::<SocketUser>().map(|user| (socket, user))).collect();
+        let mut current: std::collections::HashMap<Uuid, Option<Role>> = std::collections::HashMap::new();
+        for (_, user) in &admitted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = current.entry(user.user_id)
+                && let Ok(found) = store.get_user(user.tenant_id, user.user_id).await
+            {
+                // (The store down: left out, checked next time.)
+                slot.insert(found.map(|u| u.role));
+            }
+        }
+        for (socket, user) in admitted {
+            match current.get(&user.user_id) {
+                Some(None) => sign_out(socket, "the user was removed"),
+                Some(Some(role)) if *role != user.role => sign_out(socket, "the user's role changed"),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The handshake: a valid access token of an existing user, or `connect_error`.
 async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(deps): State<SocketDeps>) -> Result<(), Refused> {
     let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
@@ -381,7 +420,7 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(de
         deps.tokens.verify(&token, TokenKind::Access).map_err(|_| Refused("unauthorized: invalid or expired access token"))?;
     match deps.store.get_user(claims.tenant_id, claims.user_id).await {
         Ok(Some(user)) => {
-            let user = SocketUser { user_id: user.id, tenant_id: user.tenant_id, expires_at: claims.exp };
+            let user = SocketUser { user_id: user.id, tenant_id: user.tenant_id, role: user.role, expires_at: claims.exp };
             admit(&socket, &user);
             deps.fanout.admit(&socket);
             socket.extensions.insert(user);

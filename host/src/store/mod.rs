@@ -62,8 +62,9 @@ impl From<sqlx::Error> for StoreError {
 /// connection (class 08), the server shutting down, restarting or starting up (class 57), or out
 /// of resources such as connection slots (class 53). Answered 503 (a provider retries), retried
 /// by the queue; a connection that got one is replaced.
+/// (57014, a statement cancelled, is the statement's own fault.) SQLite's numeric codes never match.
 pub(crate) fn server_unavailable(code: Option<&str>) -> bool {
-    code.is_some_and(|code| ["08", "57", "53"].iter().any(|class| code.starts_with(class)))
+    code.is_some_and(|code| code.len() == 5 && code != "57014" && ["08", "57", "53"].iter().any(|class| code.starts_with(class)))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -343,7 +344,7 @@ mod server_unavailable_tests {
         for code in ["57P01", "57P02", "57P03", "08006", "08003", "53300"] {
             assert!(super::server_unavailable(Some(code)), "{code}");
         }
-        for code in ["23505", "P0001", "40001", "42P01"] {
+        for code in ["23505", "P0001", "40001", "42P01", "57014", "531", "2067"] {
             assert!(!super::server_unavailable(Some(code)), "{code}");
         }
         assert!(!super::server_unavailable(None));

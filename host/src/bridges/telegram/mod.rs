@@ -246,14 +246,23 @@ impl TelegramBridge {
                 return Err(sign_in_failure(failure));
             }
         };
-        save_pending(state, row.id, None, expires_at).await?;
+        // Signed in at Telegram: what follows must not fail the login (a retry would find the
+        // code spent); a pending login left behind is refused by its expiry.
+        if let Err(err) = save_pending(state, row.id, None, expires_at).await {
+            tracing::warn!(channel.id = %channel_id, error = ?err, "telegram: cannot clear the finished login");
+        }
         let session_id = row.id;
         tracing::info!(channel.id = %channel_id, telegram.user = signed_in.user_id, "telegram: logged in");
         let channel = state.status.set(tenant_id, channel_id, ChannelStatus::Connected, None).await.unwrap_or(channel);
         // Listen on the client that logged in, when this replica can take the session's lease.
         let _round = self.reconciling.lock().await;
         let until = Utc::now() + lease_duration(state);
-        match state.store.acquire_session_lease(SessionKind::Telegram, session_id, &self.owner, until).await {
+        // A replica without the supervisor (OMNICHAT_BRIDGES=false) would never renew the lease.
+        let lease = match state.config.enabled {
+            true => state.store.acquire_session_lease(SessionKind::Telegram, session_id, &self.owner, until).await,
+            false => Ok(false),
+        };
+        match lease {
             Ok(true) => self.start_listener(state, tenant_id, channel_id, session_id, Some(client), until),
             other => {
                 tracing::info!(channel.id = %channel_id, ?other, "telegram: another replica will listen");
@@ -333,11 +342,8 @@ impl TelegramBridge {
         if self.is_live_here(channel.id) {
             return self.download_here(channel.id, extra).await;
         }
-        let session = state
-            .store
-            .telegram_session_of_channel(channel.tenant_id, channel.id)
-            .await
-            .map_err(|err| Refusal::Unavailable(err.to_string()))?;
+        let session =
+            state.store.telegram_session_of_channel(channel.tenant_id, channel.id).await.map_err(|_| Refusal::NoAnswer)?;
         let lease = session.and_then(|s| Some((s.lease_owner?, s.lease_until?)));
         let owner = handover::running_elsewhere(lease, &self.owner).ok_or(Refusal::NotLive)?;
         handover::ask(state, owner, channel.id, Task::TelegramDownload, serde_json::json!({"extra": extra}), HANDOVER_WAIT).await

@@ -146,7 +146,7 @@ pub async fn pair_code(
         return Err(ApiError::conflict("the channel is already paired"));
     }
     let code = state.whatsapp.pair_code(&state.bridge_deps, &channel, &digits).await.map_err(|err| match err {
-        Refusal::NotLive => not_running(&err),
+        Refusal::NotLive | Refusal::NoAnswer => not_running(&err),
         other => ApiError::new(StatusCode::BAD_GATEWAY, "whatsapp_unavailable", other.to_string()),
     })?;
     Ok(Json(PairCodeResponse { channel_instance_id: channel.id, code }))

@@ -180,11 +180,8 @@ impl WhatsAppBridge {
     }
 
     async fn owner_elsewhere(&self, state: &BridgeDeps, channel: &Channel) -> Result<String, Refusal> {
-        let session = state
-            .store
-            .whatsapp_session_of_channel(channel.tenant_id, channel.id)
-            .await
-            .map_err(|err| Refusal::Unavailable(err.to_string()))?;
+        let session =
+            state.store.whatsapp_session_of_channel(channel.tenant_id, channel.id).await.map_err(|_| Refusal::NoAnswer)?;
         self.running_elsewhere(session.as_ref()).ok_or(Refusal::NotLive)
     }
 
