@@ -1,6 +1,9 @@
 //! The inbox read API: filters, cursors, updates, tenant scoping.
 
-use omnichat_tests::{Db, id_of, spawn_app, telegram_text};
+use std::time::Duration;
+
+use omnichat_tests::socket::SocketClient;
+use omnichat_tests::{Db, PASSWORD, Session, id_of, spawn_app, telegram_text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -12,6 +15,7 @@ on_both_databases!(
     messages_and_customers_page_with_cursors,
     another_tenant_sees_none_of_the_inbox,
     bad_inbox_queries_are_400s,
+    unread_counts_are_per_user_and_cleared_by_reading,
 );
 
 /// A tenant with a bot channel and `n` customers who each wrote once (customer i = user 1000+i).
@@ -171,4 +175,60 @@ async fn bad_inbox_queries_are_400s(db: Db) {
     }
     assert_eq!(app.get("/api/conversations/nope", token).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.get(&format!("/api/conversations/{}", uuid::Uuid::new_v4()), token).await.status, StatusCode::NOT_FOUND);
+}
+
+/// Each user's unread count: the INBOUND messages after their own read mark, cleared by
+/// `POST /api/conversations/:id/read` (which tells the user's other sockets).
+async fn unread_counts_are_per_user_and_cleared_by_reading(db: Db) {
+    let app = spawn_app(db).await;
+    let (owner, channel) = inbox(&app, "owner@unread.test", 0).await;
+    let invited =
+        app.post("/api/users", Some(&owner.access_token), json!({"email": "agent@unread.test", "password": PASSWORD})).await;
+    assert_eq!(invited.status, StatusCode::CREATED);
+    let agent = Session::from_auth(&app.login("agent@unread.test", PASSWORD).await.body);
+    for i in 1..=3 {
+        let reply = app.telegram_update(&channel, &telegram_text(i, i, 4242, &format!("unread {i}")), None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let listed = app.get("/api/conversations", &owner.access_token).await;
+    let conversation = listed.body["data"][0].clone();
+    let id = conversation["id"].as_str().expect("id").to_owned();
+    assert_eq!((conversation["unreadCount"].clone(), conversation["lastReadAt"].clone()), (json!(3), Value::Null));
+    assert_eq!(conversation["status"], "OPEN", "the conversation's own fields are still there: {conversation}");
+
+    let mut other_tab = SocketClient::connect(&app.base_url(), Some(&owner.access_token), &[]).await;
+    other_tab.ready().await;
+    let read = app.post(&format!("/api/conversations/{id}/read"), Some(&owner.access_token), json!({})).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["conversationId"], id.as_str());
+    assert_eq!(read.body["unreadCount"], 0);
+    let told = other_tab.event("conversation-read", Duration::from_secs(10)).await.expect("conversation-read");
+    assert_eq!(told["conversationId"], id.as_str());
+    assert_eq!(told["lastReadAt"], read.body["lastReadAt"]);
+
+    let mine = app.get(&format!("/api/conversations/{id}"), &owner.access_token).await;
+    assert_eq!(mine.body["unreadCount"], 0);
+    assert_eq!(mine.body["lastReadAt"], read.body["lastReadAt"]);
+    let theirs = app.get(&format!("/api/conversations/{id}"), &agent.access_token).await;
+    assert_eq!(theirs.body["unreadCount"], 3, "read marks are per user");
+
+    // A new inbound message counts; the tenant's own reply does not.
+    let reply = app.telegram_update(&channel, &telegram_text(4, 4, 4242, "one more"), None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let sent = app.post("/api/messages/send", Some(&owner.access_token), json!({"conversationId": id, "text": "on it"})).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    let listed = app.get("/api/conversations", &owner.access_token).await;
+    assert_eq!(listed.body["data"][0]["unreadCount"], 1, "{}", listed.body);
+    let theirs = app.get("/api/conversations", &agent.access_token).await;
+    assert_eq!(theirs.body["data"][0]["unreadCount"], 4);
+
+    let stranger = app.register("stranger@unread.test").await;
+    let foreign = app.post(&format!("/api/conversations/{id}/read"), Some(&stranger.access_token), json!({})).await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    let unknown =
+        app.post(&format!("/api/conversations/{}/read", uuid::Uuid::new_v4()), Some(&owner.access_token), json!({})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let invalid = app.post("/api/conversations/not-an-id/read", Some(&owner.access_token), json!({})).await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+    assert!(other_tab.seen.iter().filter(|l| l["name"] == "conversation-read").count() == 1);
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -13,6 +13,7 @@ use crate::http::pagination::{Page, PageParams, page};
 use crate::state::AppState;
 use crate::store::{
     AssigneeFilter, BotStatus, Conversation, ConversationPatch, ConversationQuery, ConversationStatus, Customer, Message,
+    ReadState,
 };
 use crate::validate;
 
@@ -43,6 +44,45 @@ pub struct UpdateConversationRequest {
     pub bot_paused_until: Option<DateTime<Utc>>,
 }
 
+/// A conversation as the calling user sees it in the inbox: with its own read state.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxConversation {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// INBOUND messages after the caller's read mark (all of them before the first mark).
+    pub unread_count: i64,
+    /// The caller's read mark (`POST /api/conversations/:id/read`); `null`: never read.
+    pub last_read_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/conversations/:id/read` answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadMark {
+    pub conversation_id: Uuid,
+    pub last_read_at: DateTime<Utc>,
+    pub unread_count: i64,
+}
+
+/// The conversations with the caller's read state of each.
+async fn with_read_states(state: &AppState, auth: &AuthUser, rows: Vec<Conversation>) -> ApiResult<Vec<InboxConversation>> {
+    let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+    let states: std::collections::HashMap<Uuid, ReadState> =
+        state.store.read_states(auth.id(), &ids).await?.into_iter().map(|s| (s.conversation_id, s)).collect();
+    Ok(rows
+        .into_iter()
+        .map(|conversation| {
+            let read = states.get(&conversation.id);
+            InboxConversation {
+                unread_count: read.map_or(0, |r| r.unread_count),
+                last_read_at: read.and_then(|r| r.last_read_at),
+                conversation,
+            }
+        })
+        .collect())
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerFilter {
@@ -51,14 +91,15 @@ pub struct CustomerFilter {
     pub cursor: Option<String>,
 }
 
-/// The inbox: newest activity first, filtered by status, channel, assignee or customer.
+/// The inbox: newest activity first, filtered by status, channel, assignee or customer; each
+/// with the caller's `unreadCount` and `lastReadAt`.
 #[utoipa::path(get, path = "/api/conversations", tag = "inbox", security(("bearer" = [])), params(ConversationFilter),
-    responses((status = 200, body = Page<Conversation>), (status = 400, body = ApiErrorBody)))]
+    responses((status = 200, body = Page<InboxConversation>), (status = 400, body = ApiErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(filter): ApiQuery<ConversationFilter>,
-) -> ApiResult<Json<Page<Conversation>>> {
+) -> ApiResult<Json<Page<InboxConversation>>> {
     let paging = PageParams { limit: filter.limit, cursor: filter.cursor }.to_query()?;
     let assignee = match filter.assignee_id.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -77,15 +118,37 @@ pub async fn list(
         limit: paging.limit,
     };
     let rows = state.store.list_conversations(auth.tenant_id(), &query).await?;
-    Ok(Json(page(rows, paging.limit, |c| (c.last_message_at, c.id))))
+    let page = page(rows, paging.limit, |c| (c.last_message_at, c.id));
+    let data = with_read_states(&state, &auth, page.data).await?;
+    Ok(Json(Page { data, next_cursor: page.next_cursor }))
 }
 
 #[utoipa::path(get, path = "/api/conversations/{id}", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = Conversation), (status = 404, body = ApiErrorBody)))]
-pub async fn get(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Conversation>> {
+    responses((status = 200, body = InboxConversation), (status = 404, body = ApiErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<InboxConversation>> {
     let conversation =
         state.store.get_conversation(auth.tenant_id(), id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(conversation))
+    let mut one = with_read_states(&state, &auth, vec![conversation]).await?;
+    Ok(Json(one.remove(0)))
+}
+
+/// Marks the conversation read for the caller (its read mark moves to now, its unread count to
+/// 0) and tells the caller's other sockets (`conversation-read`), so every tab clears it.
+#[utoipa::path(post, path = "/api/conversations/{id}/read", tag = "inbox", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = ReadMark), (status = 404, body = ApiErrorBody)))]
+pub async fn read(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<ReadMark>> {
+    // Microseconds, as PostgreSQL keeps them: the answer equals what a later read returns.
+    let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    if !state.store.mark_conversation_read(auth.tenant_id(), auth.id(), id, at).await? {
+        return Err(ApiError::not_found("conversation"));
+    }
+    let mark = ReadMark { conversation_id: id, last_read_at: at, unread_count: 0 };
+    state.realtime.conversation_read(auth.id(), &mark).await;
+    Ok(Json(mark))
 }
 
 /// Changes status (OPEN, CLOSED, SNOOZED), assignee or the AI agent's `botStatus`; emits

@@ -63,6 +63,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(conversations::handlers::list))
         .routes(routes!(conversations::handlers::get, conversations::handlers::update))
         .routes(routes!(conversations::handlers::messages))
+        .routes(routes!(conversations::handlers::read))
         .routes(routes!(agents::handlers::runs))
         .routes(routes!(agents::handlers::list, agents::handlers::create))
         .routes(routes!(agents::handlers::get, agents::handlers::update, agents::handlers::remove))

@@ -281,6 +281,11 @@ impl Realtime {
         self.emit(tenant_id, conversation.channel_instance_id, "conversation-updated", &payload).await;
     }
 
+    /// A user read a conversation: its own sockets (every tab, every replica) clear the marker.
+    pub async fn conversation_read(&self, user_id: Uuid, mark: &impl Serialize) {
+        self.fanout.send(|| self.io.to(user_room(user_id)), "conversation-read", mark).await;
+    }
+
     pub async fn channel_status(&self, tenant_id: Uuid, channel_id: Uuid, status: ChannelStatus) {
         let payload = json!({"channelInstanceId": channel_id, "status": status});
         self.emit(tenant_id, channel_id, "channel-status", &payload).await;

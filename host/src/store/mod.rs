@@ -138,6 +138,18 @@ pub trait Store: BridgeStore + AgentStore + WebhookStore + Send + Sync + 'static
     async fn ingest_message(&self, message: &NewInboundMessage) -> StoreResult<Ingested>;
     async fn list_conversations(&self, tenant_id: Uuid, query: &ConversationQuery) -> StoreResult<Vec<Conversation>>;
     async fn get_conversation(&self, tenant_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<Conversation>>;
+    /// Moves `user_id`'s read mark of a conversation of the tenant to `at`; false when the
+    /// conversation is not the tenant's.
+    async fn mark_conversation_read(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        conversation_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// `user_id`'s read state of each of these conversations (at most 100): its read mark and
+    /// the INBOUND messages after it. Conversations not found are left out.
+    async fn read_states(&self, user_id: Uuid, conversation_ids: &[Uuid]) -> StoreResult<Vec<ReadState>>;
     async fn update_conversation(
         &self,
         tenant_id: Uuid,

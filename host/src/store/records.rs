@@ -438,6 +438,14 @@ pub struct BridgeRequest {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One user's read state of one conversation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReadState {
+    pub conversation_id: Uuid,
+    pub last_read_at: Option<DateTime<Utc>>,
+    pub unread_count: i64,
+}
+
 /// A WhatsApp session (the seed's `WhatsAppSession`); its keys live in `whatsapp_keys`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WhatsAppSessionRow {

@@ -399,6 +399,49 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn mark_conversation_read(
+                &self,
+                tenant_id: Uuid,
+                user_id: Uuid,
+                conversation_id: Uuid,
+                at: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO conversation_reads (user_id, conversation_id, last_read_at)
+                     SELECT $1, id, $3 FROM conversations WHERE id = $2 AND tenant_id = $4
+                     ON CONFLICT (user_id, conversation_id) DO UPDATE SET last_read_at = excluded.last_read_at",
+                )
+                .bind(user_id)
+                .bind(conversation_id)
+                .bind(at)
+                .bind(tenant_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn read_states(&self, user_id: Uuid, conversation_ids: &[Uuid]) -> StoreResult<Vec<ReadState>> {
+                if conversation_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Placeholders only ($2, $3, ...): every value is bound.
+                let list: Vec<String> = (2..conversation_ids.len() + 2).map(|n| format!("${n}")).collect();
+                let sql = format!(
+                    "SELECT c.id AS conversation_id, r.last_read_at AS last_read_at,
+                       (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'INBOUND'
+                          AND (r.last_read_at IS NULL OR m.created_at > r.last_read_at)) AS unread_count
+                     FROM conversations c
+                     LEFT JOIN conversation_reads r ON r.conversation_id = c.id AND r.user_id = $1
+                     WHERE c.id IN ({})",
+                    list.join(", ")
+                );
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id);
+                for id in conversation_ids {
+                    query = query.bind(*id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
             async fn update_conversation(
                 &self,
                 tenant_id: Uuid,
