@@ -259,6 +259,17 @@ pub struct Media {
     pub file_name: Option<String>,
 }
 
+impl Media {
+    /// Downloaded bytes of a stored attachment, typed and named as the attachment says.
+    pub fn of_attachment(bytes: Vec<u8>, attachment: &serde_json::Value) -> Self {
+        Self {
+            bytes,
+            mime_type: attachment["mimeType"].as_str().map(str::to_owned),
+            file_name: attachment["fileName"].as_str().map(str::to_owned),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// This channel type keeps no media the host can fetch.

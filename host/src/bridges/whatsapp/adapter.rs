@@ -105,10 +105,6 @@ impl ChannelAdapter for WhatsAppAdapter {
             return Err(MediaError::NotFound("this attachment has no downloadable media".into()));
         }
         let bytes = self.bridge.download(&self.deps, channel, extra).await.map_err(MediaError::from)?;
-        Ok(Media {
-            bytes,
-            mime_type: attachment["mimeType"].as_str().map(str::to_owned),
-            file_name: attachment["fileName"].as_str().map(str::to_owned),
-        })
+        Ok(Media::of_attachment(bytes, attachment))
     }
 }
