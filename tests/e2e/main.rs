@@ -4,6 +4,7 @@ mod agents;
 mod auth;
 mod channels;
 mod cluster;
+mod console;
 mod crash;
 mod errors;
 mod hardening;

@@ -1,5 +1,6 @@
-//! A real browser: Debian's chromium driven by playwright-core (tests/js/widget-browser.mjs), one
-//! command at a time. Screenshots and the driver's output go to an output folder of the test.
+//! A real browser: Debian's chromium driven by playwright-core (tests/js/widget-browser.mjs for
+//! the widget, tests/js/console-browser.mjs for the console), one command at a time. Screenshots
+//! and the driver's output go to an output folder of the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,16 +33,22 @@ pub struct Browser {
     pub out_dir: PathBuf,
 }
 
-fn driver() -> PathBuf {
-    super::js_script("widget-browser.mjs", "playwright-core")
-}
-
 impl Browser {
-    /// Launches chromium; screenshots and files go to `out_dir`.
+    /// Launches chromium with the widget's driver (`widget-browser.mjs`); screenshots and files
+    /// go to `out_dir`.
     pub async fn launch(out_dir: PathBuf) -> Self {
+        Self::launch_driver("widget-browser.mjs", out_dir).await
+    }
+
+    /// Launches chromium with the console's driver (`console-browser.mjs`: labels, roles, text).
+    pub async fn launch_console(out_dir: PathBuf) -> Self {
+        Self::launch_driver("console-browser.mjs", out_dir).await
+    }
+
+    async fn launch_driver(script: &str, out_dir: PathBuf) -> Self {
         std::fs::create_dir_all(&out_dir).expect("output folder");
         let mut child = Command::new("node")
-            .arg(driver())
+            .arg(super::js_script(script, "playwright-core"))
             .arg(&out_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

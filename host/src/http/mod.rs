@@ -1,6 +1,8 @@
 //! The HTTP edge: the route table, extractors, middleware, health and the OpenAPI document.
 
+pub mod assets;
 pub mod client;
+pub mod console;
 pub mod examples;
 pub mod extract;
 pub mod health;

@@ -136,6 +136,8 @@ pub fn router(state: AppState) -> Router {
     let router = api
         .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
         .merge(docs())
+        .route("/", get(super::console::index))
+        .route("/console/{*path}", get(super::console::file))
         .route("/widget.js", get(visitors::assets::script))
         .route("/widget/demo", get(visitors::assets::demo))
         .route("/widget/demo.css", get(visitors::assets::demo_css))

@@ -2,16 +2,14 @@
 //! socket.io-client bundle and the widget, wrapped in one function so neither leaks a global
 //! into the host page; `/widget/demo?channel=ID` embeds it the way a site does.
 
-use std::sync::LazyLock;
-
 use axum::extract::Query;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::http::assets::StaticFile;
 
 /// The served script: `io` is a local of the wrapper (the bundle's UMD header sees a CommonJS
 /// `module`), and the widget finds its own `<script>` while the wrapper runs.
@@ -25,42 +23,17 @@ pub const WIDGET_JS: &str = concat!(
 const DEMO_HTML: &str = include_str!("../../assets/widget/demo.html");
 const DEMO_CSS: &str = include_str!("../../assets/widget/demo.css");
 
-/// The script, its gzip and its ETag, computed once.
-static SCRIPT: LazyLock<(Vec<u8>, String)> = LazyLock::new(|| {
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let gzipped = gz.write_all(WIDGET_JS.as_bytes()).and_then(|()| gz.finish()).unwrap_or_default();
-    let digest = Sha256::digest(WIDGET_JS.as_bytes());
-    (gzipped, format!("\"{}\"", hex::encode(&digest[..12])))
-});
+static SCRIPT: StaticFile = StaticFile::new("text/javascript; charset=utf-8", WIDGET_JS.as_bytes(), "public, max-age=300");
 
 /// The gzipped size of `/widget.js`, for the size budget (40 KB).
 pub fn gzipped_script_len() -> usize {
-    SCRIPT.0.len()
+    SCRIPT.gzipped_len()
 }
 
 /// `GET /widget.js`: loadable from any site (`Cross-Origin-Resource-Policy: cross-origin`), gzipped
 /// when the browser takes it, revalidated by ETag.
 pub async fn script(headers: HeaderMap) -> Response {
-    let (gzipped, etag) = &*SCRIPT;
-    let common = [
-        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-        (header::CACHE_CONTROL, "public, max-age=300"),
-        (header::VARY, "Accept-Encoding"),
-        (header::HeaderName::from_static("cross-origin-resource-policy"), "cross-origin"),
-    ];
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return (StatusCode::NOT_MODIFIED, common, [(header::ETAG, etag.clone())]).into_response();
-    }
-    let accepts_gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))));
-    if accepts_gzip && !gzipped.is_empty() {
-        (common, [(header::ETAG, etag.clone()), (header::CONTENT_ENCODING, "gzip".to_owned())], gzipped.clone()).into_response()
-    } else {
-        (common, [(header::ETAG, etag.clone())], WIDGET_JS).into_response()
-    }
+    SCRIPT.respond(&headers, &[(header::HeaderName::from_static("cross-origin-resource-policy"), "cross-origin")])
 }
 
 #[derive(Debug, Deserialize)]

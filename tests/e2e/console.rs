@@ -1,0 +1,334 @@
+//! The web console at `/`: served from the binary under a strict CSP, and used in a real browser
+//! (Debian's chromium, driven by playwright-core) the way a person uses it, by labels, roles and
+//! visible text: sign up, add a Telegram bot, a customer's message appears live, reply, the
+//! reply is sent; a dead letter retried from the queue page; a WhatsApp channel paired through
+//! its live QR code; a user invited and signed in. Screenshots are written to
+//! `target/tmp/browser/console/` (looked at when the console changes).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use omnichat::Connectors;
+use omnichat::bridges::whatsapp::client::WaEvent;
+use omnichat_tests::browser::{self, Browser};
+use omnichat_tests::fake::FakeProvider;
+use omnichat_tests::whatsapp::WhatsAppScript;
+use omnichat_tests::{Db, TestApp, eventually, spawn_app, spawn_app_with_connectors, telegram_text};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_from_the_binary_under_a_strict_csp() {
+    let app = spawn_app(Db::Sqlite).await;
+    let page = app.client.get(app.url("/")).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_owned();
+    for directive in
+        ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]
+    {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(page.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"<meta name="omnichat-socket-path" content="/socket.io">"#), "{html}");
+    assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
+
+    let script = app.client.get(app.url("/console/app.js")).header("accept-encoding", "gzip").send().await.expect("js");
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(script.headers()["content-encoding"], "gzip");
+    let etag = script.headers()["etag"].to_str().expect("etag").to_owned();
+    let again = app.client.get(app.url("/console/app.js")).header("if-none-match", &etag).send().await.expect("js");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let socket_io = app.client.get(app.url("/console/vendor/socket.io.min.js")).send().await.expect("socket.io");
+    assert_eq!(socket_io.status(), StatusCode::OK);
+    assert!(socket_io.text().await.expect("text").contains("Socket.IO"), "the vendored client");
+
+    let missing = app.client.get(app.url("/console/nope.js")).send().await.expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<Value>().await.expect("json")["error"]["code"], "not_found");
+    let traversal = app.client.get(app.url("/console/..%2F..%2FCargo.toml")).send().await.expect("404");
+    assert_eq!(traversal.status(), StatusCode::NOT_FOUND);
+    // The API's own routes are untouched.
+    assert_eq!(app.client.get(app.url("/api/nope")).send().await.expect("404").status(), StatusCode::NOT_FOUND);
+}
+
+/// The browser, with a few words for what a person does.
+struct Person {
+    browser: Browser,
+    base: String,
+}
+
+impl Person {
+    async fn goto(&mut self, path: &str) -> Value {
+        self.browser.run(json!({"cmd": "goto", "url": format!("{}{path}", self.base)})).await
+    }
+    async fn fill(&mut self, label: &str, value: &str) {
+        self.browser.run(json!({"cmd": "fill", "label": label, "value": value})).await;
+    }
+    async fn choose(&mut self, label: &str, value: &str) {
+        self.browser.run(json!({"cmd": "selectOption", "label": label, "value": value})).await;
+    }
+    async fn button(&mut self, name: &str) {
+        self.browser.run(json!({"cmd": "click", "role": "button", "name": name, "exact": true})).await;
+    }
+    async fn link(&mut self, name: &str) {
+        self.browser.run(json!({"cmd": "click", "role": "link", "name": name, "exact": true})).await;
+    }
+    async fn heading(&mut self, text: &str) {
+        self.browser.run(json!({"cmd": "waitVisible", "role": "heading", "name": text, "exact": true})).await;
+    }
+    async fn sees(&mut self, css: &str, text: &str) -> String {
+        let answer = self.browser.run(json!({"cmd": "waitText", "css": css, "text": text, "timeoutMs": 20000})).await;
+        answer["text"].as_str().unwrap_or_default().to_owned()
+    }
+    async fn eval(&mut self, expr: &str) -> Value {
+        self.browser.run(json!({"cmd": "eval", "expr": expr})).await["value"].clone()
+    }
+    async fn screenshot(&mut self, file: &str) -> PathBuf {
+        self.browser.screenshot(file).await
+    }
+    /// Nothing went wrong in the page: no uncaught error, no CSP violation, no console error but
+    /// the ones `allowed` names (a 404 the console expects, such as a QR code not there yet).
+    async fn clean(&mut self, allowed: &[&str]) {
+        let diagnostics = self.browser.run(json!({"cmd": "diagnostics", "clear": true})).await;
+        assert_eq!(diagnostics["pageErrors"], json!([]), "{diagnostics}");
+        assert_eq!(diagnostics["csp"], json!([]), "{diagnostics}");
+        assert_eq!(diagnostics["failedRequests"], json!([]), "{diagnostics}");
+        let unexpected: Vec<&Value> = diagnostics["httpErrors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter(|e| !allowed.iter().any(|a| e["url"].as_str().is_some_and(|u| u.contains(a))))
+            .collect();
+        assert!(unexpected.is_empty(), "unexpected HTTP errors: {unexpected:?}\n{diagnostics}");
+        let errors: Vec<&Value> = diagnostics["console"]
+            .as_array()
+            .expect("console")
+            .iter()
+            .filter(|m| m["type"] == "error" && !m["text"].as_str().is_some_and(|t| t.starts_with("Failed to load resource")))
+            .collect();
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+    }
+}
+
+async fn conversation_of(app: &TestApp, token: &str) -> (String, Vec<Value>) {
+    let list = app.get("/api/conversations?limit=10", token).await.body;
+    let id = list["data"][0]["id"].as_str().expect("a conversation").to_owned();
+    let messages = app.get(&format!("/api/conversations/{id}/messages?limit=100"), token).await.body;
+    (id, messages["data"].as_array().expect("messages").clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
+    if !browser::available() {
+        return;
+    }
+    let telegram = FakeProvider::start().await;
+    let script = WhatsAppScript::new();
+    let telegram_url = telegram.base_url();
+    let app = spawn_app_with_connectors(
+        Db::Sqlite,
+        move |config| config.providers.telegram_api_base_url = telegram_url,
+        Connectors { whatsapp: script.connector(), ..Default::default() },
+    )
+    .await;
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser/console");
+    let mut me = Person { browser: Browser::launch_console(out).await, base: app.base_url() };
+
+    // A newcomer opens the host and is asked to sign in; the form works from the keyboard.
+    let loaded = me.goto("/").await;
+    assert_eq!(loaded["status"], 200, "{loaded}");
+    me.heading("Sign in to OmniChat").await;
+    let order = me.browser.run(json!({"cmd": "focusOrder", "count": 4})).await;
+    assert_eq!(order["order"], json!(["Email", "Password", "Sign in", "Create a workspace"]), "{order}");
+    me.screenshot("sign-in.png").await;
+
+    // Sign up: a workspace and its owner.
+    me.link("Create a workspace").await;
+    me.heading("Create your workspace").await;
+    me.fill("Workspace name", "Acme Shoes").await;
+    me.fill("Your name", "Olivia Owner").await;
+    me.fill("Email", "olivia@acme-shoes.io").await;
+    me.fill("Password", "correct horse battery").await;
+    me.button("Create workspace").await;
+    me.sees(".topbar", "Acme Shoes").await;
+    me.sees(".conv-list", "No conversations").await;
+    let login = app.login("olivia@acme-shoes.io", "correct horse battery").await;
+    assert_eq!(login.status, StatusCode::OK, "the account the console made signs in: {}", login.body);
+    let token = login.body["accessToken"].as_str().expect("token").to_owned();
+
+    // Add a Telegram bot channel from the form its config schema builds.
+    me.link("Channels").await;
+    me.heading("Channels").await;
+    me.link("Add channel").await;
+    me.choose("Type", "TELEGRAM_BOT").await;
+    me.fill("Name", "Acme bot").await;
+    me.fill("botToken (required)", "123:SECRET").await;
+    me.button("Add channel").await;
+    me.heading("Acme bot").await;
+    let channel_id = me.eval("location.hash.split('/')[2]").await.as_str().expect("id").to_owned();
+    let webhook = me.browser.run(json!({"cmd": "value", "label": "Webhook URL"})).await;
+    assert_eq!(webhook["value"], format!("{}/api/webhooks/{channel_id}", app.base_url()));
+    let stored = app.get(&format!("/api/channels/{channel_id}"), &token).await.body;
+    assert_eq!(stored["config"]["botToken"], "********", "the secret was stored, and is not shown");
+    let page_text = me.browser.run(json!({"cmd": "text", "css": "main"})).await;
+    assert!(!page_text["text"].as_str().expect("text").contains("123:SECRET"), "the token is never shown again");
+
+    // A customer writes: the conversation appears live, unread.
+    me.link("Inbox").await;
+    me.sees(".conv-list", "No conversations").await;
+    let update = telegram_text(1, 11, 4242, "Where is my order #1234?");
+    assert_eq!(app.telegram_update(&channel_id, &update, None).await.status, StatusCode::OK);
+    me.sees(".conv-list", "Bob Builder").await;
+    me.browser.run(json!({"cmd": "waitVisible", "css": ".conv-list .unread", "hasText": "1"})).await;
+
+    // Open it: the thread shows the message and the unread marker goes.
+    me.browser.run(json!({"cmd": "click", "css": ".conv-list a", "hasText": "Bob Builder"})).await;
+    me.sees(".messages", "Where is my order #1234?").await;
+    me.browser.run(json!({"cmd": "waitHidden", "css": ".conv-list .unread"})).await;
+    let (conversation_id, _) = conversation_of(&app, &token).await;
+    let read = app.get(&format!("/api/conversations/{conversation_id}"), &token).await.body;
+    assert_eq!(read["unreadCount"], 0, "opening it marked it read: {read}");
+
+    // A second message arrives while it is open, and the customer is typing.
+    let update = telegram_text(2, 12, 4242, "It was due yesterday");
+    assert_eq!(app.telegram_update(&channel_id, &update, None).await.status, StatusCode::OK);
+    me.sees(".messages", "It was due yesterday").await;
+    eventually(WAIT, "the open conversation to be read again", || async {
+        let read = app.get(&format!("/api/conversations/{conversation_id}"), &token).await.body;
+        (read["unreadCount"] == 0).then_some(())
+    })
+    .await;
+
+    // Reply: the fake Bot API gets it, and the thread shows it sent.
+    me.fill("Reply", "It ships today, sorry for the wait!").await;
+    me.browser.run(json!({"cmd": "press", "label": "Reply", "key": "Enter"})).await;
+    let sent = telegram.wait_for(1, WAIT).await;
+    assert_eq!(sent[0].path, "/bot123:SECRET/sendMessage");
+    assert_eq!(sent[0].body, json!({"chat_id": "4242", "text": "It ships today, sorry for the wait!"}));
+    me.browser
+        .run(json!({"cmd": "waitAttr", "css": ".msg.outbound", "nth": "last", "name": "data-status", "value": "SENT", "timeoutMs": 20000}))
+        .await;
+    me.sees(".msg.outbound >> nth=-1", "SENT").await;
+
+    // Assign it to me; snooze it (it leaves the open list) and reopen it.
+    let my_id = login.body["user"]["id"].as_str().expect("user id").to_owned();
+    me.choose("Assign to", &my_id).await;
+    me.sees(".conv-list", "→ me").await;
+    let assigned = app.get(&format!("/api/conversations/{conversation_id}"), &token).await.body;
+    assert_eq!(assigned["assigneeId"], my_id.as_str());
+    me.button("Snooze").await;
+    me.sees(".conv-list", "No conversations").await;
+    me.button("Reopen").await;
+    me.sees(".conv-list", "Bob Builder").await;
+    let reopened = app.get(&format!("/api/conversations/{conversation_id}"), &token).await.body;
+    assert_eq!(reopened["status"], "OPEN");
+    me.screenshot("inbox.png").await;
+
+    // A reply the provider refuses for good becomes a dead letter, retried from the queue page.
+    telegram.script([(403, json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))]);
+    me.fill("Reply", "Are you still there?").await;
+    me.button("Send").await;
+    me.browser
+        .run(json!({"cmd": "waitAttr", "css": ".msg.outbound", "nth": "last", "name": "data-status", "value": "FAILED", "timeoutMs": 20000}))
+        .await;
+    me.sees(".msg.outbound >> nth=-1", "bot was blocked").await;
+    me.link("Queue").await;
+    me.heading("Queue").await;
+    me.sees(".table-wrap", "bot was blocked by the user").await;
+    me.screenshot("queue-dead-letter.png").await;
+    me.browser.run(json!({"cmd": "click", "role": "button", "name": "Retry"})).await;
+    me.sees(".table-wrap", "No dead letters").await;
+    let (_, messages) = conversation_of(&app, &token).await;
+    let retried = messages.iter().find(|m| m["text"] == "Are you still there?").expect("the retried reply");
+    let retried_id = retried["id"].as_str().expect("id").to_owned();
+    app.message_with_status(&omnichat_tests::Session::from_auth(&login.body), &conversation_id, &retried_id, "SENT").await;
+    assert_eq!(telegram.requests().len(), 3, "sent, refused, sent again");
+    me.clean(&[]).await;
+
+    // WhatsApp: the QR code appears, is replaced by the next one, and pairing connects it.
+    me.link("Channels").await;
+    me.link("Add channel").await;
+    me.choose("Type", "WHATSAPP").await;
+    me.fill("Name", "Shop WhatsApp").await;
+    me.button("Add channel").await;
+    me.heading("Shop WhatsApp").await;
+    let qr = json!({"cmd": "waitAttr", "css": ".qr-box img", "name": "data-version"});
+    let first = me.browser.run(qr.clone()).await["value"].clone();
+    let loaded = me
+        .eval(
+            "(async () => { const img = document.querySelector('.qr-box img'); await img.decode(); return img.naturalWidth; })()",
+        )
+        .await;
+    assert!(loaded.as_u64().is_some_and(|w| w > 100), "the QR image decoded: {loaded}");
+    let first_src = me.browser.run(json!({"cmd": "attr", "css": ".qr-box img", "name": "src"})).await["value"].clone();
+    me.screenshot("whatsapp-qr.png").await;
+    script.emit(WaEvent::Qr { code: "2@the-next-qr-code".into(), ttl: Duration::from_secs(20) });
+    let mut next = qr.clone();
+    next["changedFrom"] = first.clone();
+    me.browser.run(next).await;
+    let next_src = me.browser.run(json!({"cmd": "attr", "css": ".qr-box img", "name": "src"})).await["value"].clone();
+    assert_ne!(first_src, next_src, "a new image replaced the old one");
+    let channels = app.get("/api/channels", &token).await.body;
+    let wa = channels.as_array().expect("channels").iter().find(|c| c["type"] == "WHATSAPP").expect("wa").clone();
+    let shown = app.get(&format!("/api/channels/{}/whatsapp/qr", wa["id"].as_str().expect("id")), &token).await.body;
+    assert_eq!(shown["qr"], "2@the-next-qr-code", "the page shows the current code");
+    script.pair().await;
+    me.sees(".qr-box", "Connected").await;
+    me.sees(".page-header", "CONNECTED").await;
+    me.screenshot("whatsapp-connected.png").await;
+    me.clean(&["/whatsapp/qr.svg"]).await;
+
+    // Invite a user: the one-time password is shown once; they sign in with it.
+    me.link("Users").await;
+    me.heading("Users").await;
+    me.fill("Email", "alex@acme-shoes.io").await;
+    me.fill("Name", "Alex Agent").await;
+    me.choose("Role", "agent").await;
+    me.button("Invite").await;
+    me.browser.run(json!({"cmd": "waitVisible", "role": "dialog"})).await;
+    let password = me.browser.run(json!({"cmd": "value", "label": "Temporary password"})).await["value"]
+        .as_str()
+        .expect("password")
+        .to_owned();
+    assert!(password.len() >= 12, "{password}");
+    me.button("Done").await;
+    me.sees(".table-wrap", "alex@acme-shoes.io").await;
+    me.button("Sign out").await;
+    me.heading("Sign in to OmniChat").await;
+    me.fill("Email", "alex@acme-shoes.io").await;
+    me.fill("Password", &password).await;
+    me.browser.run(json!({"cmd": "press", "label": "Password", "key": "Enter"})).await;
+    me.sees(".me", "agent").await;
+    me.sees(".conv-list", "Bob Builder").await;
+    me.link("Users").await;
+    me.sees("main", "Only owners and admins manage users.").await;
+
+    // On a phone: the inbox list, then the thread on its own, nothing wider than the screen.
+    me.browser.run(json!({"cmd": "viewport", "width": 390, "height": 844})).await;
+    me.link("Inbox").await;
+    me.browser.run(json!({"cmd": "click", "css": ".conv-list a", "hasText": "Bob Builder"})).await;
+    me.sees(".messages", "It ships today").await;
+    let overflow = me.eval("document.documentElement.scrollWidth - window.innerWidth").await;
+    assert_eq!(overflow, 0, "no horizontal scrolling on a phone");
+    me.screenshot("inbox-phone.png").await;
+    me.clean(&[]).await;
+
+    // Another tenant's console shows none of this.
+    me.browser.run(json!({"cmd": "newSession"})).await;
+    let other = app.register("someone@else.io").await;
+    assert_eq!(app.get("/api/conversations", &other.access_token).await.body["data"], json!([]));
+    me.goto("/").await;
+    me.heading("Sign in to OmniChat").await;
+    me.fill("Email", "someone@else.io").await;
+    me.fill("Password", omnichat_tests::PASSWORD).await;
+    me.button("Sign in").await;
+    me.sees(".conv-list", "No conversations").await;
+    me.link("Channels").await;
+    me.sees("main", "No channels yet").await;
+    me.clean(&[]).await;
+}
