@@ -332,3 +332,132 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
     me.sees("main", "No channels yet").await;
     me.clean(&[]).await;
 }
+
+/// A 1×1 PNG: what the account's photo "is", so the browser has a real image to decode.
+const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_account_an_ai_agent_and_a_colleague_in_the_console() {
+    use base64::Engine;
+    use omnichat_tests::socket::SocketClient;
+    use omnichat_tests::telegram::{TelegramScript, private_message};
+
+    if !browser::available() {
+        return;
+    }
+    let script = TelegramScript::new();
+    script.update(|s| s.password = Some(("hunter2".into(), "the usual".into())));
+    // Access tokens of 62 s: the console refreshes them in the background after 5 s.
+    let app = spawn_app_with_connectors(
+        Db::Sqlite,
+        |config| {
+            config.bridges.telegram_api = Some((12345, "0123456789abcdef".to_owned().into()));
+            config.agents.openai_base_url = None;
+            config.agents.openai_api_key = None;
+            config.jwt.access_ttl = Duration::from_secs(62);
+        },
+        Connectors { telegram: script.connector(), ..Default::default() },
+    )
+    .await;
+    let owner = app.register("owner@tg-console.io").await;
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser/console");
+    let mut me = Person { browser: Browser::launch_console(out).await, base: app.base_url() };
+    me.goto("/").await;
+    me.fill("Email", "owner@tg-console.io").await;
+    me.fill("Password", omnichat_tests::PASSWORD).await;
+    me.button("Sign in").await;
+    me.sees(".conv-list", "No conversations").await;
+    let first_token = me.eval("JSON.parse(localStorage.getItem('omnichat.session')).accessToken").await;
+
+    // Telegram user account: phone -> code -> two-step password.
+    me.link("Channels").await;
+    me.link("Add channel").await;
+    me.choose("Type", "TELEGRAM_USER").await;
+    me.fill("Name", "Support account").await;
+    me.fill("Phone number", "+4915112345678").await;
+    me.button("Add channel").await;
+    me.heading("Support account").await;
+    me.fill("Login code", "24680").await;
+    me.button("Confirm code").await;
+    me.sees("main", "the usual").await;
+    me.fill("Two-step verification password", "hunter2").await;
+    me.button("Sign in").await;
+    me.sees("main", "Signed in").await;
+    me.sees(".page-header", "CONNECTED").await;
+    me.screenshot("telegram-user-connected.png").await;
+
+    // An AI agent (the echo fallback: no model configured) made on the agents page.
+    me.link("Agents").await;
+    me.heading("Agents").await;
+    me.button("New agent").await;
+    me.fill("Name", "Shopbot").await;
+    me.fill("System prompt", "You answer for Acme Shoes.").await;
+    me.button("Create agent").await;
+    me.sees(".table-wrap", "Shopbot").await;
+    let agents = app.get("/api/agents", &owner.access_token).await.body;
+    assert_eq!(agents[0]["name"], "Shopbot", "{agents}");
+    assert_eq!(agents[0]["systemPrompt"], "You answer for Acme Shoes.");
+    me.screenshot("agents.png").await;
+
+    // A photo from a customer: shown in the thread through the media route; the agent answers.
+    me.link("Inbox").await;
+    script.update(|s| {
+        s.media = base64::engine::general_purpose::STANDARD.decode(PIXEL_PNG).expect("png");
+        let mut message = private_message(1, 5003, "my shoe came like this", false);
+        message.attachments =
+            vec![json!({"kind": "image", "url": null, "mimeType": "image/png", "fileName": "shoe.png", "size": 70,
+            "extra": {"photoId": "5123", "accessHash": "-77", "fileReference": "AQID", "dcId": 2, "thumbSize": "y"}})];
+        s.feed.push(message);
+    });
+    me.sees(".conv-list", "User 5003").await;
+    me.browser.run(json!({"cmd": "click", "css": ".conv-list a", "hasText": "User 5003"})).await;
+    me.sees(".messages", "my shoe came like this").await;
+    let decoded = me
+        .eval("(async () => { for (let i = 0; i < 200; i++) { const img = document.querySelector('.msg img.media'); if (img && img.complete && img.naturalWidth) return img.naturalWidth; await new Promise(r => setTimeout(r, 50)); } return 0; })()")
+        .await;
+    assert_eq!(decoded, 1, "the photo came through the media route and decoded");
+    me.sees(".messages", "Echo: my shoe came like this").await;
+    me.browser
+        .run(json!({"cmd": "waitAttr", "css": ".msg.outbound", "nth": "last", "name": "data-status", "value": "SENT", "timeoutMs": 20000}))
+        .await;
+    me.sees(".msg.outbound >> nth=-1", "AI agent").await;
+    me.button("Details").await;
+    me.sees(".details", "REPLIED").await;
+    me.sees(".details", "Shopbot").await;
+
+    // Pause the bot on this conversation, then resume it.
+    me.button("Pause bot").await;
+    me.sees(".thread-head", "PAUSED").await;
+    let conversations = app.get("/api/conversations", &owner.access_token).await.body;
+    let conversation_id = conversations["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(conversations["data"][0]["botStatus"], "PAUSED");
+    me.button("Resume bot").await;
+    me.sees(".thread-head", "ACTIVE").await;
+
+    // A colleague typing on the same conversation shows in the thread.
+    let colleague = app
+        .post(
+            "/api/users",
+            Some(&owner.access_token),
+            json!({"email": "colleague@tg-console.io", "name": "Casey", "password": "another good password"}),
+        )
+        .await;
+    assert_eq!(colleague.status, StatusCode::CREATED, "{}", colleague.body);
+    let login = app.login("colleague@tg-console.io", "another good password").await;
+    let mut socket = SocketClient::connect(&app.base_url(), login.body["accessToken"].as_str(), &[]).await;
+    socket.ready().await;
+    socket.emit("typing", json!({"conversationId": conversation_id, "typing": true}), true).await;
+    me.sees(".typing", "Casey is typing").await;
+    me.screenshot("inbox-agent-reply.png").await;
+
+    // The access token was refreshed in the background, and the page kept working on the new one.
+    let refreshed = me
+        .eval(&format!(
+            "(async () => {{ for (let i = 0; i < 400; i++) {{ if (JSON.parse(localStorage.getItem('omnichat.session')).accessToken !== {first_token}) return true; await new Promise(r => setTimeout(r, 50)); }} return false; }})()"
+        ))
+        .await;
+    assert_eq!(refreshed, true, "the access token was refreshed in the background");
+    script.incoming(2, 5003, "thanks!");
+    me.sees(".messages", "thanks!").await;
+    me.clean(&["/api/telegram/user/confirm"]).await;
+}

@@ -48,6 +48,18 @@ export async function render(main, { params }) {
     const u = users.find((x) => x.id === id);
     return u ? u.name || u.email : "someone";
   };
+  // A colleague added since the page loaded: the users are read again (once per unknown id).
+  const asked = new Set();
+  async function knowUser(id) {
+    if (!id || users.some((u) => u.id === id) || asked.has(id)) return;
+    asked.add(id);
+    try {
+      const list = await api("GET", "/api/users");
+      users = list.data || list;
+    } catch {
+      /* the name stays unknown */
+    }
+  }
 
   // ---- the list ----
   function matches(conv) {
@@ -502,8 +514,10 @@ export async function render(main, { params }) {
       const known = conversations.find((c) => c.id === conversationId);
       if (known && known.unreadCount) upsert({ ...known, unreadCount: 0 });
     }),
-    live.on("typing", (event) => {
-      if (event.conversationId === openId && thread && event.userId !== me?.id) thread.typing(event);
+    live.on("typing", async (event) => {
+      if (event.conversationId !== openId || !thread || event.userId === me?.id) return;
+      if (event.from === "agent" && event.typing) await knowUser(event.userId);
+      if (event.conversationId === openId) thread?.typing(event);
     }),
     live.onReconnect(async () => {
       await loadList().catch(() => {});
