@@ -53,8 +53,10 @@ function expiry(token) {
 function schedule() {
   clearTimeout(timer);
   if (!session) return;
-  const due = expiry(session.accessToken) - Date.now() - 60_000;
-  timer = setTimeout(() => refresh().catch(() => {}), Math.max(due, 5_000));
+  // Tabs without Web Locks (a plain-http address other than localhost) spread their timers.
+  const jitter = navigator.locks ? 0 : Math.random() * 20_000;
+  const due = expiry(session.accessToken) - Date.now() - 60_000 - jitter;
+  timer = setTimeout(() => refresh().catch(() => setTimeout(() => session && schedule(), 10_000)), Math.max(due, 5_000));
 }
 
 async function withLock(fn) {
@@ -62,22 +64,27 @@ async function withLock(fn) {
   return fn();
 }
 
-/** A fresh access token (rotating the pair when it is close to expiry). Signs out when refused. */
-export async function refresh() {
+/**
+ * A fresh access token. `failed` is the token a request was refused with: a pair another tab (or
+ * an earlier call) stored since is taken as it is instead of rotating again. Signs out when the
+ * refresh token is refused.
+ */
+export async function refresh(failed) {
   return withLock(async () => {
     const stored = load();
     if (!stored) {
       save(null);
       throw new ApiError(401, "unauthorized", "Signed out");
     }
-    if (stored.accessToken !== session?.accessToken && expiry(stored.accessToken) - Date.now() > 60_000) {
-      save(stored);
+    if (stored.accessToken !== failed && expiry(stored.accessToken) - Date.now() > 60_000) {
+      if (stored.accessToken !== session?.accessToken) save(stored);
       return stored.accessToken;
     }
     const response = await fetch("/api/auth/refresh", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ refreshToken: stored.refreshToken }),
+      signal: AbortSignal.timeout(15_000),
     });
     if (response.status === 401 || response.status === 403) {
       save(null);
@@ -85,9 +92,22 @@ export async function refresh() {
     }
     if (!response.ok) throw await toError(response);
     const body = await response.json();
+    // Signed out (or in as someone else) meanwhile: the new pair must not sign this tab back in.
+    if (load()?.refreshToken !== stored.refreshToken) {
+      revoke(body.refreshToken);
+      throw new ApiError(401, "unauthorized", "Signed out");
+    }
     save({ ...stored, accessToken: body.accessToken, refreshToken: body.refreshToken, user: body.user || stored.user, tenant: body.tenant || stored.tenant });
     return body.accessToken;
   });
+}
+
+function revoke(refreshToken) {
+  return fetch("/api/auth/logout", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ refreshToken }),
+  }).catch(() => {});
 }
 
 export class ApiError extends Error {
@@ -130,10 +150,10 @@ export async function api(method, path, body, { raw = false, headers = {}, auth 
       },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
-  let response = await send(session?.accessToken);
+  const token = session?.accessToken;
+  let response = await send(token);
   if (response.status === 401 && auth && session) {
-    await refresh();
-    response = await send(session?.accessToken);
+    response = await send(await refresh(token));
   }
   if (!response.ok) throw await toError(response);
   if (raw) return response;
@@ -150,15 +170,13 @@ export async function signIn(path, body) {
 }
 
 export async function signOut() {
-  const stored = load();
-  save(null);
-  if (stored?.refreshToken) {
-    await fetch("/api/auth/logout", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ refreshToken: stored.refreshToken }),
-    }).catch(() => {});
-  }
+  // Under the lock: a refresh running in another tab cannot sign the tabs back in.
+  const stored = await withLock(async () => {
+    const before = load();
+    save(null);
+    return before;
+  });
+  if (stored?.refreshToken) await revoke(stored.refreshToken);
 }
 
 /** Updates the kept user (after `GET /api/auth/me`). */

@@ -29,6 +29,14 @@ let shell = null;
 // The page shown, so a change of its parameters only (`#/inbox/A` -> `#/inbox/B`) goes to its
 // `update(params)` when it has one, instead of building the page again.
 let shown = null;
+// The user the shell was built for (a sign-in as someone else in another tab rebuilds it).
+let shellUser = null;
+let liveDot = null;
+live.onState((state) => {
+  if (!liveDot) return;
+  liveDot.dataset.state = state;
+  liveDot.setAttribute("aria-label", `Live updates: ${state}`);
+});
 let generation = 0;
 
 function parseRoute() {
@@ -45,10 +53,7 @@ export function go(path) {
 function buildShell() {
   const session = current();
   const status = h("span", { class: "live-dot", role: "img", "aria-label": "Live updates: connecting", title: "Live updates" });
-  live.onState((state) => {
-    status.dataset.state = state;
-    status.setAttribute("aria-label", `Live updates: ${state}`);
-  });
+  liveDot = status;
   const nav = h(
     "nav",
     { class: "nav", "aria-label": "Main" },
@@ -102,6 +107,7 @@ async function route() {
   } else {
     if (!shell) {
       shell = buildShell();
+      shellUser = session.user?.id;
       live.connect();
     }
     main = shell.main;
@@ -132,12 +138,20 @@ async function route() {
 }
 
 onSession((session) => {
-  if (!session) {
+  if (!session || (shell && session.user?.id !== shellUser)) {
     live.disconnect();
+    cleanup?.();
+    cleanup = null;
     shell = null;
     shown = null;
     route();
   }
+});
+
+// The skip link moves focus to the page, not through the hash router.
+document.querySelector(".skip")?.addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main")?.focus();
 });
 
 window.addEventListener("hashchange", route);

@@ -20,6 +20,15 @@ const reconnectHandlers = new Set();
 const stateHandlers = new Set();
 let socket = null;
 let everConnected = false;
+let retryDelay = 1000;
+let retryTimer = null;
+
+/** Connects again after a pause that doubles up to 30 s while it keeps failing. */
+function retryLater() {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => socket?.connect(), retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 30_000);
+}
 
 function dispatch(event, payload) {
   for (const fn of handlers.get(event) || []) {
@@ -50,28 +59,37 @@ export function connect() {
   socket = window.io({
     path,
     transports: ["websocket", "polling"],
+    tryAllTransports: true,
     auth: (cb) => cb({ token: accessToken() }),
   });
   socket.on("connect", () => {
+    retryDelay = 1000;
     setState("connected");
     if (everConnected) reconnectHandlers.forEach((fn) => fn());
     everConnected = true;
   });
-  socket.on("disconnect", () => setState("disconnected"));
-  socket.on("connect_error", async () => {
+  // The client reconnects by itself after a network failure (`socket.active`); a handshake the
+  // server refused (an expired token) and a disconnect by the server are left to us.
+  socket.on("connect_error", async (error) => {
     setState("disconnected");
-    // An expired token is refused at the handshake: refresh it and let the client retry.
-    try {
-      await refresh();
-    } catch {
-      /* signed out: the app shows the sign-in page */
+    if (socket?.active) return;
+    if (String(error?.message || "").startsWith("unauthorized")) {
+      try {
+        await refresh(accessToken());
+      } catch {
+        return; // signed out: the app shows the sign-in page
+      }
     }
+    retryLater();
   });
-  // The server ends a socket whose token expired or whose user changed: reconnect with a fresh one.
+  socket.on("disconnect", (reason) => {
+    setState("disconnected");
+    if (reason === "io server disconnect") retryLater();
+  });
+  // Sent before the server ends a socket whose token expired or whose user changed.
   socket.on("unauthorized", async () => {
     try {
-      await refresh();
-      setTimeout(() => socket?.connect(), 200);
+      await refresh(accessToken());
     } catch {
       /* signed out */
     }
@@ -80,6 +98,7 @@ export function connect() {
 }
 
 export function disconnect() {
+  clearTimeout(retryTimer);
   socket?.disconnect();
   socket = null;
   everConnected = false;

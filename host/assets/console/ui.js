@@ -84,7 +84,7 @@ export function formValues(form) {
 /** A message in the page's live region (`kind`: info, error). */
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
-  const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : undefined }, message);
+  const item = h("div", { class: `toast ${kind}` }, message);
   box.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
 }

@@ -52,10 +52,12 @@ fn page_headers() -> [(HeaderName, &'static str); 1] {
     [(header::CONTENT_SECURITY_POLICY, CSP)]
 }
 
-/// `GET /`: the console's page, told where Socket.IO lives (`SOCKET_PATH`).
+/// `GET /`: the console's page, told where Socket.IO lives (`SOCKET_PATH`) and where providers
+/// reach the host (`OMNICHAT_PUBLIC_URL`, for the webhook URLs it shows).
 pub async fn index(State(state): State<AppState>) -> Response {
-    let socket_path = html_attribute(&state.config.socket_path);
-    let page = INDEX.replace("{{SOCKET_PATH}}", &socket_path);
+    let page = INDEX
+        .replace("{{SOCKET_PATH}}", &html_attribute(&state.config.socket_path))
+        .replace("{{PUBLIC_URL}}", &html_attribute(state.config.public_url.as_deref().unwrap_or_default()));
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

@@ -67,7 +67,7 @@ export async function render(main, { canManage }) {
   function agentForm(agent) {
     const errors = errorBox();
     const a = agent || { active: true, model: "gpt-4o-mini", trigger: { type: "ALL", keywords: [], matchMode: "CONTAINS" }, channelInstanceIds: [], tools: ["handoff_to_human"], httpTools: [], debounceMs: 0, cooldownSeconds: 30, humanPauseMinutes: 30, historyMessages: 20, maxTokens: 1024 };
-    const num = (name, label, value, hint) => field(label, h("input", { name, type: "number", min: 0, step: "any", value: value ?? "" }), hint);
+    const num = (name, label, value, hint, step = 1) => field(label, h("input", { name, type: "number", min: 0, step, value: value ?? "" }), hint);
     const triggerType = select({ name: "triggerType" }, [["ALL", "Every customer message"], ["KEYWORD", "Messages with keywords"]], a.trigger.type);
     const keywords = h("div", { hidden: a.trigger.type !== "KEYWORD" },
       h("div", { class: "row" },
@@ -95,7 +95,7 @@ export async function render(main, { canManage }) {
         channels.map((c) => checkbox(`${c.name} (${c.type})`, { name: "channelInstanceIds[]", value: c.id, checked: a.channelInstanceIds.includes(c.id) }))),
       h("fieldset", {}, h("legend", {}, "When it answers"), field("Trigger", triggerType), keywords, checkbox("Stay out of group chats", { name: "ignoreGroups", checked: a.ignoreGroups })),
       h("div", { class: "row" },
-        num("temperature", "Temperature", a.temperature, "empty: the model's default"),
+        num("temperature", "Temperature", a.temperature, "empty: the model's default", "any"),
         num("maxTokens", "Max tokens", a.maxTokens),
         num("debounceMs", "Debounce (ms)", a.debounceMs, "wait for the customer's burst"),
         num("cooldownSeconds", "Cooldown (s)", a.cooldownSeconds),
@@ -129,7 +129,8 @@ export async function render(main, { canManage }) {
           name: f.name.value.trim(),
           active: f.active.checked,
           model: f.model.value.trim(),
-          systemPrompt: f.systemPrompt.value,
+          // Left empty, a new agent gets the default prompt (and an agent keeps its own).
+          ...(f.systemPrompt.value.trim() ? { systemPrompt: f.systemPrompt.value } : {}),
           baseUrl: f.baseUrl.value.trim() || null,
           channelInstanceIds: [...form.querySelectorAll('[name="channelInstanceIds[]"]:checked')].map((c) => c.value),
           trigger: f.triggerType.value === "ALL"
@@ -193,7 +194,8 @@ export async function render(main, { canManage }) {
       event.preventDefault();
       errors.clear();
       const f = form.elements;
-      const members = [...form.querySelectorAll('[name="members[]"]:checked')].map((c) => {
+      // The router routes; it is not one of the members it routes to.
+      const members = [...form.querySelectorAll('[name="members[]"]:checked')].filter((c) => c.value !== f.routerAgentId.value).map((c) => {
         const description = f[`member.${c.value}`].value.trim();
         return description ? { agentId: c.value, description } : { agentId: c.value };
       });

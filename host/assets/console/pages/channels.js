@@ -10,11 +10,23 @@ import {
 
 const SECRET_MASK = "********";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export async function render(main, ctx) {
   const [id] = ctx.params;
   if (id === "new") return renderNew(main, ctx);
+  if (id && !UUID.test(id)) {
+    mount(main, pageHeader("Channel"), h("p", { class: "empty", role: "alert" }, "No such channel."));
+    return;
+  }
   if (id) return renderChannel(main, id, ctx);
   return renderList(main, ctx);
+}
+
+/** Where providers reach this host: `OMNICHAT_PUBLIC_URL` when set, else this page's origin. */
+function publicBase() {
+  const configured = document.querySelector('meta[name="omnichat-public-url"]')?.content?.trim();
+  return (configured || location.origin).replace(/\/+$/, "");
 }
 
 async function loadTypes() {
@@ -76,7 +88,12 @@ async function renderList(main, { canManage }) {
     pageHeader("Channels", canManage ? h("a", { class: "button primary", href: "#/channels/new" }, "Add channel") : ""),
     grid,
   );
-  await load();
+  try {
+    await load();
+  } catch (error) {
+    offs.forEach((off) => off());
+    throw error;
+  }
   return () => offs.forEach((off) => off());
 }
 
@@ -102,19 +119,25 @@ function configFields(schema, current = {}) {
   });
 }
 
-/** The config object from a form's `config.*` inputs: JSON for lists, objects and booleans. */
-function configFrom(form, schema) {
-  const config = {};
+/**
+ * The config from a form's `config.*` inputs over `base` (the stored config, secrets as
+ * `"********"`, which keeps them): a secret left empty keeps its stored value, another field left
+ * empty is removed; JSON for lists, objects and `true`/`false`.
+ */
+function configFrom(form, schema, base = {}) {
+  const config = { ...base };
   for (const entry of schema) {
     const input = form.elements[`config.${entry.name}`];
     if (!input) continue;
     const text = input.value.trim();
     if (input.dataset.secret) {
       if (text) config[entry.name] = text;
-      else if (input.dataset.stored) config[entry.name] = SECRET_MASK;
       continue;
     }
-    if (!text) continue;
+    if (!text) {
+      delete config[entry.name];
+      continue;
+    }
     if (/^[[{]/.test(text) || text === "true" || text === "false") {
       try {
         config[entry.name] = JSON.parse(text);
@@ -219,11 +242,14 @@ async function renderChannel(main, id, { canManage, go }) {
   }
   showStatus(channel);
 
+  // The connection panel is drawn again only when the status changed, so a pair code shown or
+  // a login halfway through survives other events.
   async function reload() {
     try {
       const next = await api("GET", `/api/channels/${id}`);
+      const changed = next.status !== current.status;
       showStatus(next);
-      renderConnection();
+      if (changed) renderConnection();
     } catch (error) {
       if (error.status === 404) go("/channels");
     }
@@ -246,7 +272,11 @@ async function renderChannel(main, id, { canManage, go }) {
     }, label);
   }
 
-  const connect = () => actionButton("Connect", async () => showStatus(await api("POST", `/api/channels/${id}/connect`)), "primary");
+  const connect = () =>
+    actionButton("Connect", async () => {
+      showStatus(await api("POST", `/api/channels/${id}/connect`));
+      renderConnection();
+    }, "primary");
   const disconnect = () =>
     actionButton("Disconnect", async () => {
       if (!(await confirmDialog(`Disconnect ${current.name}?`, "Disconnect"))) return;
@@ -266,24 +296,24 @@ async function renderChannel(main, id, { canManage, go }) {
       return;
     }
     if (channel.type === "TELEGRAM_USER") {
-      mount(connection, title, telegramLogin(id, () => current, canManage, showStatus, reload));
+      mount(connection, title, telegramLogin(id, () => current, canManage, showStatus, renderConnection));
       return;
     }
     const parts = [title];
     const hook = type.webhook;
     if (hook?.mode === "visitor") {
-      const snippet = `<script src="${location.origin}/widget.js" data-channel="${id}" async></script>`;
+      const snippet = `<script src="${publicBase()}/widget.js" data-channel="${id}" async></script>`;
       parts.push(
         h("p", {}, "Put this tag on every page of your site where the chat should appear:"),
         copyable(snippet, "Widget embed tag"),
         h("p", {}, h("a", { href: `/widget/demo?channel=${id}`, target: "_blank", rel: "noopener" }, "Open the demo page")),
       );
     } else if (hook?.path) {
-      const url = location.origin + hook.path.replace("{channelInstanceId}", id);
+      const url = publicBase() + hook.path.replace("{channelInstanceId}", id);
       parts.push(
         h("p", {}, hook.mode === "shared" ? "Webhook URL for every account of this type (set the channel's external id to the account id):" : "Webhook URL to give the provider:"),
         copyable(url, "Webhook URL"),
-        h("p", { class: "hint" }, "With OMNICHAT_PUBLIC_URL set, Connect registers it with the provider where the provider allows (Telegram)."),
+        h("p", { class: "hint" }, "With OMNICHAT_PUBLIC_URL set, Connect registers it with the provider where the provider allows it (Telegram)."),
       );
     }
     if (canManage) parts.push(h("div", { class: "actions" }, connect(), current.status !== "DISCONNECTED" ? disconnect() : ""));
@@ -345,14 +375,27 @@ function editForm(channel, type, go) {
       }, "Delete channel"),
     ),
   );
+  let configChanged = false;
+  form.addEventListener("input", (event) => {
+    if (event.target.name?.startsWith("config.")) configChanged = true;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     errors.clear();
     try {
-      const body = { name: form.elements.name.value.trim() };
-      if (schema.length) body.config = { ...(channel.config || {}), ...configFrom(form, schema) };
-      if (form.elements.externalId) body.externalId = form.elements.externalId.value.trim() || null;
-      await busy(form, () => api("PATCH", `/api/channels/${channel.id}`, body));
+      const saved = await busy(form, async () => {
+        const body = { name: form.elements.name.value.trim() };
+        // `config` replaces the whole config: sent only when edited, over what is stored now
+        // (a connect may have added a field since the page loaded, such as Telegram's secretToken).
+        if (configChanged) {
+          const fresh = await api("GET", `/api/channels/${channel.id}`);
+          body.config = configFrom(form, schema, fresh.config || {});
+        }
+        if (form.elements.externalId) body.externalId = form.elements.externalId.value.trim() || null;
+        return api("PATCH", `/api/channels/${channel.id}`, body);
+      });
+      configChanged = false;
+      form.replaceWith(editForm(saved, type, go));
       toast("Saved");
     } catch (error) {
       errors.show(error);
@@ -430,7 +473,7 @@ function whatsappPanel(id, channel, canManage, showStatus) {
       if (event.channelInstanceId !== id) return;
       showStatus({ ...channel(), status: "CONNECTED", statusReason: null });
       connected();
-      codeOut.textContent = "";
+      pairForm.remove();
     }),
   ];
   show();
@@ -447,7 +490,7 @@ function whatsappPanel(id, channel, canManage, showStatus) {
 
 // ---- Telegram user account: phone -> code -> two-step password --------------------------------
 
-function telegramLogin(id, channel, canManage, showStatus, reload) {
+function telegramLogin(id, channel, canManage, showStatus, redraw) {
   const wrap = h("div");
   const errors = errorBox();
 
@@ -498,9 +541,12 @@ function telegramLogin(id, channel, canManage, showStatus, reload) {
         const result = await busy(form, () => api("POST", "/api/telegram/user/confirm", body));
         showStatus(result.channel);
         toast(`Signed in as ${result.account?.name || result.account?.username || "the account"}`);
-        reload();
+        redraw();
       } catch (error) {
-        if (error.code === "password_required") return codeStep(error.message);
+        if (error.code === "password_required") {
+          const hint = /hint: (.*)\)\s*$/.exec(error.message)?.[1];
+          return codeStep(hint ? `Two-step verification is on for this account. Password hint: ${hint}` : "Two-step verification is on for this account.");
+        }
         errors.show(error);
         if (error.code === "no_pending_login" || error.code === "login_expired") phoneStep();
       }
@@ -522,7 +568,7 @@ function telegramLogin(id, channel, canManage, showStatus, reload) {
               if (!(await confirmDialog("Sign the account out of Telegram and stop listening?", "Sign out"))) return;
               try {
                 showStatus(await api("POST", "/api/telegram/user/logout", { channelInstanceId: id }));
-                reload();
+                redraw();
               } catch (error) {
                 toast(error.message, "error");
               }

@@ -10,6 +10,7 @@ const STATUSES = [["OPEN", "Open"], ["SNOOZED", "Snoozed"], ["CLOSED", "Closed"]
 const ASSIGNEES = [["", "Anyone"], ["me", "Me"], ["none", "Unassigned"]];
 const ATTACHMENT_TYPES = ["image", "video", "audio", "voice", "document", "sticker"];
 const TYPING_MS = 6000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 let view = null;
 
@@ -79,8 +80,12 @@ export async function render(main, { params }) {
     return `/api/conversations?${q}`;
   }
 
+  // Only the latest request's answer is drawn (a filter changed meanwhile drops the older one).
+  let listGeneration = 0;
   async function loadList(append = false) {
+    const generation = ++listGeneration;
     const page = await api("GET", query(append ? nextCursor : null));
+    if (generation !== listGeneration) return;
     conversations = append ? [...conversations, ...page.data.filter((c) => !conversations.some((x) => x.id === c.id))] : page.data;
     nextCursor = page.nextCursor;
     more.hidden = !nextCursor;
@@ -98,7 +103,7 @@ export async function render(main, { params }) {
         "a",
         { href: `#/inbox/${conv.id}`, "aria-current": conv.id === openId ? "true" : undefined },
         name,
-        h("span", { class: "side" }, timeEl(conv.lastMessageAt), unread ? h("span", { class: "unread", "aria-label": `${conv.unreadCount} unread` }, String(conv.unreadCount)) : ""),
+        h("span", { class: "side" }, timeEl(conv.lastMessageAt), unread ? h("span", { class: "unread" }, String(conv.unreadCount), h("span", { class: "sr-only" }, " unread")) : ""),
         h(
           "span",
           { class: "meta" },
@@ -111,8 +116,11 @@ export async function render(main, { params }) {
   }
 
   function drawList() {
+    // Drawn again on every change: the focused conversation keeps the focus.
+    const focused = list.contains(document.activeElement) ? document.activeElement.closest("li")?.dataset.conversationId : null;
     if (!conversations.length) mount(list, h("li", { class: "empty" }, "No conversations here yet."));
     else mount(list, conversations.map(item));
+    if (focused) list.querySelector(`li[data-conversation-id="${focused}"] a`)?.focus();
   }
 
   function upsert(conv, { toTop = false } = {}) {
@@ -136,6 +144,8 @@ export async function render(main, { params }) {
   for (const [el, key] of [[statusFilter, "status"], [channelFilter, "channel"], [assigneeFilter, "assignee"]]) {
     el.addEventListener("change", () => {
       filters[key] = el.value;
+      nextCursor = null;
+      more.hidden = true;
       loadList().catch((error) => toast(error.message, "error"));
     });
   }
@@ -159,8 +169,9 @@ export async function render(main, { params }) {
   document.addEventListener("visibilitychange", onVisible);
 
   // ---- the thread ----
-  async function open(id) {
-    if (id === openId && thread) return;
+  async function open(id, { focus = false } = {}) {
+    if (id && !UUID.test(id)) id = null;
+    if (id === openId && thread?.id === id) return;
     thread?.dispose();
     thread = null;
     openId = id;
@@ -175,17 +186,21 @@ export async function render(main, { params }) {
     }
     mount(threadPane, h("div", { class: "empty" }, "Loading…"));
     try {
-      thread = await openThread(id);
-      if (openId !== id) return thread.dispose();
-      mount(threadPane, thread.el);
+      const opened = await openThread(id);
+      if (openId !== id) return opened.dispose();
+      thread = opened;
+      mount(threadPane, opened.el);
+      if (focus) opened.focus();
       markRead(id);
+      // Whatever arrived while it loaded.
+      await opened.refresh().catch(() => {});
     } catch (error) {
       if (openId === id) mount(threadPane, h("div", { class: "empty", role: "alert" }, error.status === 404 ? "This conversation does not exist." : error.message));
     }
   }
 
   async function openThread(id) {
-    const [conv, page, runs] = await Promise.all([
+    let [conv, page, runs] = await Promise.all([
       api("GET", `/api/conversations/${id}`),
       api("GET", `/api/conversations/${id}/messages?limit=50`),
       api("GET", `/api/conversations/${id}/agent-runs?limit=10`).catch(() => []),
@@ -193,9 +208,9 @@ export async function render(main, { params }) {
     let conversation = conv;
     let cursor = page.nextCursor;
     const customer = await customerOf(conv.customerId);
-    const messages = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
+    const messages = h("ol", { class: "messages", role: "log", "aria-label": "Messages", "aria-relevant": "additions" });
     const typingEl = h("div", { class: "typing", "aria-live": "polite" });
-    const shown = new Map(); // message id -> element
+    const shown = new Map(); // message id -> {el, message}
     const blobs = [];
 
     const earlier = h("button", {
@@ -207,7 +222,7 @@ export async function render(main, { params }) {
         cursor = older.nextCursor;
         earlier.hidden = !cursor;
         const anchor = earlierItem.nextSibling;
-        for (const message of older.data.slice().reverse()) if (!shown.has(message.id)) messages.insertBefore(messageEl(message), anchor);
+        for (const message of older.data.slice().reverse()) if (!shown.has(message.id)) messages.insertBefore(messageEl(message).el, anchor);
       },
     }, "Load earlier messages");
     const earlierItem = h("li", { class: "earlier" }, earlier);
@@ -222,6 +237,8 @@ export async function render(main, { params }) {
     function attachmentEl(message, attachment, index) {
       const label = attachment.fileName || `${attachment.kind} attachment`;
       if (attachment.url) {
+        // A provider's URL (a customer's location, a Messenger attachment): a link only when http(s).
+        if (!/^https?:\/\//i.test(attachment.url)) return h("span", { class: "attachment muted" }, label);
         return h("a", { class: "attachment", href: attachment.url, target: "_blank", rel: "noopener noreferrer" }, `📎 ${label}`);
       }
       const path = `/api/messages/${message.id}/media?index=${index}`;
@@ -258,68 +275,80 @@ export async function render(main, { params }) {
 
     function messageEl(message) {
       const kind = message.direction.toLowerCase();
+      const delivery = h("span", { class: "delivery" });
+      const error = h("div", { class: "error-text" });
       const el = h(
         "li",
-        { class: `msg ${kind}`, dataset: { messageId: message.id, direction: message.direction, status: message.status } },
+        { class: `msg ${kind}`, dataset: { messageId: message.id, direction: message.direction } },
         message.text ? h("div", { class: "text" }, message.text) : "",
         (message.attachments || []).map((a, i) => attachmentEl(message, a, i)),
-        h(
-          "div",
-          { class: "foot" },
-          sender(message) ? h("span", {}, sender(message)) : "",
-          timeEl(message.createdAt),
-          message.direction === "OUTBOUND" ? h("span", { class: "delivery" }, badge(message.status)) : "",
-        ),
-        message.error ? h("div", { class: "error-text" }, message.error) : "",
+        h("div", { class: "foot" }, sender(message) ? h("span", {}, sender(message)) : "", timeEl(message.createdAt), message.direction === "OUTBOUND" ? delivery : ""),
+        error,
       );
-      shown.set(message.id, el);
-      return el;
+      const entry = { el, message, delivery, error };
+      showDelivery(entry, message);
+      shown.set(message.id, entry);
+      return entry;
     }
 
-    function add(message) {
+    /** The status and error of a shown message, changed in place (its media is not fetched again). */
+    function showDelivery(entry, message) {
+      entry.message = message;
+      entry.el.dataset.status = message.status;
+      mount(entry.delivery, badge(message.status));
+      entry.error.hidden = !message.error;
+      entry.error.textContent = message.error || "";
+    }
+
+    /** A message created or changed: a newer version of a shown one updates it; a new one is appended. */
+    function add(message, { append = true } = {}) {
       const existing = shown.get(message.id);
       if (existing) {
-        existing.replaceWith(messageEl(message));
+        if (Date.parse(message.updatedAt) >= Date.parse(existing.message.updatedAt)) showDelivery(existing, message);
         return;
       }
+      if (!append) return;
       const nearBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
-      messages.append(messageEl(message));
+      messages.append(messageEl(message).el);
       if (nearBottom || message.direction !== "INBOUND") messages.scrollTop = messages.scrollHeight;
     }
 
-    mount(messages, earlierItem, page.data.slice().reverse().map(messageEl));
+    mount(messages, earlierItem, page.data.slice().reverse().map((m) => messageEl(m).el));
 
     // Header: who, where, and what can be done.
     const head = h("div", { class: "thread-head" });
-    const details = h("aside", { class: "details", "aria-label": "Details" });
+    const detailsId = `details-${id}`;
+    const details = h("aside", { class: "details", id: detailsId, "aria-label": "Details" });
+    let detailsOpen = false;
     function drawHead() {
+      // Drawn again after each change: the focused control keeps the focus.
+      const focused = head.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      const action = (name, label, body) => h("button", { type: "button", class: "secondary small", dataset: { action: name }, onclick: () => patch(body) }, label);
       const assignee = select(
-        { "aria-label": "Assign to" },
+        { "aria-label": "Assign to", dataset: { action: "assign" } },
         [["", "Unassigned"], ...users.map((u) => [u.id, u.id === me?.id ? `Me (${u.name || u.email})` : u.name || u.email])],
         conversation.assigneeId || "",
       );
       assignee.addEventListener("change", () => patch({ assigneeId: assignee.value || null }));
       const statusActions =
         conversation.status === "OPEN"
-          ? [h("button", { type: "button", class: "secondary small", onclick: () => patch({ status: "CLOSED" }) }, "Close"), h("button", { type: "button", class: "secondary small", onclick: () => patch({ status: "SNOOZED" }) }, "Snooze")]
-          : [h("button", { type: "button", class: "secondary small", onclick: () => patch({ status: "OPEN" }) }, "Reopen")];
-      const bot =
-        conversation.botStatus === "PAUSED"
-          ? h("button", { type: "button", class: "secondary small", onclick: () => patch({ botStatus: "ACTIVE" }) }, "Resume bot")
-          : h("button", { type: "button", class: "secondary small", onclick: () => patch({ botStatus: "PAUSED" }) }, "Pause bot");
+          ? [action("close", "Close", { status: "CLOSED" }), action("snooze", "Snooze", { status: "SNOOZED" })]
+          : [action("reopen", "Reopen", { status: "OPEN" })];
+      const bot = conversation.botStatus === "PAUSED" ? action("bot", "Resume bot", { botStatus: "ACTIVE" }) : action("bot", "Pause bot", { botStatus: "PAUSED" });
       mount(
         head,
         h("div", {},
           h("a", { class: "back button secondary small", href: "#/inbox" }, "← Back"),
-          h("h2", {}, displayName(customer)),
+          h("h2", { tabindex: "-1" }, displayName(customer)),
           h("div", { class: "muted" }, channelLabel(conversation.channelInstanceId), " ", badge(conversation.status), " ", h("span", { title: "The AI agent on this conversation" }, "bot ", badge(conversation.botStatus))),
         ),
         h("div", { class: "actions" }, assignee, statusActions, bot,
-          h("button", { type: "button", class: "secondary small", "aria-expanded": "false", onclick: (e) => {
-            const openNow = details.classList.toggle("open");
-            e.target.setAttribute("aria-expanded", String(openNow));
+          h("button", { type: "button", class: "secondary small details-toggle", dataset: { action: "details" }, "aria-expanded": String(detailsOpen), "aria-controls": detailsId, onclick: (e) => {
+            detailsOpen = details.classList.toggle("open");
+            e.currentTarget.setAttribute("aria-expanded", String(detailsOpen));
           } }, "Details")),
       );
+      if (focused) (head.querySelector(`[data-action="${focused}"]`) || head.querySelector("h2"))?.focus();
     }
 
     function drawDetails(agentRuns) {
@@ -444,18 +473,37 @@ export async function render(main, { params }) {
     requestAnimationFrame(() => (messages.scrollTop = messages.scrollHeight));
 
     let typingTimer = null;
+    let runsTimer = null;
+    async function reloadRuns() {
+      runs = await api("GET", `/api/conversations/${id}/agent-runs?limit=10`).catch(() => runs);
+      drawDetails(runs);
+    }
     return {
       el,
       id,
-      add,
+      add(message, options) {
+        add(message, options);
+        // An agent's reply: its run is logged by now.
+        if (message.senderAgentId && options?.append !== false) {
+          clearTimeout(runsTimer);
+          runsTimer = setTimeout(reloadRuns, 300);
+        }
+      },
+      focus() {
+        head.querySelector("h2")?.focus();
+      },
       updated(next) {
         conversation = { ...conversation, ...next };
         drawHead();
         drawDetails(runs);
       },
+      /** Everything the thread shows, read again (after a reconnect, or what arrived while it opened). */
       async refresh() {
-        const fresh = await api("GET", `/api/conversations/${id}/messages?limit=50`);
+        const [fresh, latest] = await Promise.all([api("GET", `/api/conversations/${id}/messages?limit=50`), api("GET", `/api/conversations/${id}`)]);
         for (const message of fresh.data.slice().reverse()) add(message);
+        conversation = { ...conversation, ...latest };
+        drawHead();
+        await reloadRuns();
       },
       typing(event) {
         clearTimeout(typingTimer);
@@ -468,7 +516,10 @@ export async function render(main, { params }) {
       },
       dispose() {
         clearTimeout(typingTimer);
+        clearTimeout(runsTimer);
         clearTimeout(typingStop);
+        // Whoever watched this agent type is told it stopped.
+        if (typingSent) live.typing(id, false);
         blobs.forEach((b) => URL.revokeObjectURL(b));
       },
     };
@@ -496,7 +547,7 @@ export async function render(main, { params }) {
       if (isOpen && message.direction === "INBOUND") markRead(conversationId);
     }),
     live.on("message-updated", ({ conversationId, message }) => {
-      if (conversationId === openId && thread) thread.add(message);
+      if (conversationId === openId && thread) thread.add(message, { append: false });
     }),
     live.on("conversation-updated", async ({ conversation }) => {
       const known = conversations.find((c) => c.id === conversation.id);
@@ -525,32 +576,7 @@ export async function render(main, { params }) {
     }),
   ];
 
-  // ---- first load ----
-  const [channelList, userList] = await Promise.all([api("GET", "/api/channels"), api("GET", "/api/users").catch(() => [])]);
-  channels = new Map((channelList.data || channelList).map((c) => [c.id, c]));
-  users = userList.data || userList;
-  mount(channelFilter, [["", "All channels"], ...[...channels.values()].map((c) => [c.id, `${c.name} (${humanize(c.type)})`])].map(([v, l]) => h("option", { value: v }, l)));
-
-  mount(
-    layout,
-    h("section", { class: "conv-pane", "aria-labelledby": "inbox-title" },
-      h("div", { class: "filters" },
-        h("h1", { id: "inbox-title", class: "sr-only", tabindex: "-1" }, "Inbox"),
-        field("Status", statusFilter),
-        field("Channel", channelFilter),
-        field("Assignee", assigneeFilter),
-      ),
-      list,
-      more,
-    ),
-    threadPane,
-  );
-  mount(main, layout);
-  await loadList();
-  await open(params[0] || null);
-
-  view = { open: (id) => open(id).catch((error) => toast(error.message, "error")) };
-  return () => {
+  const dispose = () => {
     view = null;
     main.classList.remove("wide");
     thread?.dispose();
@@ -558,4 +584,36 @@ export async function render(main, { params }) {
     document.removeEventListener("visibilitychange", onVisible);
     offs.forEach((off) => off());
   };
+
+  // ---- first load (a failure leaves no handler behind) ----
+  try {
+    const [channelList, userList] = await Promise.all([api("GET", "/api/channels"), api("GET", "/api/users").catch(() => [])]);
+    channels = new Map((channelList.data || channelList).map((c) => [c.id, c]));
+    users = userList.data || userList;
+    mount(channelFilter, [["", "All channels"], ...[...channels.values()].map((c) => [c.id, `${c.name} (${humanize(c.type)})`])].map(([v, l]) => h("option", { value: v }, l)));
+
+    mount(
+      layout,
+      h("section", { class: "conv-pane", "aria-labelledby": "inbox-title" },
+        h("div", { class: "filters" },
+          h("h1", { id: "inbox-title", class: "sr-only", tabindex: "-1" }, "Inbox"),
+          field("Status", statusFilter),
+          field("Channel", channelFilter),
+          field("Assignee", assigneeFilter),
+        ),
+        list,
+        more,
+      ),
+      threadPane,
+    );
+    mount(main, layout);
+    await loadList();
+    await open(params[0] || null);
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+
+  view = { open: (id) => open(id, { focus: true }).catch((error) => toast(error.message, "error")) };
+  return dispose;
 }

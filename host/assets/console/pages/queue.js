@@ -90,9 +90,15 @@ export async function render(main) {
     h("div", { class: "filters" }, field("Show", filter)),
     list,
   );
-  await load();
-  return () => {
+  const dispose = () => {
     clearTimeout(pending);
     offs.forEach((off) => off());
   };
+  try {
+    await load();
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return dispose;
 }

@@ -18,21 +18,32 @@ export async function render(main, { canManage }) {
   async function load() {
     const users = await api("GET", "/api/users");
     const rows = (users.data || users).map((user) => {
-      const roleSelect = select({ "aria-label": `Role of ${user.email}`, disabled: !canManage || (user.role === "owner" && !iAmOwner) }, iAmOwner ? ROLES : ROLES.slice(0, 2), user.role);
-      if (!iAmOwner && user.role === "owner") roleSelect.replaceChildren(h("option", { value: "owner" }, "Owner"));
-      roleSelect.addEventListener("change", async () => {
-        try {
-          await api("PATCH", `/api/users/${user.id}`, { role: roleSelect.value });
-          toast(`${user.email} is now ${roleSelect.value}`);
-        } catch (error) {
-          toast(error.message, "error");
-          roleSelect.value = user.role;
-        }
-      });
-      const remove = canManage && user.id !== me?.id
+      const locked = !canManage || (user.role === "owner" && !iAmOwner);
+      const roleSelect = select({ "aria-label": `Role of ${user.email}`, disabled: locked }, locked && user.role === "owner" ? [["owner", "Owner"]] : iAmOwner ? ROLES : ROLES.slice(0, 2), user.role);
+      // Saved with its button, not on `change` (arrowing through a closed select fires it).
+      const save = h("button", {
+        type: "button",
+        class: "secondary small",
+        hidden: true,
+        onclick: async () => {
+          try {
+            await api("PATCH", `/api/users/${user.id}`, { role: roleSelect.value });
+            toast(`${user.email} is now ${roleSelect.value}`);
+            user.role = roleSelect.value;
+            save.hidden = true;
+          } catch (error) {
+            toast(error.message, "error");
+            roleSelect.value = user.role;
+            save.hidden = true;
+          }
+        },
+      }, "Save role");
+      roleSelect.addEventListener("change", () => (save.hidden = roleSelect.value === user.role));
+      const remove = canManage && user.id !== me?.id && !(user.role === "owner" && !iAmOwner)
         ? h("button", {
             type: "button",
             class: "danger small",
+            "aria-label": `Remove ${user.email}`,
             onclick: async () => {
               if (!(await confirmDialog(`Remove ${user.email}? Their sessions end at once.`, "Remove"))) return;
               try {
@@ -50,7 +61,7 @@ export async function render(main, { canManage }) {
         { dataset: { userId: user.id } },
         h("td", {}, user.name || "—", user.id === me?.id ? h("small", { class: "muted" }, " (you)") : ""),
         h("td", {}, user.email),
-        h("td", {}, roleSelect),
+        h("td", {}, h("div", { class: "actions" }, roleSelect, save)),
         h("td", {}, timeEl(user.createdAt)),
         h("td", {}, remove),
       );
@@ -89,14 +100,15 @@ export async function render(main, { canManage }) {
     try {
       const result = await busy(invite, () => api("POST", "/api/users", body));
       invite.reset();
-      await load();
+      // The password first: it is shown only once, whatever happens to the list after.
       if (result.temporaryPassword) {
         await infoDialog(
-          `${result.user?.email || body.email} can sign in now`,
+          `${result.email || body.email} can sign in now`,
           h("p", {}, "Give them this password. It is shown only once."),
           copyable(result.temporaryPassword, "Temporary password"),
         );
       }
+      await load().catch((error) => toast(error.message, "error"));
     } catch (error) {
       errors.show(error);
     }
