@@ -124,6 +124,7 @@ async fn conversation_of(app: &TestApp, token: &str) -> (String, Vec<Value>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
+    use base64::Engine;
     if !browser::available() {
         return;
     }
@@ -179,7 +180,7 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
     assert!(!page_text["text"].as_str().expect("text").contains("123:SECRET"), "the token is never shown again");
 
     // A field stored behind the page's back (a connect generates Telegram's secretToken) survives
-    // a rename from the settings form, and so does the bot token.
+    // a rename and a new bot token from the settings form (the config is sent over a fresh read).
     let secret = app
         .patch(
             &format!("/api/channels/{channel_id}"),
@@ -189,12 +190,13 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
         .await;
     assert_eq!(secret.status, StatusCode::OK, "{}", secret.body);
     me.fill("Name", "Acme Shoes bot").await;
+    me.fill("botToken (required)", "123:ROTATED").await;
     me.button("Save").await;
     me.sees(".toasts", "Saved").await;
     assert_eq!(app.get(&format!("/api/channels/{channel_id}"), &token).await.body["name"], "Acme Shoes bot");
     let raw = app.db.raw_channel_config(channel_id.parse().expect("uuid")).await;
     assert!(raw.contains("secretToken") && raw.contains("botToken"), "both secrets kept: {raw}");
-    assert!(!raw.contains("hook-secret") && !raw.contains("123:SECRET"), "sealed at rest: {raw}");
+    assert!(!raw.contains("hook-secret") && !raw.contains("123:ROTATED"), "sealed at rest: {raw}");
 
     // A customer writes: the conversation appears live, unread.
     me.link("Inbox").await;
@@ -226,7 +228,7 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
     me.fill("Reply", "It ships today, sorry for the wait!").await;
     me.browser.run(json!({"cmd": "press", "label": "Reply", "key": "Enter"})).await;
     let sent = telegram.wait_for(1, WAIT).await;
-    assert_eq!(sent[0].path, "/bot123:SECRET/sendMessage");
+    assert_eq!(sent[0].path, "/bot123:ROTATED/sendMessage", "the token typed in the settings form");
     assert_eq!(sent[0].body, json!({"chat_id": "4242", "text": "It ships today, sorry for the wait!"}));
     me.browser
         .run(json!({"cmd": "waitAttr", "css": ".msg.outbound", "nth": "last", "name": "data-status", "value": "SENT", "timeoutMs": 20000}))
@@ -284,6 +286,12 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
         .await;
     assert!(loaded.as_u64().is_some_and(|w| w > 100), "the QR image decoded: {loaded}");
     let first_src = me.browser.run(json!({"cmd": "attr", "css": ".qr-box img", "name": "src"})).await["value"].clone();
+    let channels = app.get("/api/channels", &token).await.body;
+    let wa = channels.as_array().expect("channels").iter().find(|c| c["type"] == "WHATSAPP").expect("wa").clone();
+    let qr_svg = format!("/api/channels/{}/whatsapp/qr.svg", wa["id"].as_str().expect("id"));
+    let svg_now =
+        || async { app.client.get(app.url(&qr_svg)).bearer_auth(&token).send().await.expect("qr").text().await.expect("svg") };
+    let first_svg = svg_now().await;
     me.screenshot("whatsapp-qr.png").await;
     script.emit(WaEvent::Qr { code: "2@the-next-qr-code".into(), ttl: Duration::from_secs(20) });
     let mut next = qr.clone();
@@ -291,10 +299,22 @@ async fn a_tenant_runs_its_inbox_from_the_console_in_a_real_browser() {
     me.browser.run(next).await;
     let next_src = me.browser.run(json!({"cmd": "attr", "css": ".qr-box img", "name": "src"})).await["value"].clone();
     assert_ne!(first_src, next_src, "a new image replaced the old one");
-    let channels = app.get("/api/channels", &token).await.body;
-    let wa = channels.as_array().expect("channels").iter().find(|c| c["type"] == "WHATSAPP").expect("wa").clone();
-    let shown = app.get(&format!("/api/channels/{}/whatsapp/qr", wa["id"].as_str().expect("id")), &token).await.body;
-    assert_eq!(shown["qr"], "2@the-next-qr-code", "the page shows the current code");
+    // What the page shows, pixel for pixel, is the current code's image and not the first one's.
+    let current_svg = svg_now().await;
+    assert_ne!(current_svg, first_svg);
+    let same_as = |svg: &str| {
+        let data = base64::engine::general_purpose::STANDARD.encode(svg);
+        format!(
+            "(async () => {{ const shown = document.querySelector('.qr-box img'); const other = new Image(); \
+             other.src = 'data:image/svg+xml;base64,{data}'; await other.decode(); await shown.decode(); \
+             const px = (img) => {{ const c = document.createElement('canvas'); c.width = c.height = 200; const x = c.getContext('2d'); \
+             x.drawImage(img, 0, 0, 200, 200); return Array.from(x.getImageData(0, 0, 200, 200).data).join(); }}; \
+             return px(shown) === px(other); }})()"
+        )
+    };
+    assert_eq!(me.eval(&same_as(&current_svg)).await, true, "the page shows the current code");
+    assert_eq!(me.eval(&same_as(&first_svg)).await, false, "not the first one");
+    assert_eq!(app.get(&qr_svg.replace(".svg", ""), &token).await.body["qr"], "2@the-next-qr-code");
     script.pair().await;
     me.sees(".qr-box", "Connected").await;
     me.sees(".page-header", "CONNECTED").await;
@@ -474,6 +494,15 @@ async fn a_telegram_account_an_ai_agent_and_a_colleague_in_the_console() {
         ))
         .await;
     assert_eq!(refreshed, true, "the access token was refreshed in the background");
+    // The page's requests now go with the new token: a page of data loads, and the server takes it.
+    let accepted = me
+        .eval("(async () => (await fetch('/api/auth/me', {headers: {authorization: 'Bearer ' + JSON.parse(localStorage.getItem('omnichat.session')).accessToken}})).status)()")
+        .await;
+    assert_eq!(accepted, 200);
+    me.link("Channels").await;
+    me.sees("main", "Support account").await;
+    me.link("Inbox").await;
+    me.browser.run(json!({"cmd": "click", "css": ".conv-list a", "hasText": "User 5003"})).await;
     script.incoming(2, 5003, "thanks!");
     me.sees(".messages", "thanks!").await;
     me.clean(&["/api/telegram/user/confirm"]).await;

@@ -28,6 +28,7 @@
 //   screenshot {path, fullPage?}        -> {path}        (relative paths are under outDir)
 //   viewport {width, height}            -> {}
 //   newSession                          -> {}            (a fresh context: no storage, a new page)
+//   measure {url, ready, session?}    -> {readyMs, domInteractive, firstContentfulPaint, bytes, requests}
 //   focusOrder {count}                  -> {order: [accessible names of the focused elements after each Tab]}
 //   diagnostics {clear?}                -> {console, pageErrors, csp, failedRequests, httpErrors}
 //   quit                                -> {}
@@ -210,6 +211,42 @@ const handlers = {
       );
     }
     return { order };
+  },
+  // A cold load in a fresh context (nothing cached), `session` put in localStorage first: the time
+  // from navigation start until `ready` (a selector) holds the focus, which the console gives a
+  // page's heading once the page is drawn with its data.
+  async measure(cmd, timeout) {
+    await newSession();
+    if (cmd.session) {
+      const value = JSON.stringify(JSON.stringify(cmd.session));
+      await context.addInitScript({ content: `localStorage.setItem("omnichat.session", ${value});` });
+    }
+    let bytes = 0;
+    let requests = 0;
+    page.on("requestfinished", async (r) => {
+      try {
+        const sizes = await r.sizes();
+        bytes += sizes.responseBodySize + sizes.responseHeadersSize;
+        requests += 1;
+      } catch (_) {}
+    });
+    await page.goto(cmd.url, { waitUntil: "commit", timeout });
+    const handle = await page.waitForFunction(
+      (selector) => {
+        const el = document.querySelector(selector);
+        return el && document.activeElement === el ? performance.now() : false;
+      },
+      cmd.ready,
+      { polling: "raf", timeout },
+    );
+    const readyMs = await handle.jsonValue();
+    const paint = await page.evaluate(() => {
+      const nav = performance.getEntriesByType("navigation")[0];
+      const fcp = performance.getEntriesByName("first-contentful-paint")[0];
+      return { domInteractive: nav ? nav.domInteractive : null, firstContentfulPaint: fcp ? fcp.startTime : null };
+    });
+    await sleep(300);
+    return { readyMs, ...paint, bytes, requests };
   },
   async diagnostics(cmd) {
     const result = JSON.parse(JSON.stringify(diag));

@@ -56,7 +56,8 @@ function schedule() {
   // Tabs without Web Locks (a plain-http address other than localhost) spread their timers.
   const jitter = navigator.locks ? 0 : Math.random() * 20_000;
   const due = expiry(session.accessToken) - Date.now() - 60_000 - jitter;
-  timer = setTimeout(() => refresh().catch(() => setTimeout(() => session && schedule(), 10_000)), Math.max(due, 5_000));
+  const token = session.accessToken;
+  timer = setTimeout(() => refresh(token).catch(() => setTimeout(() => session && schedule(), 10_000)), Math.max(due, 5_000));
 }
 
 async function withLock(fn) {
@@ -92,8 +93,15 @@ export async function refresh(failed) {
     }
     if (!response.ok) throw await toError(response);
     const body = await response.json();
-    // Signed out (or in as someone else) meanwhile: the new pair must not sign this tab back in.
-    if (load()?.refreshToken !== stored.refreshToken) {
+    const now = load();
+    if (now?.refreshToken !== stored.refreshToken) {
+      // Another tab (without Web Locks) rotated the same pair: the server gave it the same
+      // successor, or a newer one; take what is stored.
+      if (now && now.user?.id === stored.user?.id) {
+        save(now);
+        return now.accessToken;
+      }
+      // Signed out (or in as someone else) meanwhile: the new pair must not sign this tab back in.
       revoke(body.refreshToken);
       throw new ApiError(401, "unauthorized", "Signed out");
     }
@@ -179,9 +187,12 @@ export async function signOut() {
   if (stored?.refreshToken) await revoke(stored.refreshToken);
 }
 
-/** Updates the kept user (after `GET /api/auth/me`). */
-export function setUser(user) {
-  if (session) save({ ...session, user });
+/** Updates the kept user (after `GET /api/auth/me`), over the stored pair (another tab may have rotated it). */
+export async function setUser(user) {
+  await withLock(async () => {
+    const stored = load();
+    if (stored) save({ ...stored, user });
+  });
 }
 
 /** Whether the signed-in user manages channels, users and agents. */

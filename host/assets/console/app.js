@@ -54,6 +54,11 @@ function buildShell() {
   const session = current();
   const status = h("span", { class: "live-dot", role: "img", "aria-label": "Live updates: connecting", title: "Live updates" });
   liveDot = status;
+  const state = document.documentElement.dataset.live;
+  if (state) {
+    status.dataset.state = state;
+    status.setAttribute("aria-label", `Live updates: ${state}`);
+  }
   const nav = h(
     "nav",
     { class: "nav", "aria-label": "Main" },
@@ -161,10 +166,11 @@ if (current()) {
   api("GET", "/api/auth/me")
     .then((me) => {
       if (me?.user && JSON.stringify(me.user) !== JSON.stringify(current()?.user)) {
-        setUser(me.user);
-        shell = null;
-        shown = null;
-        route();
+        setUser(me.user).then(() => {
+          shell = null;
+          shown = null;
+          route();
+        });
       }
     })
     .catch((error) => {

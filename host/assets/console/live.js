@@ -2,7 +2,7 @@
 // to events with `on(event, fn)` and to reconnects with `onReconnect(fn)` (after which they reload
 // what they show over REST, as the API asks).
 
-import { accessToken, refresh } from "./api.js";
+import { accessToken, current, refresh } from "./api.js";
 
 const EVENTS = [
   "message-created",
@@ -22,6 +22,8 @@ let socket = null;
 let everConnected = false;
 let retryDelay = 1000;
 let retryTimer = null;
+// The token the socket last connected (or tried to) with: the one a refusal is about.
+let sentToken = null;
 
 /** Connects again after a pause that doubles up to 30 s while it keeps failing. */
 function retryLater() {
@@ -60,7 +62,7 @@ export function connect() {
     path,
     transports: ["websocket", "polling"],
     tryAllTransports: true,
-    auth: (cb) => cb({ token: accessToken() }),
+    auth: (cb) => cb({ token: (sentToken = accessToken()) }),
   });
   socket.on("connect", () => {
     retryDelay = 1000;
@@ -75,9 +77,9 @@ export function connect() {
     if (socket?.active) return;
     if (String(error?.message || "").startsWith("unauthorized")) {
       try {
-        await refresh(accessToken());
+        await refresh(sentToken);
       } catch {
-        return; // signed out: the app shows the sign-in page
+        if (!current()) return; // signed out: the app shows the sign-in page
       }
     }
     retryLater();
@@ -89,9 +91,9 @@ export function connect() {
   // Sent before the server ends a socket whose token expired or whose user changed.
   socket.on("unauthorized", async () => {
     try {
-      await refresh(accessToken());
+      await refresh(sentToken);
     } catch {
-      /* signed out */
+      /* signed out, or the refresh failed: the disconnect that follows retries */
     }
   });
   for (const event of EVENTS) socket.on(event, (payload) => dispatch(event, payload));

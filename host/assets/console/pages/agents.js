@@ -85,7 +85,7 @@ export async function render(main, { canManage }) {
         field("Model", h("input", { name: "model", required: true, value: a.model || "", autocomplete: "off" }), "gpt-4o-mini, or what your server knows (llama3.1)"),
       ),
       checkbox("Active", { name: "active", checked: a.active }),
-      field("System prompt", h("textarea", { name: "systemPrompt", rows: 4, value: a.systemPrompt || "" })),
+      field("System prompt", h("textarea", { name: "systemPrompt", rows: 4, value: a.systemPrompt || "", required: Boolean(agent) }), agent ? undefined : "Left empty: a short support persona."),
       h("div", { class: "row" },
         field("Server base URL", h("input", { name: "baseUrl", type: "url", value: a.baseUrl || "", placeholder: "default: OPENAI_BASE_URL" })),
         field("API key", h("input", { name: "apiKey", type: "password", autocomplete: "new-password", placeholder: a.hasApiKey ? "Stored: leave empty to keep it" : "default: OPENAI_API_KEY" })),

@@ -31,7 +31,7 @@ export async function render(main, { params }) {
   let thread = null; // the open conversation's view
 
   const list = h("ul", { class: "conv-list", "aria-label": "Conversations" });
-  const more = h("button", { type: "button", class: "secondary small more", hidden: true, onclick: () => loadList(true) }, "Load more");
+  const more = h("button", { type: "button", class: "secondary small more", hidden: true, onclick: () => loadList(true).catch((error) => toast(error.message, "error")) }, "Load more");
   const threadPane = h("section", { class: "thread-pane", "aria-label": "Conversation" });
   const layout = h("div", { class: "inbox" });
 
@@ -169,9 +169,11 @@ export async function render(main, { params }) {
   document.addEventListener("visibilitychange", onVisible);
 
   // ---- the thread ----
+  let openSeq = 0;
   async function open(id, { focus = false } = {}) {
     if (id && !UUID.test(id)) id = null;
     if (id === openId && thread?.id === id) return;
+    const seq = ++openSeq;
     thread?.dispose();
     thread = null;
     openId = id;
@@ -187,7 +189,7 @@ export async function render(main, { params }) {
     mount(threadPane, h("div", { class: "empty" }, "Loading…"));
     try {
       const opened = await openThread(id);
-      if (openId !== id) return opened.dispose();
+      if (seq !== openSeq) return opened.dispose();
       thread = opened;
       mount(threadPane, opened.el);
       if (focus) opened.focus();
@@ -195,7 +197,7 @@ export async function render(main, { params }) {
       // Whatever arrived while it loaded.
       await opened.refresh().catch(() => {});
     } catch (error) {
-      if (openId === id) mount(threadPane, h("div", { class: "empty", role: "alert" }, error.status === 404 ? "This conversation does not exist." : error.message));
+      if (seq === openSeq) mount(threadPane, h("div", { class: "empty", role: "alert" }, error.status === 404 ? "This conversation does not exist." : error.message));
     }
   }
 
@@ -218,7 +220,11 @@ export async function render(main, { params }) {
       class: "secondary small more",
       hidden: !cursor,
       onclick: async () => {
-        const older = await api("GET", `/api/conversations/${id}/messages?limit=50&cursor=${encodeURIComponent(cursor)}`);
+        const older = await api("GET", `/api/conversations/${id}/messages?limit=50&cursor=${encodeURIComponent(cursor)}`).catch((error) => {
+          toast(error.message, "error");
+          return null;
+        });
+        if (!older) return;
         cursor = older.nextCursor;
         earlier.hidden = !cursor;
         const anchor = earlierItem.nextSibling;
@@ -322,7 +328,7 @@ export async function render(main, { params }) {
     let detailsOpen = false;
     function drawHead() {
       // Drawn again after each change: the focused control keeps the focus.
-      const focused = head.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      const focused = head.contains(document.activeElement) ? document.activeElement.dataset.action || "heading" : null;
       const action = (name, label, body) => h("button", { type: "button", class: "secondary small", dataset: { action: name }, onclick: () => patch(body) }, label);
       const assignee = select(
         { "aria-label": "Assign to", dataset: { action: "assign" } },
@@ -339,7 +345,7 @@ export async function render(main, { params }) {
         head,
         h("div", {},
           h("a", { class: "back button secondary small", href: "#/inbox" }, "← Back"),
-          h("h2", { tabindex: "-1" }, displayName(customer)),
+          h("h2", { tabindex: "-1", dataset: { action: "heading" } }, displayName(customer)),
           h("div", { class: "muted" }, channelLabel(conversation.channelInstanceId), " ", badge(conversation.status), " ", h("span", { title: "The AI agent on this conversation" }, "bot ", badge(conversation.botStatus))),
         ),
         h("div", { class: "actions" }, assignee, statusActions, bot,
@@ -478,16 +484,19 @@ export async function render(main, { params }) {
       runs = await api("GET", `/api/conversations/${id}/agent-runs?limit=10`).catch(() => runs);
       drawDetails(runs);
     }
+    // An agent's reply is announced before its run is written: read the runs until it is there.
+    async function runOf(messageId, tries = 6) {
+      for (let i = 0; i < tries && !runs.some((r) => r.messageId === messageId); i++) {
+        await new Promise((r) => (runsTimer = setTimeout(r, 250 * 2 ** i)));
+        await reloadRuns();
+      }
+    }
     return {
       el,
       id,
       add(message, options) {
         add(message, options);
-        // An agent's reply: its run is logged by now.
-        if (message.senderAgentId && options?.append !== false) {
-          clearTimeout(runsTimer);
-          runsTimer = setTimeout(reloadRuns, 300);
-        }
+        if (message.senderAgentId && !runs.some((r) => r.messageId === message.id)) runOf(message.id);
       },
       focus() {
         head.querySelector("h2")?.focus();
@@ -572,7 +581,8 @@ export async function render(main, { params }) {
     }),
     live.onReconnect(async () => {
       await loadList().catch(() => {});
-      await thread?.refresh().catch(() => {});
+      if (openId && !thread) await open(openId).catch(() => {});
+      else await thread?.refresh().catch(() => {});
     }),
   ];
 
