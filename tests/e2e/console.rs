@@ -505,5 +505,25 @@ async fn a_telegram_account_an_ai_agent_and_a_colleague_in_the_console() {
     me.browser.run(json!({"cmd": "click", "css": ".conv-list a", "hasText": "User 5003"})).await;
     script.incoming(2, 5003, "thanks!");
     me.sees(".messages", "thanks!").await;
+
+    // A team: Shopbot routes, a second agent (made over the API) handles returns.
+    let returns = app.post("/api/agents", Some(&owner.access_token), json!({"name": "Returns"})).await;
+    assert_eq!(returns.status, StatusCode::CREATED, "{}", returns.body);
+    me.link("Agents").await;
+    me.sees(".table-wrap", "Returns").await;
+    me.button("New team").await;
+    me.fill("Name", "Front desk").await;
+    me.browser.run(json!({"cmd": "selectOption", "label": "Router agent", "option": "Shopbot"})).await;
+    me.browser.run(json!({"cmd": "check", "label": "Returns", "checked": true})).await;
+    me.fill("What Returns handles", "returns and refunds").await;
+    me.button("Create team").await;
+    me.sees("main", "Front desk").await;
+    let teams = app.get("/api/agent-teams", &owner.access_token).await.body;
+    assert_eq!(teams[0]["name"], "Front desk", "{teams}");
+    assert_eq!(teams[0]["routerAgentId"], agents[0]["id"]);
+    assert_eq!(
+        teams[0]["members"],
+        json!([{"agentId": returns.body["id"], "description": "returns and refunds", "position": 0}])
+    );
     me.clean(&["/api/telegram/user/confirm"]).await;
 }
