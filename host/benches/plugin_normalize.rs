@@ -12,6 +12,10 @@ use omnichat::plugins::{ChannelCall, PluginRuntime};
 
 const ITERATIONS: usize = 20_000;
 
+/// The binary's allocator, so an allocator setting is measured here as it runs in production.
+#[global_allocator]
+static ALLOCATOR: omnichat::Allocator = omnichat::Allocator;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let runtime = PluginRuntime::new(Fetcher::new(false).expect("fetcher"), MAX_MEMORY_LIMIT_MB, None).expect("runtime");
