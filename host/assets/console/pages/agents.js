@@ -64,6 +64,24 @@ export async function render(main, { canManage }) {
     mount(editor);
   }
 
+  /** Deletes what `path` names after a confirmation, then closes the editor and reloads. */
+  function deleteButton(what, path) {
+    return h("button", {
+      type: "button",
+      class: "danger",
+      onclick: async () => {
+        if (!(await confirmDialog(`Delete ${what}?`, "Delete"))) return;
+        try {
+          await api("DELETE", path);
+          closeEditor();
+          await load();
+        } catch (error) {
+          toast(error.message, "error");
+        }
+      },
+    }, "Delete");
+  }
+
   function agentForm(agent) {
     const errors = errorBox();
     const a = agent || { active: true, model: "gpt-4o-mini", trigger: { type: "ALL", keywords: [], matchMode: "CONTAINS" }, channelInstanceIds: [], tools: ["handoff_to_human"], httpTools: [], debounceMs: 0, cooldownSeconds: 30, humanPauseMinutes: 30, historyMessages: 20, maxTokens: 1024 };
@@ -107,16 +125,7 @@ export async function render(main, { canManage }) {
       h("div", { class: "actions" },
         h("button", { type: "submit", class: "primary" }, agent ? "Save agent" : "Create agent"),
         h("button", { type: "button", class: "secondary", onclick: closeEditor }, "Cancel"),
-        agent ? h("button", { type: "button", class: "danger", onclick: async () => {
-          if (!(await confirmDialog(`Delete the agent ${agent.name}?`, "Delete"))) return;
-          try {
-            await api("DELETE", `/api/agents/${agent.id}`);
-            closeEditor();
-            await load();
-          } catch (error) {
-            toast(error.message, "error");
-          }
-        } }, "Delete") : "",
+        agent ? deleteButton(`the agent ${agent.name}`, `/api/agents/${agent.id}`) : "",
       ),
     );
     form.addEventListener("submit", async (event) => {
@@ -178,16 +187,7 @@ export async function render(main, { canManage }) {
       h("div", { class: "actions" },
         h("button", { type: "submit", class: "primary" }, team ? "Save team" : "Create team"),
         h("button", { type: "button", class: "secondary", onclick: closeEditor }, "Cancel"),
-        team ? h("button", { type: "button", class: "danger", onclick: async () => {
-          if (!(await confirmDialog(`Delete the team ${team.name}?`, "Delete"))) return;
-          try {
-            await api("DELETE", `/api/agent-teams/${team.id}`);
-            closeEditor();
-            await load();
-          } catch (error) {
-            toast(error.message, "error");
-          }
-        } }, "Delete") : "",
+        team ? deleteButton(`the team ${team.name}`, `/api/agent-teams/${team.id}`) : "",
       ),
     );
     form.addEventListener("submit", async (event) => {
