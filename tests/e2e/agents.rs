@@ -465,9 +465,17 @@ async fn a_failing_model_is_retried_then_the_conversation_goes_to_a_human(db: Db
     .await;
     assert_eq!(conversation["status"], "OPEN");
     assert_eq!(s.model.requests().len(), 2 + 3, "three attempts, then a human");
-    let note = s.messages(&conversation_id).await.into_iter().find(|m| m["direction"] == "SYSTEM").expect("a SYSTEM note");
+    // The pause is written before the note and the run's log: a reader may see it first.
+    let note = eventually(Duration::from_secs(20), "the SYSTEM note", || async {
+        s.messages(&conversation_id).await.into_iter().find(|m| m["direction"] == "SYSTEM")
+    })
+    .await;
     assert!(note["text"].as_str().is_some_and(|t| t.contains("503")), "{note}");
-    let runs = s.runs(&conversation_id).await;
+    let runs = eventually(Duration::from_secs(20), "the failed run", || async {
+        let runs = s.runs(&conversation_id).await;
+        (runs.first().is_some_and(|r| r["outcome"] != "REPLIED")).then_some(runs)
+    })
+    .await;
     assert_eq!(runs[0]["outcome"], "FAILED");
     assert!(runs[0]["error"].as_str().is_some_and(|e| e.contains("gave up after 3 attempts")), "{}", runs[0]);
     assert_eq!(s.sent_texts().len(), 1, "nothing more was sent to the customer");
