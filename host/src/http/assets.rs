@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -16,7 +17,8 @@ pub struct StaticFile {
 }
 
 struct Derived {
-    gzipped: Vec<u8>,
+    /// Shared by every answer (a clone is a reference count, not a copy).
+    gzipped: Bytes,
     etag: HeaderValue,
 }
 
@@ -33,7 +35,7 @@ impl StaticFile {
             let gzipped = gz.write_all(self.bytes).and_then(|()| gz.finish()).unwrap_or_default();
             let digest = Sha256::digest(self.bytes);
             let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12]))).expect("hex is a valid header");
-            Derived { gzipped, etag }
+            Derived { gzipped: Bytes::from(gzipped), etag }
         })
     }
 
