@@ -99,6 +99,13 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Conflict(key) => ApiError::conflict(format!("already exists ({key})")),
             StoreError::LastOwner => ApiError::conflict("a tenant keeps at least one owner"),
+            StoreError::Missing(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "a record this refers to no longer exists")
+            }
+            StoreError::Refused { code, .. } if code.starts_with("40") => {
+                // A deadlock or serialization failure that outlived its retries: try again later.
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database busy, retry later")
+            }
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database unavailable, retry later")

@@ -166,6 +166,22 @@ pub fn plugin_runtime(config: &Config, fetcher: Arc<plugins::fetch::Fetcher>) ->
     plugins::PluginRuntime::new(fetcher, plugins::manifest::MAX_MEMORY_LIMIT_MB, Some(&cache))
 }
 
+/// Connections waiting to be accepted. std and tokio's `bind` ask for 128, too few when
+/// thousands of Socket.IO clients reconnect at once (after a deploy): past it the kernel drops
+/// their SYNs and each waits for a retransmit (1 s, 3 s, 7 s...). The kernel caps it at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The server's listening socket on `host:port`.
+pub fn listen(host: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    let addr = std::net::SocketAddr::new(host, port);
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's `bind`: a restarted server may listen while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,

@@ -107,9 +107,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Serve => {
-            let addr = (config.host, config.port);
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+            let listener = omnichat::listen(config.host, config.port)
+                .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
             let state = omnichat::build(config).await?;
             omnichat::serve(listener, state, shutdown_signal()).await?;
         }

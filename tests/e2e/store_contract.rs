@@ -21,6 +21,10 @@ on_both_databases!(
     an_inbound_message_is_stored_once_with_its_customer_and_conversation,
     concurrent_deliveries_store_a_message_once_in_one_conversation,
     cancelled_ingests_leave_the_store_working,
+    a_batch_stores_each_message_once_and_answers_duplicates,
+    a_message_of_a_channel_deleted_meanwhile_fails_alone,
+    concurrent_batches_for_one_new_customer_open_one_conversation,
+    a_batch_cut_by_a_cancelled_request_is_stored_for_the_others,
     queued_jobs_are_leased_completed_retried_and_killed,
     a_batch_of_jobs_is_loaded_and_completed_together,
 );
@@ -344,6 +348,230 @@ async fn cancelled_ingests_leave_the_store_working(db: Db) {
             .len();
     }
     assert_eq!(total, 60, "{finished} calls finished before their deadline");
+}
+
+/// The database's write lock held from another connection, with every batch worker of the
+/// store busy behind it (blocked on a message of another tenant), so that the ingests started
+/// meanwhile queue up and go in one batch when it is released (see store/group_commit.rs). If a
+/// call is late, it goes in a later batch: the assertions hold either way.
+struct HeldWrites {
+    conn: HeldConnection,
+    blockers: Vec<Call>,
+}
+
+enum HeldConnection {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldWrites {
+    async fn hold(test_db: &TestDb, store: &std::sync::Arc<dyn Store>) -> Self {
+        use sqlx::Connection;
+        let (tenant, channel) = tenant_with_channel(store, &format!("blocker-{}@c.io", Uuid::new_v4())).await;
+        let conn = match test_db.db {
+            Db::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&test_db.url).await.expect("sqlite");
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("write lock");
+                HeldConnection::Sqlite(conn)
+            }
+            Db::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&test_db.url).await.expect("postgres");
+                sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+                sqlx::query("LOCK TABLE customers IN EXCLUSIVE MODE").execute(&mut conn).await.expect("lock");
+                HeldConnection::Postgres(conn)
+            }
+        };
+        // One blocked message per worker (PostgreSQL runs two batches at once, SQLite one).
+        let mut blockers = Vec::new();
+        for i in 0..2 {
+            blockers.extend(spawn_ingests(store, vec![inbound(tenant, channel, &format!("b{i}"), &format!("b{i}"))]));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self { conn, blockers }
+    }
+
+    /// Gives the calls spawned meanwhile time to queue (not a deadline), then lets them go.
+    async fn release(self) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        match self.conn {
+            HeldConnection::Sqlite(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop),
+            HeldConnection::Postgres(mut conn) => sqlx::query("ROLLBACK").execute(&mut conn).await.map(drop),
+        }
+        .expect("release");
+        for blocker in results(self.blockers).await {
+            conversation_of(&blocker);
+        }
+    }
+}
+
+type Call = tokio::task::JoinHandle<Result<Ingested, StoreError>>;
+
+fn spawn_ingests(store: &std::sync::Arc<dyn Store>, messages: Vec<NewInboundMessage>) -> Vec<Call> {
+    messages
+        .into_iter()
+        .map(|message| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ingest_message(&message).await })
+        })
+        .collect()
+}
+
+async fn results(calls: Vec<Call>) -> Vec<Result<Ingested, StoreError>> {
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.expect("call"));
+    }
+    results
+}
+
+async fn stored_messages(store: &std::sync::Arc<dyn Store>, tenant: Uuid) -> Vec<String> {
+    let query = ConversationQuery { limit: 100, ..Default::default() };
+    let mut ids = Vec::new();
+    for conversation in store.list_conversations(tenant, &query).await.expect("list") {
+        let page = PageQuery { limit: 100, ..Default::default() };
+        for message in store.list_messages(tenant, conversation.id, &page).await.expect("messages") {
+            ids.push(message.provider_message_id.expect("provider id"));
+        }
+    }
+    ids.sort();
+    ids
+}
+
+fn conversation_of(result: &Result<Ingested, StoreError>) -> (Uuid, bool) {
+    match result {
+        Ok(Ingested::Stored { conversation, conversation_created, .. }) => (conversation.id, *conversation_created),
+        other => panic!("stored: {other:?}"),
+    }
+}
+
+async fn a_batch_stores_each_message_once_and_answers_duplicates(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch-dup@c.io").await;
+    store.ingest_message(&inbound(tenant, channel, "u0", "p0")).await.expect("ingest");
+
+    let held = HeldWrites::hold(&test_db, &store).await;
+    let calls = spawn_ingests(
+        &store,
+        vec![
+            inbound(tenant, channel, "u0", "p0"), // stored before
+            inbound(tenant, channel, "u1", "p1"),
+            inbound(tenant, channel, "u1", "p1"), // twice in the batch
+            inbound(tenant, channel, "u2", "p2"), // a new customer, twice
+            inbound(tenant, channel, "u2", "p3"),
+            inbound(tenant, channel, "u3", "p4"),
+        ],
+    );
+    held.release().await;
+    let results = results(calls).await;
+
+    assert!(matches!(results[0], Ok(Ingested::Duplicate)), "{:?}", results[0]);
+    let p1: Vec<_> = results[1..3].iter().map(|r| matches!(r, Ok(Ingested::Stored { .. }))).collect();
+    assert!(p1 == [true, false] || p1 == [false, true], "p1 stored once, the other a duplicate: {results:?}");
+    assert!(results[1..3].iter().all(Result::is_ok), "{results:?}");
+    let (first, second) = (conversation_of(&results[3]), conversation_of(&results[4]));
+    assert_eq!(first.0, second.0, "one conversation for the new customer");
+    assert_eq!(u8::from(first.1) + u8::from(second.1), 1, "opened once");
+    conversation_of(&results[5]);
+    assert_eq!(stored_messages(&store, tenant).await, ["p0", "p1", "p2", "p3", "p4"]);
+}
+
+async fn a_message_of_a_channel_deleted_meanwhile_fails_alone(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch-gone@c.io").await;
+    let new_channel = NewChannel {
+        channel_type: ChannelType::TELEGRAM_BOT,
+        name: "Going".into(),
+        external_id: None,
+        config: json!({}),
+        metadata: json!({}),
+    };
+    let gone = store.create_channel(tenant, new_channel).await.expect("channel").id;
+    // The webhook found the channel; it is deleted before its message is stored.
+    assert!(store.delete_channel(tenant, gone).await.expect("delete"));
+
+    let held = HeldWrites::hold(&test_db, &store).await;
+    let calls = spawn_ingests(
+        &store,
+        vec![
+            inbound(tenant, channel, "u1", "a1"),
+            inbound(tenant, gone, "u1", "g1"),
+            inbound(tenant, channel, "u2", "a2"),
+            inbound(tenant, gone, "u3", "g2"),
+        ],
+    );
+    held.release().await;
+    let results = results(calls).await;
+
+    for i in [0, 2] {
+        conversation_of(&results[i]);
+    }
+    for i in [1, 3] {
+        assert!(matches!(results[i], Err(StoreError::Missing(_))), "{:?}", results[i]);
+    }
+    assert_eq!(stored_messages(&store, tenant).await, ["a1", "a2"]);
+}
+
+async fn concurrent_batches_for_one_new_customer_open_one_conversation(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch-new@c.io").await;
+    // Rounds of 24 calls at once, half of them one new customer's, half other customers': on
+    // PostgreSQL two batches run side by side, so the new customer's messages meet in both.
+    for round in 0..4 {
+        let messages = (0..24)
+            .map(|i| {
+                let user = if i % 2 == 0 { format!("new{round}") } else { format!("other{round}-{i}") };
+                inbound(tenant, channel, &user, &format!("r{round}-{i}"))
+            })
+            .collect();
+        let results = results(spawn_ingests(&store, messages)).await;
+        let new_customer: Vec<(Uuid, bool)> = results.iter().step_by(2).map(conversation_of).collect();
+        assert!(new_customer.iter().all(|(id, _)| *id == new_customer[0].0), "one conversation: {new_customer:?}");
+        assert_eq!(new_customer.iter().filter(|(_, created)| *created).count(), 1, "opened once");
+        assert!(results.iter().skip(1).step_by(2).all(|r| conversation_of(r).1), "the others' are new too");
+    }
+    assert_eq!(stored_messages(&store, tenant).await.len(), 96);
+}
+
+async fn a_batch_cut_by_a_cancelled_request_is_stored_for_the_others(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch-cut@c.io").await;
+    let messages: Vec<_> = (0..8).map(|i| inbound(tenant, channel, &format!("u{}", i % 2), &format!("c{i}"))).collect();
+
+    let held = HeldWrites::hold(&test_db, &store).await;
+    let calls = spawn_ingests(&store, messages.clone());
+    // Three webhooks' clients hang up while their messages wait (the first may be in the batch
+    // already, the others are queued behind it).
+    let cancelled = [0, 5, 7];
+    for i in cancelled {
+        calls[i].abort();
+    }
+    held.release().await;
+    let mut kept = Vec::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        match call.await {
+            Ok(result) => kept.push((i, result)),
+            Err(join) => assert!(join.is_cancelled() && cancelled.contains(&i), "{join:?}"),
+        }
+    }
+    assert_eq!(kept.len(), 5);
+    for (_, result) in &kept {
+        conversation_of(result);
+    }
+    // Each provider retries: what was answered is a duplicate, a cancelled one is stored now if
+    // it was not taken before its caller left; either way it is there once.
+    for (i, message) in messages.iter().enumerate() {
+        let again = store.ingest_message(message).await.expect("redelivery");
+        if !cancelled.contains(&i) {
+            assert!(matches!(again, Ingested::Duplicate), "{again:?}");
+        }
+    }
+    assert_eq!(stored_messages(&store, tenant).await, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]);
+    let query = ConversationQuery { limit: 10, ..Default::default() };
+    assert_eq!(store.list_conversations(tenant, &query).await.expect("list").len(), 2, "one per customer");
 }
 
 async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {

@@ -2,7 +2,8 @@
 // Usage: node idle-sockets.mjs <baseUrl> <namespace> <tokensFile> <count>
 //   tokensFile: one token per line, used round-robin (a visitor token per socket for /widget,
 //   an access token for /, which then joins the channel given by CHANNEL).
-// Env: ORIGIN (the Origin header of each handshake), CHANNEL (join-channel on /).
+// Env: ORIGIN (the Origin header of each handshake), CHANNEL (join-channel on /), WAVE (sockets
+// opened per wave, default 250; WAVE=<count> opens them all at once).
 // Prints {"connected": n, "failed": m, "ms": t} once every socket connected or failed, then
 // keeps them open until stdin closes.
 import { readFileSync } from "node:fs";
@@ -23,8 +24,9 @@ function done() {
   }
 }
 
-// In waves, as browsers arriving over a few seconds would, not 5,000 handshakes in one tick.
-const WAVE = 250;
+// In waves, as browsers arriving over a few seconds would, not 5,000 handshakes in one tick
+// (unless WAVE says otherwise: the connect-at-once benchmark).
+const WAVE = Number(process.env.WAVE) || 250;
 for (let i = 0; i < count; i += WAVE) {
   for (let j = i; j < Math.min(count, i + WAVE); j++) {
     const socket = io(url, {
@@ -36,7 +38,14 @@ for (let i = 0; i < count; i += WAVE) {
       forceNew: true,
     });
     socket.once("connect", async () => {
-      if (process.env.CHANNEL) await socket.emitWithAck("join-channel", process.env.CHANNEL);
+      if (process.env.CHANNEL) {
+        // A join that is refused or never answered is a failed socket, not a hung summary.
+        const reply = await socket.timeout(30000).emitWithAck("join-channel", process.env.CHANNEL).catch(() => null);
+        if (reply?.ok !== true) {
+          failed++;
+          return done();
+        }
+      }
       connected++;
       done();
     });

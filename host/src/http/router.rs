@@ -144,7 +144,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone())
-        .layer(state.realtime.layer());
+        .layer(state.realtime.layer())
+        // Runs before the Socket.IO layer: a socket keeps only owned copies of its handshake.
+        .layer(tower::util::MapRequestLayer::new(crate::realtime::handshake::compactor(&state.config.socket_path)));
     // The guard goes on after the fallbacks, so it answers preflights and unknown methods too.
     let visitor_api = visitor_api
         .fallback(middleware::not_found)

@@ -25,6 +25,7 @@
 //! Redis, addressed to every socket outside the emitting replica's node room.
 
 pub mod bus;
+pub mod handshake;
 pub mod visitors;
 
 use std::cmp::Reverse;
@@ -52,6 +53,9 @@ use crate::store::{ChannelStatus, Conversation, Message, MessageDirection, Role,
 /// disconnected (see the module docs). Measured in BENCHMARKS.md (burst to a polling client,
 /// idle sockets).
 pub const SOCKET_BUFFER: usize = 4096;
+
+/// The largest websocket frame or message a client may send (an event with its payload).
+const MAX_SOCKET_MESSAGE: usize = 64 << 10;
 
 /// Every namespace's adapter: socketioxide's Redis adapter over our [`bus::Bus`] (which is off,
 /// and every operation local, without `REDIS_URL`).
@@ -180,6 +184,15 @@ impl Realtime {
         let (layer, io) = socketioxide::SocketIo::builder()
             .req_path(config.socket_path.to_owned())
             .max_buffer_size(config.buffer)
+            // Each websocket's read buffer is resident from the start (tungstenite zero-fills it
+            // before a read): 1 KiB instead of engineioxide's 4 KiB; it grows for a larger frame.
+            // Below 1 KiB `bytes` would stop growing it in steps.
+            .ws_read_buffer_size(1024)
+            // A frame's whole length is reserved on arrival and never given back: a client may not
+            // make its socket hold megabytes (the defaults are 16 and 64 MiB). Clients send small
+            // events; messages and files go through the REST API.
+            .ws_max_frame_size(MAX_SOCKET_MESSAGE)
+            .ws_max_message_size(MAX_SOCKET_MESSAGE)
             .with_state(SocketDeps { tokens, store, public_url, expiries, fanout: fanout.clone() })
             .with_adapter::<Adapter>(adapter)
             .build_layer();

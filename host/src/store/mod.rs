@@ -6,6 +6,7 @@ mod agent_sql;
 mod agent_store;
 mod bridge_sql;
 mod direct;
+mod group_commit;
 mod postgres;
 mod records;
 mod sql;
@@ -35,6 +36,13 @@ pub enum StoreError {
     /// The change would leave a tenant without an owner.
     #[error("a tenant keeps at least one owner")]
     LastOwner,
+    /// A row the write refers to is gone (a foreign key): say, a message for a channel deleted
+    /// meanwhile. Names the constraint.
+    #[error("a referenced record no longer exists ({0})")]
+    Missing(String),
+    /// The database refused one message of a batch (see `group_commit`): its SQLSTATE and text.
+    #[error("refused by the database ({code}): {message}")]
+    Refused { code: String, message: String },
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
@@ -50,6 +58,9 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or("unique key").to_owned())
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Missing(db.constraint().unwrap_or("foreign key").to_owned())
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
             sqlx::Error::Database(db) if server_unavailable(db.code().as_deref()) => StoreError::Unavailable(err),
@@ -134,7 +145,9 @@ pub trait Store: BridgeStore + AgentStore + WebhookStore + Send + Sync + 'static
     /// Stores one inbound message in ONE transaction: upserts the customer, finds its open
     /// conversation (by the provider's conversation id, else the customer's) or creates one, inserts
     /// the message and moves `lastMessageAt`. A message whose provider id is already stored for the
-    /// channel writes nothing and answers `Duplicate`.
+    /// channel writes nothing and answers `Duplicate`. Concurrent calls share a transaction and its
+    /// commit (group commit, `store/group_commit.rs`), each answered after the commit that holds
+    /// its message; a message that fails (`Missing`: its channel was deleted meanwhile) fails alone.
     async fn ingest_message(&self, message: &NewInboundMessage) -> StoreResult<Ingested>;
     async fn list_conversations(&self, tenant_id: Uuid, query: &ConversationQuery) -> StoreResult<Vec<Conversation>>;
     async fn get_conversation(&self, tenant_id: Uuid, conversation_id: Uuid) -> StoreResult<Option<Conversation>>;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
 use super::direct::DirectConnections;
+use super::group_commit::{BatchOutcome, GroupCommit, IngestBatch};
 use super::sql::{HasDb, impl_store};
 use super::webhook_sql::impl_webhook_store;
 use super::*;
@@ -22,11 +23,17 @@ use super::*;
 /// Connections of each pool: the shared one, and the webhook path's (see [`DirectConnections`]).
 const MAX_CONNECTIONS: u32 = 32;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inbound batches committing at once (see [`GroupCommit`]): one can run while another waits for
+/// its WAL flush; more would only split the queue into smaller batches.
+const INGEST_BATCHES: usize = 2;
+/// Messages per batch: each is a subtransaction, and PostgreSQL keeps 64 of them in shared memory.
+const INGEST_BATCH_SIZE: usize = 64;
 
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     webhook: Arc<DirectConnections>,
+    group_commit: Arc<GroupCommit>,
 }
 
 impl HasDb for PostgresStore {
@@ -59,7 +66,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool, webhook })
+        Ok(Self { pool, webhook, group_commit: Arc::new(GroupCommit::new(INGEST_BATCHES, INGEST_BATCH_SIZE)) })
     }
 
     /// The webhook's channel lookup, on a direct connection.
@@ -74,43 +81,83 @@ impl PostgresStore {
         self.webhook.close().await;
     }
 
-    /// `handle_inbound_message`'s transaction in one round trip: the function in
-    /// migrations/postgres/0002_ingest_function.sql runs SQLite's steps (see `SqliteStore::ingest`)
-    /// inside the database. No row means the message was stored before; so does a unique
-    /// violation on the provider id, raised by a redelivery racing the first one.
+    /// `handle_inbound_message`'s transaction, shared with whatever else arrives meanwhile
+    /// (see [`GroupCommit`]).
     pub(super) async fn ingest(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
-        let now = Utc::now();
+        self.group_commit.ingest(self, msg.clone()).await
+    }
+}
+
+impl IngestBatch for PostgresStore {
+    /// A batch in one round trip and one commit: the function in
+    /// migrations/postgres/0011_ingest_batch.sql runs each message through
+    /// `omnichat_ingest_message` (0002, SQLite's steps in `SqliteStore::ingest_batch`) under its
+    /// own savepoint. The call is a transaction of its own (no BEGIN/COMMIT round trips).
+    async fn ingest_batch(&self, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
+        let ids = |_: &NewInboundMessage| Uuid::now_v7();
+        let column = |f: fn(&NewInboundMessage) -> Option<&str>| batch.iter().map(f).collect::<Vec<_>>();
+        let now: Vec<DateTime<Utc>> = batch.iter().map(|_| Utc::now()).collect();
         let mut direct = self.webhook.acquire().await?;
-        let stored: Result<Option<(Customer, Conversation, Message, bool)>, sqlx::Error> = sqlx::query_as(
-            "SELECT customer, conversation, message, conversation_created
-             FROM omnichat_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        let rows: Result<Vec<BatchRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT outcome, customer, conversation, message, conversation_created, error_code, error_message, error_constraint
+             FROM omnichat_ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
-        .bind(msg.tenant_id)
-        .bind(msg.channel_instance_id)
-        .bind(Uuid::now_v7())
-        .bind(&msg.external_user_id)
-        .bind(&msg.sender_name)
-        .bind(&msg.sender_username)
-        .bind(&msg.external_conversation_id)
-        .bind(Uuid::now_v7())
-        .bind(Uuid::now_v7())
-        .bind(msg.direction)
-        .bind(msg.status())
-        .bind(&msg.text)
-        .bind(Json(&msg.attachments))
-        .bind(Json(&msg.raw))
-        .bind(&msg.provider_message_id)
-        .bind(msg.sent_at.unwrap_or(now))
-        .bind(now)
-        .fetch_optional(direct.conn())
+        .bind(batch.iter().map(|m| m.tenant_id).collect::<Vec<_>>())
+        .bind(batch.iter().map(|m| m.channel_instance_id).collect::<Vec<_>>())
+        .bind(batch.iter().map(ids).collect::<Vec<_>>())
+        .bind(column(|m| Some(&m.external_user_id)))
+        .bind(column(|m| m.sender_name.as_deref()))
+        .bind(column(|m| m.sender_username.as_deref()))
+        .bind(column(|m| m.external_conversation_id.as_deref()))
+        .bind(batch.iter().map(ids).collect::<Vec<_>>())
+        .bind(batch.iter().map(ids).collect::<Vec<_>>())
+        .bind(column(|m| Some(m.direction.as_str())))
+        .bind(column(|m| Some(m.status().as_str())))
+        .bind(column(|m| m.text.as_deref()))
+        .bind(batch.iter().map(|m| Json(&m.attachments)).collect::<Vec<_>>())
+        .bind(batch.iter().map(|m| Json(&m.raw)).collect::<Vec<_>>())
+        .bind(column(|m| m.provider_message_id.as_deref()))
+        .bind(batch.iter().zip(&now).map(|(m, now)| m.sent_at.unwrap_or(*now)).collect::<Vec<_>>())
+        .bind(&now)
+        .fetch_all(direct.conn())
         .await;
-        match direct.finish(stored) {
-            Ok(Some((customer, conversation, message, conversation_created))) => {
-                Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+        let rows = direct.finish(rows)?;
+        Ok(rows.into_iter().map(BatchRow::outcome).collect())
+    }
+}
+
+/// A row of `omnichat_ingest_batch`.
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    outcome: String,
+    customer: Option<Customer>,
+    conversation: Option<Conversation>,
+    message: Option<Message>,
+    conversation_created: Option<bool>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    error_constraint: Option<String>,
+}
+
+impl BatchRow {
+    fn outcome(self) -> BatchOutcome {
+        match (self.outcome.as_str(), self.customer, self.conversation, self.message) {
+            ("STORED", Some(customer), Some(conversation), Some(message)) => BatchOutcome::Done(Ok(Ingested::Stored {
+                customer,
+                conversation,
+                message,
+                conversation_created: self.conversation_created.unwrap_or(false),
+            })),
+            ("DUPLICATE", ..) => BatchOutcome::Done(Ok(Ingested::Duplicate)),
+            ("RETRY", ..) => BatchOutcome::Retry,
+            _ => {
+                let code = self.error_code.unwrap_or_default();
+                BatchOutcome::Done(Err(match (code.as_str(), self.error_constraint) {
+                    ("23503", constraint) => StoreError::Missing(constraint.unwrap_or_else(|| "foreign key".into())),
+                    ("23505", Some(constraint)) => StoreError::Conflict(constraint),
+                    _ => StoreError::Refused { code, message: self.error_message.unwrap_or_default() },
+                }))
             }
-            Ok(None) => Ok(Ingested::Duplicate),
-            Err(sqlx::Error::Database(db)) if db.constraint() == Some("messages_provider_id_key") => Ok(Ingested::Duplicate),
-            Err(err) => Err(err.into()),
         }
     }
 }

@@ -356,7 +356,7 @@ macro_rules! impl_store {
             }
 
             async fn ingest_message(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
-                // One transaction either way; how it reaches the database is the dialect's.
+                // Batched with concurrent calls; how a batch reaches the database is the dialect's.
                 self.ingest(msg).await
             }
 

@@ -3,17 +3,19 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
-use sqlx::{Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
+use super::group_commit::{BatchOutcome, GroupCommit, IngestBatch};
 use super::sql::{HasDb, impl_store};
 use super::webhook_sql::impl_webhook_store;
 use super::*;
@@ -21,7 +23,11 @@ use super::*;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    group_commit: Arc<GroupCommit>,
 }
+
+/// One batch at a time (SQLite has one writer) of up to this many inbound messages.
+const INGEST_BATCH_SIZE: usize = 64;
 
 impl HasDb for SqliteStore {
     type Db = Sqlite;
@@ -47,7 +53,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool })
+        Ok(Self { pool, group_commit: Arc::new(GroupCommit::new(1, INGEST_BATCH_SIZE)) })
     }
 
     /// A webhook's channel lookup (PostgreSQL runs it outside its pool; SQLite has only the pool).
@@ -58,16 +64,59 @@ impl SqliteStore {
     /// Nothing to close outside the pool.
     pub(super) async fn close_direct(&self) {}
 
-    /// `handle_inbound_message`'s transaction (PostgreSQL runs the same steps in one function,
-    /// migrations/postgres/0002_ingest_function.sql): upsert the customer, touch its open
-    /// conversation or open one, insert the message. A redelivery rolls everything back.
+    /// `handle_inbound_message`'s transaction, shared with whatever else arrives meanwhile
+    /// (see [`GroupCommit`]).
     pub(super) async fn ingest(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {
-        let now = Utc::now();
-        let sent_at = msg.sent_at.unwrap_or(now);
+        self.group_commit.ingest(self, msg.clone()).await
+    }
+}
+
+impl IngestBatch for SqliteStore {
+    /// One `BEGIN IMMEDIATE` for the batch, a savepoint per message: one that fails (or is a
+    /// redelivery) is rolled back alone. PostgreSQL runs the same steps in one call,
+    /// migrations/postgres/0002_ingest_function.sql and 0011_ingest_batch.sql.
+    async fn ingest_batch(&self, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // The transaction begins IMMEDIATE, holding the write lock, so concurrent messages of one
-        // customer find or create its conversation one at a time.
-        let customer: Customer = sqlx::query_as(
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let stored = ingest_one(&mut savepoint, msg, Utc::now()).await;
+            let outcome = match stored {
+                Ok(Some((customer, conversation, message, conversation_created))) => {
+                    savepoint.commit().await?;
+                    Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+                }
+                Ok(None) => {
+                    savepoint.rollback().await?;
+                    Ok(Ingested::Duplicate)
+                }
+                Err(err) => {
+                    savepoint.rollback().await?;
+                    match StoreError::from(err) {
+                        // Not this message's fault: the batch fails, and each message goes alone.
+                        err @ StoreError::Unavailable(_) => return Err(err),
+                        err => Err(err),
+                    }
+                }
+            };
+            outcomes.push(BatchOutcome::Done(outcome));
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// `handle_inbound_message`'s steps: upsert the customer, touch its open conversation or open
+/// one, insert the message. `None` for a redelivery, after which the caller rolls back.
+async fn ingest_one(
+    conn: &mut SqliteConnection,
+    msg: &NewInboundMessage,
+    now: DateTime<Utc>,
+) -> Result<Option<(Customer, Conversation, Message, bool)>, sqlx::Error> {
+    let sent_at = msg.sent_at.unwrap_or(now);
+    // The transaction began IMMEDIATE, holding the write lock, so concurrent messages of one
+    // customer find or create its conversation one at a time.
+    let customer: Customer = sqlx::query_as(
             "INSERT INTO customers (id, tenant_id, channel_instance_id, external_id, name, username, metadata, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
              ON CONFLICT (channel_instance_id, external_id) DO UPDATE SET
@@ -84,43 +133,43 @@ impl SqliteStore {
         .bind(&msg.sender_username)
         .bind(Json(serde_json::json!({})))
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
 
-        // The open conversation takes the new activity (a snoozed one reopens) in the same
-        // statement that finds it; a redelivery rolls that back with everything else.
-        let open: Option<Conversation> = match &msg.external_conversation_id {
-            Some(external) => {
-                sqlx::query_as(
-                    "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
+    // The open conversation takes the new activity (a snoozed one reopens) in the same
+    // statement that finds it; a redelivery rolls that back with everything else.
+    let open: Option<Conversation> = match &msg.external_conversation_id {
+        Some(external) => {
+            sqlx::query_as(
+                "UPDATE conversations SET last_message_at = $3, status = 'OPEN', updated_at = $3
                      WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
                        WHERE channel_instance_id = $1 AND external_conversation_id = $2 AND status <> 'CLOSED'
                        ORDER BY created_at DESC LIMIT 1)
                      RETURNING *",
-                )
-                .bind(msg.channel_instance_id)
-                .bind(external)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query_as(
-                    "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
+            )
+            .bind(msg.channel_instance_id)
+            .bind(external)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query_as(
+                "UPDATE conversations SET last_message_at = $2, status = 'OPEN', updated_at = $2
                      WHERE status <> 'CLOSED' AND id = (SELECT id FROM conversations
                        WHERE customer_id = $1 AND status <> 'CLOSED' ORDER BY created_at DESC LIMIT 1)
                      RETURNING *",
-                )
-                .bind(customer.id)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-        };
-        let (conversation, conversation_created) = match open {
-            Some(conversation) => (conversation, false),
-            None => {
-                let conversation: Conversation = sqlx::query_as(
+            )
+            .bind(customer.id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    let (conversation, conversation_created) = match open {
+        Some(conversation) => (conversation, false),
+        None => {
+            let conversation: Conversation = sqlx::query_as(
                     "INSERT INTO conversations
                        (id, tenant_id, channel_instance_id, customer_id, external_conversation_id, status, last_message_at, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, 'OPEN', $6, $6, $6) RETURNING *",
@@ -131,43 +180,40 @@ impl SqliteStore {
                 .bind(customer.id)
                 .bind(&msg.external_conversation_id)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
-                (conversation, true)
-            }
-        };
-        // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
-        // the whole transaction (customer, conversation) is rolled back with it.
-        let message: Option<Message> = sqlx::query_as(
-            "INSERT INTO messages
+            (conversation, true)
+        }
+    };
+    // A redelivery hits the unique (channel, provider id) key: nothing is inserted, and
+    // the whole transaction (customer, conversation) is rolled back with it.
+    let message: Option<Message> = sqlx::query_as(
+        "INSERT INTO messages
                (id, tenant_id, channel_instance_id, conversation_id, customer_id, direction, status, text,
                 attachments, raw, provider_message_id, sent_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
              ON CONFLICT (channel_instance_id, provider_message_id) DO NOTHING
              RETURNING *",
-        )
-        .bind(Uuid::now_v7())
-        .bind(msg.tenant_id)
-        .bind(msg.channel_instance_id)
-        .bind(conversation.id)
-        .bind(customer.id)
-        .bind(msg.direction)
-        .bind(msg.status())
-        .bind(&msg.text)
-        .bind(Json(&msg.attachments))
-        .bind(Json(&msg.raw))
-        .bind(&msg.provider_message_id)
-        .bind(sent_at)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(message) = message else {
-            tx.rollback().await?;
-            return Ok(Ingested::Duplicate);
-        };
-        // The auto-reply decision is durable with the message (agents/runner.rs takes it from here).
-        if msg.direction == MessageDirection::Inbound {
-            sqlx::query(
+    )
+    .bind(Uuid::now_v7())
+    .bind(msg.tenant_id)
+    .bind(msg.channel_instance_id)
+    .bind(conversation.id)
+    .bind(customer.id)
+    .bind(msg.direction)
+    .bind(msg.status())
+    .bind(&msg.text)
+    .bind(Json(&msg.attachments))
+    .bind(Json(&msg.raw))
+    .bind(&msg.provider_message_id)
+    .bind(sent_at)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(message) = message else { return Ok(None) };
+    // The auto-reply decision is durable with the message (agents/runner.rs takes it from here).
+    if msg.direction == MessageDirection::Inbound {
+        sqlx::query(
                 "INSERT INTO agent_jobs (id, tenant_id, conversation_id, message_id, status, attempts, run_at, created_at, updated_at)
                  SELECT $1, $2, $3, $4, 'PENDING', 0, $5, $5, $5
                  WHERE EXISTS (SELECT 1 FROM agents WHERE tenant_id = $2 AND is_active)",
@@ -177,12 +223,10 @@ impl SqliteStore {
             .bind(conversation.id)
             .bind(message.id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(Ingested::Stored { customer, conversation, message, conversation_created })
     }
+    Ok(Some((customer, conversation, message, conversation_created)))
 }
 
 // SQLite has one writer at a time, so claiming needs no row locks.

@@ -1,0 +1,388 @@
+//! Group commit for the inbound path: concurrent ingests share one transaction and one commit.
+//!
+//! A caller queues its message and waits for its own answer. Whoever finds fewer than
+//! `max_batches` batches running starts a worker task; a worker takes everything queued (up to
+//! `max_size`), stores it in one transaction, answers each caller after the commit, and goes on
+//! while the queue is not empty. There is no waiting window: a lone message goes alone at once,
+//! and under load the queue fills while the running batches commit, so batches grow with the load.
+//!
+//! Batches run in their own task, so a caller that goes away (a webhook whose client hung up)
+//! never cuts a batch short for the others. A message whose caller left before a worker took it is
+//! not stored (its provider retries); once taken, it is committed with its batch-mates (a retry is
+//! then a duplicate). Inside a batch each message is stored under its own savepoint, so one that
+//! fails is rolled back alone and answered with its error; a failure of the batch itself (the
+//! connection, the commit) stores each message again on its own, so every caller gets its own
+//! answer. Messages are sorted by channel and conversation key, so concurrent batches lock
+//! customers and conversations in one order; a message that still loses a deadlock goes again in
+//! a later batch.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{Ingested, NewInboundMessage, StoreError, StoreResult};
+
+/// How many times a message may lose a deadlock before it is answered with an error.
+const MAX_RETRIES: u8 = 3;
+
+/// What one message of a batch came to.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per message of a batch, short-lived, as `Ingested`
+pub(super) enum BatchOutcome {
+    Done(StoreResult<Ingested>),
+    /// Chosen as a deadlock victim and rolled back: store it again.
+    Retry,
+}
+
+/// A store's transaction for a batch: one outcome per message, in the batch's order. An `Err`
+/// means nothing of the batch was committed.
+pub(super) trait IngestBatch: Clone + Send + Sync + 'static {
+    fn ingest_batch(&self, batch: &[NewInboundMessage]) -> impl Future<Output = StoreResult<Vec<BatchOutcome>>> + Send;
+}
+
+pub(super) struct GroupCommit {
+    queue: Mutex<Queue>,
+    max_batches: usize,
+    max_size: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Pending>,
+    /// Workers running (each holds at most one batch at a time).
+    workers: usize,
+}
+
+struct Pending {
+    message: NewInboundMessage,
+    reply: oneshot::Sender<StoreResult<Ingested>>,
+    retries: u8,
+}
+
+impl GroupCommit {
+    /// At most `max_batches` batches at once, of at most `max_size` messages each.
+    pub(super) fn new(max_batches: usize, max_size: usize) -> Self {
+        assert!(max_batches > 0 && max_size > 0);
+        Self { queue: Mutex::new(Queue::default()), max_batches, max_size }
+    }
+
+    /// Stores `message` in the next batch; answers after the commit that holds it.
+    pub(super) async fn ingest<S: IngestBatch>(self: &Arc<Self>, store: &S, message: NewInboundMessage) -> StoreResult<Ingested> {
+        let (reply, answer) = oneshot::channel();
+        let start_worker = {
+            let mut queue = self.queue.lock().expect("group commit lock");
+            queue.waiting.push_back(Pending { message, reply, retries: 0 });
+            let start = queue.workers < self.max_batches;
+            if start {
+                queue.workers += 1;
+            }
+            start
+        };
+        if start_worker {
+            tokio::spawn(Arc::clone(self).work(store.clone()));
+        }
+        // The sender is dropped unanswered only if the worker's task is torn down (the runtime
+        // shutting down): the message may or may not be stored, as with a lost connection.
+        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)))
+    }
+
+    /// Takes the queue batch after batch until it is empty.
+    async fn work<S: IngestBatch>(self: Arc<Self>, store: S) {
+        while let Some(batch) = self.next_batch() {
+            let retry = run(&store, batch).await;
+            if !retry.is_empty() {
+                let mut queue = self.queue.lock().expect("group commit lock");
+                for pending in retry.into_iter().rev() {
+                    queue.waiting.push_front(pending);
+                }
+            }
+        }
+    }
+
+    /// The next batch, sorted; `None` (and this worker stops) when nothing is waiting.
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut queue = self.queue.lock().expect("group commit lock");
+        // A caller that went away before its message was taken: not stored.
+        queue.waiting.retain(|pending| !pending.reply.is_closed());
+        if queue.waiting.is_empty() {
+            queue.workers -= 1;
+            return None;
+        }
+        let take = queue.waiting.len().min(self.max_size);
+        let mut batch: Vec<Pending> = queue.waiting.drain(..take).collect();
+        drop(queue);
+        // Stable: the messages of one conversation keep their order of arrival.
+        batch.sort_by(|a, b| lock_order(&a.message).cmp(&lock_order(&b.message)));
+        Some(batch)
+    }
+}
+
+/// The order rows are locked in: the channel, the conversation (a group chat's id, or the
+/// customer for one-to-one channels), the customer.
+fn lock_order(message: &NewInboundMessage) -> (uuid::Uuid, &str, &str) {
+    let conversation = message.external_conversation_id.as_deref().unwrap_or(&message.external_user_id);
+    (message.channel_instance_id, conversation, &message.external_user_id)
+}
+
+/// Stores one batch and answers its callers; returns the deadlock victims to queue again.
+async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
+    let messages: Vec<NewInboundMessage> = batch.iter().map(|pending| pending.message.clone()).collect();
+    let outcomes = match guarded(store, &messages).await {
+        Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
+        Ok(_) => unreachable!("a store answers every message of a batch"),
+        Err(err) if batch.len() == 1 => vec![BatchOutcome::Done(Err(err))],
+        Err(err) => {
+            // Nothing was committed: each message goes again on its own, for its own answer.
+            tracing::warn!(error = %err, messages = batch.len(), "an inbound batch failed; storing its messages one by one");
+            let mut retry = Vec::new();
+            for pending in batch {
+                if pending.reply.is_closed() {
+                    continue;
+                }
+                let alone = guarded(store, std::slice::from_ref(&pending.message)).await;
+                match alone.map(|mut outcomes| outcomes.pop()) {
+                    Ok(Some(BatchOutcome::Done(result))) => answer(pending, result),
+                    Ok(Some(BatchOutcome::Retry)) => retry_or_fail(pending, &mut retry),
+                    Ok(None) => unreachable!("a store answers every message of a batch"),
+                    Err(err) => answer(pending, Err(err)),
+                }
+            }
+            return retry;
+        }
+    };
+    let mut retry = Vec::new();
+    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        match outcome {
+            BatchOutcome::Done(result) => answer(pending, result),
+            BatchOutcome::Retry => retry_or_fail(pending, &mut retry),
+        }
+    }
+    retry
+}
+
+/// The store's batch in a task of its own, so that a panic fails the batch, not the worker.
+async fn guarded<S: IngestBatch>(store: &S, messages: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
+    let (store, messages) = (store.clone(), messages.to_vec());
+    match tokio::spawn(async move { store.ingest_batch(&messages).await }).await {
+        Ok(result) => result,
+        Err(_panic) => Err(StoreError::Refused { code: "panic".into(), message: "storing an inbound batch panicked".into() }),
+    }
+}
+
+fn retry_or_fail(mut pending: Pending, retry: &mut Vec<Pending>) {
+    pending.retries += 1;
+    if pending.retries > MAX_RETRIES {
+        let err = StoreError::Refused { code: "40P01".into(), message: "deadlock detected, retries exhausted".into() };
+        answer(pending, Err(err));
+    } else {
+        retry.push(pending);
+    }
+}
+
+fn answer(pending: Pending, result: StoreResult<Ingested>) {
+    // The caller may have gone away meanwhile; its message is stored all the same.
+    let _ = pending.reply.send(result);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue's mechanics over a store that records its batches (single-threaded runtime, so
+    //! tasks run only where the test yields); the SQL of each store is covered by the store
+    //! contract tests (tests/e2e/store_contract.rs) on both databases.
+
+    use serde_json::json;
+    use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::MessageDirection;
+
+    /// Stores nothing; answers by the message's text: `dup` a duplicate, `retry` a deadlock victim
+    /// (once; `retry always` every time), `refuse` an error, `panic` a panic, `fail batch` fails
+    /// any batch of more than one message. Each batch is recorded when taken, then waits for a
+    /// permit of `gate`.
+    #[derive(Clone)]
+    struct Recorder {
+        batches: Arc<Mutex<Vec<Vec<String>>>>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Recorder {
+        fn new() -> Self {
+            Self { batches: Arc::default(), gate: Arc::new(Semaphore::new(0)) }
+        }
+
+        fn open(&self) {
+            self.gate.add_permits(Semaphore::MAX_PERMITS >> 4);
+        }
+
+        fn batches(&self) -> Vec<Vec<String>> {
+            self.batches.lock().expect("batches").clone()
+        }
+    }
+
+    impl IngestBatch for Recorder {
+        async fn ingest_batch(&self, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
+            let texts: Vec<String> = batch.iter().map(|m| m.text.clone().unwrap_or_default()).collect();
+            let retried = self.batches.lock().expect("batches").iter().flatten().filter(|t| *t == "retry").count();
+            self.batches.lock().expect("batches").push(texts.clone());
+            self.gate.acquire().await.expect("gate").forget();
+            if texts.iter().any(|t| t == "panic") {
+                panic!("a store bug");
+            }
+            if batch.len() > 1 && texts.iter().any(|t| t == "fail batch") {
+                return Err(StoreError::Refused { code: "XX000".into(), message: "commit failed".into() });
+            }
+            Ok(texts
+                .iter()
+                .map(|t| match t.as_str() {
+                    "dup" => BatchOutcome::Done(Ok(Ingested::Duplicate)),
+                    "retry" if retried == 0 => BatchOutcome::Retry,
+                    "retry always" => BatchOutcome::Retry,
+                    "refuse" => BatchOutcome::Done(Err(StoreError::Missing("channel".into()))),
+                    _ => BatchOutcome::Done(Err(StoreError::Conflict(t.clone()))),
+                })
+                .collect())
+        }
+    }
+
+    /// What a call was answered: the text it was stored as (the recorder answers `Conflict(text)`
+    /// for a plain message), `dup`, or the error's kind.
+    fn answer_of(result: StoreResult<Ingested>) -> String {
+        match result {
+            Ok(Ingested::Duplicate) => "dup".into(),
+            Ok(Ingested::Stored { .. }) => unreachable!("the recorder stores nothing"),
+            Err(StoreError::Conflict(text)) => text,
+            Err(StoreError::Missing(_)) => "missing".into(),
+            Err(StoreError::Refused { code, .. }) => format!("refused {code}"),
+            Err(other) => format!("{other}"),
+        }
+    }
+
+    fn message(user: &str, text: &str) -> NewInboundMessage {
+        NewInboundMessage {
+            tenant_id: Uuid::nil(),
+            channel_instance_id: Uuid::nil(),
+            external_user_id: user.into(),
+            external_conversation_id: None,
+            provider_message_id: None,
+            sender_name: None,
+            sender_username: None,
+            text: Some(text.into()),
+            attachments: json!([]),
+            raw: json!({}),
+            sent_at: None,
+            direction: MessageDirection::Inbound,
+        }
+    }
+
+    /// One spawned ingest per (user, text), all queued when this returns.
+    async fn submit(commit: &Arc<GroupCommit>, store: &Recorder, messages: &[(&str, &str)]) -> Vec<JoinHandle<String>> {
+        let calls = messages
+            .iter()
+            .map(|(user, text)| {
+                let (commit, store, message) = (Arc::clone(commit), store.clone(), message(user, text));
+                tokio::spawn(async move { answer_of(commit.ingest(&store, message).await) })
+            })
+            .collect();
+        settle().await;
+        calls
+    }
+
+    /// Lets every spawned task run until it waits.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn answers(calls: Vec<JoinHandle<String>>) -> Vec<String> {
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.expect("call"));
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn messages_queued_behind_a_batch_go_together_and_each_gets_its_own_answer() {
+        let commit = Arc::new(GroupCommit::new(1, 64));
+        let store = Recorder::new();
+        let first = submit(&commit, &store, &[("a", "a1")]).await;
+        assert_eq!(store.batches(), [["a1"]], "a lone message goes at once");
+        let rest = submit(&commit, &store, &[("b", "b1"), ("a", "a2"), ("c", "dup"), ("b", "refuse"), ("a", "a3")]).await;
+        store.open();
+        assert_eq!(answers(first).await, ["a1"]);
+        assert_eq!(answers(rest).await, ["b1", "a2", "dup", "missing", "a3"]);
+        // Sorted by conversation key for the lock order; one user's messages keep their order.
+        assert_eq!(store.batches(), [vec!["a1"], vec!["a2", "a3", "b1", "refuse", "dup"]]);
+    }
+
+    #[tokio::test]
+    async fn batches_are_capped_and_run_side_by_side_up_to_the_limit() {
+        let commit = Arc::new(GroupCommit::new(2, 3));
+        let store = Recorder::new();
+        let mut held = submit(&commit, &store, &[("a", "1")]).await;
+        held.extend(submit(&commit, &store, &[("b", "2")]).await);
+        assert_eq!(store.batches(), [vec!["1"], vec!["2"]], "a second worker while the first is busy");
+        let queued = submit(&commit, &store, &[("c", "3"), ("d", "4"), ("e", "5"), ("f", "6"), ("g", "7")]).await;
+        assert_eq!(store.batches().len(), 2, "no third worker");
+        store.open();
+        assert_eq!(answers(held).await, ["1", "2"]);
+        assert_eq!(answers(queued).await, ["3", "4", "5", "6", "7"]);
+        let sizes: Vec<usize> = store.batches().iter().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+        assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+        assert_eq!(commit.queue.lock().expect("queue").workers, 0, "workers stop when the queue is empty");
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_left_before_its_batch_is_not_stored_and_cuts_nothing() {
+        let commit = Arc::new(GroupCommit::new(1, 64));
+        let store = Recorder::new();
+        let first = submit(&commit, &store, &[("a", "a1")]).await;
+        let mut queued = submit(&commit, &store, &[("b", "b1"), ("c", "c1"), ("d", "d1")]).await;
+        queued.remove(1).abort();
+        settle().await;
+        // The first caller leaves while its batch is running: the batch goes on for the others.
+        let leaving = submit(&commit, &store, &[("e", "e1")]).await;
+        first.into_iter().for_each(|call| call.abort());
+        store.open();
+        assert_eq!(answers(queued).await, ["b1", "d1"]);
+        assert_eq!(answers(leaving).await, ["e1"]);
+        assert_eq!(store.batches(), [vec!["a1"], vec!["b1", "d1", "e1"]]);
+    }
+
+    #[tokio::test]
+    async fn deadlock_victims_go_again_and_give_up_after_their_retries() {
+        let commit = Arc::new(GroupCommit::new(1, 64));
+        let store = Recorder::new();
+        store.open();
+        let calls = submit(&commit, &store, &[("a", "a1"), ("b", "retry"), ("c", "retry always")]).await;
+        assert_eq!(answers(calls).await, ["a1", "retry", "refused 40P01"]);
+        let batches = store.batches();
+        assert_eq!(batches[0], ["a1", "retry", "retry always"]);
+        assert_eq!(batches[1], ["retry", "retry always"]);
+        assert_eq!(batches.len(), 1 + MAX_RETRIES as usize, "{batches:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_stored_again_one_by_one_and_a_panic_fails_only_its_batch() {
+        let commit = Arc::new(GroupCommit::new(1, 64));
+        let store = Recorder::new();
+        let first = submit(&commit, &store, &[("z", "z1")]).await;
+        let calls = submit(&commit, &store, &[("a", "a1"), ("b", "fail batch"), ("c", "c1")]).await;
+        store.open();
+        assert_eq!(answers(first).await, ["z1"]);
+        assert_eq!(answers(calls).await, ["a1", "fail batch", "c1"]);
+        assert_eq!(store.batches()[1..], [vec!["a1", "fail batch", "c1"], vec!["a1"], vec!["fail batch"], vec!["c1"]]);
+
+        let panicked = submit(&commit, &store, &[("p", "panic")]).await;
+        assert_eq!(answers(panicked).await, ["refused panic"]);
+        let after = submit(&commit, &store, &[("q", "q1")]).await;
+        assert_eq!(answers(after).await, ["q1"], "the queue still works");
+    }
+}
