@@ -10,9 +10,9 @@
 //! never cuts a batch short for the others. A message whose caller left before a worker took it is
 //! not stored (its provider retries); once taken, it is committed with its batch-mates (a retry is
 //! then a duplicate). Inside a batch each message is stored under its own savepoint, so one that
-//! fails is rolled back alone and answered with its error; a failure of the batch itself (the
-//! connection, the commit) stores each message again on its own, so every caller gets its own
-//! answer. Messages are sorted by channel and conversation key, so concurrent batches lock
+//! fails is rolled back alone and answered with its error; a failure of the batch itself (a
+//! commit refused) stores each message again on its own, so every caller gets its own answer,
+//! except when the database cannot be reached: then every caller hears so at once. Messages are sorted by channel and conversation key, so concurrent batches lock
 //! customers and conversations in one order; a message that still loses a deadlock goes again in
 //! a later batch.
 
@@ -129,10 +129,20 @@ fn lock_order(message: &NewInboundMessage) -> (uuid::Uuid, &str, &str) {
 /// Stores one batch and answers its callers; returns the deadlock victims to queue again.
 async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
     let messages: Vec<NewInboundMessage> = batch.iter().map(|pending| pending.message.clone()).collect();
-    let outcomes = match guarded(store, &messages).await {
+    let outcomes = match guarded(store, messages).await {
         Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
         Ok(_) => unreachable!("a store answers every message of a batch"),
         Err(err) if batch.len() == 1 => vec![BatchOutcome::Done(Err(err))],
+        Err(StoreError::Unavailable(cause)) => {
+            // The database cannot be reached: storing each message alone would wait as long again,
+            // once per message. Nothing was stored; the providers deliver again later.
+            tracing::warn!(error = %cause, messages = batch.len(), "an inbound batch found the database unavailable");
+            for pending in batch {
+                let err = std::io::Error::other(format!("database unavailable: {cause}"));
+                answer(pending, Err(StoreError::Unavailable(sqlx::Error::Io(err))));
+            }
+            return Vec::new();
+        }
         Err(err) => {
             // Nothing was committed: each message goes again on its own, for its own answer.
             tracing::warn!(error = %err, messages = batch.len(), "an inbound batch failed; storing its messages one by one");
@@ -141,7 +151,7 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
                 if pending.reply.is_closed() {
                     continue;
                 }
-                let alone = guarded(store, std::slice::from_ref(&pending.message)).await;
+                let alone = guarded(store, vec![pending.message.clone()]).await;
                 match alone.map(|mut outcomes| outcomes.pop()) {
                     Ok(Some(BatchOutcome::Done(result))) => answer(pending, result),
                     Ok(Some(BatchOutcome::Retry)) => retry_or_fail(pending, &mut retry),
@@ -163,8 +173,8 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
 }
 
 /// The store's batch in a task of its own, so that a panic fails the batch, not the worker.
-async fn guarded<S: IngestBatch>(store: &S, messages: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
-    let (store, messages) = (store.clone(), messages.to_vec());
+async fn guarded<S: IngestBatch>(store: &S, messages: Vec<NewInboundMessage>) -> StoreResult<Vec<BatchOutcome>> {
+    let store = store.clone();
     match tokio::spawn(async move { store.ingest_batch(&messages).await }).await {
         Ok(result) => result,
         Err(_panic) => Err(StoreError::Refused { code: "panic".into(), message: "storing an inbound batch panicked".into() }),
@@ -202,7 +212,7 @@ mod tests {
 
     /// Stores nothing; answers by the message's text: `dup` a duplicate, `retry` a deadlock victim
     /// (once; `retry always` every time), `refuse` an error, `panic` a panic, `fail batch` fails
-    /// any batch of more than one message. Each batch is recorded when taken, then waits for a
+    /// any batch of more than one message, `unreachable` fails any batch as the database down. Each batch is recorded when taken, then waits for a
     /// permit of `gate`.
     #[derive(Clone)]
     struct Recorder {
@@ -233,6 +243,9 @@ mod tests {
             if texts.iter().any(|t| t == "panic") {
                 panic!("a store bug");
             }
+            if texts.iter().any(|t| t == "unreachable") {
+                return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+            }
             if batch.len() > 1 && texts.iter().any(|t| t == "fail batch") {
                 return Err(StoreError::Refused { code: "XX000".into(), message: "commit failed".into() });
             }
@@ -258,6 +271,7 @@ mod tests {
             Err(StoreError::Conflict(text)) => text,
             Err(StoreError::Missing(_)) => "missing".into(),
             Err(StoreError::Refused { code, .. }) => format!("refused {code}"),
+            Err(StoreError::Unavailable(_)) => "unavailable".into(),
             Err(other) => format!("{other}"),
         }
     }
@@ -379,6 +393,12 @@ mod tests {
         assert_eq!(answers(first).await, ["z1"]);
         assert_eq!(answers(calls).await, ["a1", "fail batch", "c1"]);
         assert_eq!(store.batches()[1..], [vec!["a1", "fail batch", "c1"], vec!["a1"], vec!["fail batch"], vec!["c1"]]);
+
+        // The database down: every caller hears so at once, nothing is tried one by one.
+        let before = store.batches().len();
+        let down = submit(&commit, &store, &[("a", "a2"), ("u", "unreachable"), ("c", "c2")]).await;
+        assert_eq!(answers(down).await, ["unavailable", "unavailable", "unavailable"]);
+        assert_eq!(store.batches().len(), before + 1);
 
         let panicked = submit(&commit, &store, &[("p", "panic")]).await;
         assert_eq!(answers(panicked).await, ["refused panic"]);
