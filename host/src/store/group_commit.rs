@@ -9,7 +9,8 @@
 //! Batches run in their own task, so a caller that goes away (a webhook whose client hung up)
 //! never cuts a batch short for the others. A message whose caller left before a worker took it is
 //! not stored (its provider retries); once taken, it is committed with its batch-mates (a retry is
-//! then a duplicate). Inside a batch each message is stored under its own savepoint, so one that
+//! then a duplicate), except when its batch fails and is stored again one by one, which skips
+//! the callers that left. Inside a batch each message is stored under its own savepoint, so one that
 //! fails is rolled back alone and answered with its error; a failure of the batch itself (a
 //! commit refused) stores each message again on its own, so every caller gets its own answer,
 //! except when the database cannot be reached: then every caller hears so at once. Messages are sorted by channel and conversation key, so concurrent batches lock

@@ -93,7 +93,7 @@ impl IngestBatch for SqliteStore {
                 Err(err) => {
                     savepoint.rollback().await?;
                     match StoreError::from(err) {
-                        // Not this message's fault: the batch fails, and each message goes alone.
+                        // Not this message's fault: the batch fails, and every caller hears the database is unavailable.
                         err @ StoreError::Unavailable(_) => return Err(err),
                         err => Err(err),
                     }
