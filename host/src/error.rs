@@ -102,13 +102,14 @@ impl From<StoreError> for ApiError {
             StoreError::Missing(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "a record this refers to no longer exists")
             }
-            StoreError::Refused { code, .. } if code.starts_with("40") => {
-                // A deadlock or serialization failure that outlived its retries: try again later.
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database busy, retry later")
-            }
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database unavailable, retry later")
+            }
+            err if err.is_transient() => {
+                // A deadlock, serialization failure or lock wait that outlived its retries.
+                tracing::warn!(error = %err, "database busy");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "database busy, retry later")
             }
             other => ApiError::internal(other),
         }

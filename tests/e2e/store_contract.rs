@@ -574,6 +574,50 @@ async fn a_batch_cut_by_a_cancelled_request_is_stored_for_the_others(db: Db) {
     assert_eq!(store.list_conversations(tenant, &query).await.expect("list").len(), 2, "one per customer");
 }
 
+/// PostgreSQL only (SQLite takes the whole file's write lock, not rows): a message whose
+/// customer row another transaction holds gives up its lock wait, goes again in later batches,
+/// and is answered busy (503, transient: a bridge keeps it) when its retries run out; its
+/// batch-mates are stored, and a redelivery after the lock is gone is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_message_stuck_on_a_row_lock_is_retried_then_answered_busy() {
+    use sqlx::Connection;
+    if !omnichat_tests::available(Db::Postgres) {
+        return;
+    }
+    let test_db = TestDb::new(Db::Postgres);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "lock-wait@c.io").await;
+    // Short lock waits on this database; the webhook path's connections open after this.
+    let name = test_db.url.rsplit('/').next().expect("database name");
+    let mut conn = sqlx::PgConnection::connect(&test_db.url).await.expect("postgres");
+    let alter = format!("ALTER DATABASE \"{name}\" SET lock_timeout = '100ms'");
+    sqlx::query(sqlx::AssertSqlSafe(alter)).execute(&mut conn).await.expect("lock_timeout");
+    store.ingest_message(&inbound(tenant, channel, "locked", "l0")).await.expect("first message");
+
+    sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+    sqlx::query("SELECT 1 FROM customers WHERE external_id = 'locked' FOR UPDATE").execute(&mut conn).await.expect("row lock");
+    let calls = spawn_ingests(
+        &store,
+        vec![
+            inbound(tenant, channel, "locked", "l1"),
+            inbound(tenant, channel, "free1", "f1"),
+            inbound(tenant, channel, "free2", "f2"),
+        ],
+    );
+    let results = results(calls).await;
+    match &results[0] {
+        Err(err @ StoreError::Refused { code, .. }) => assert!(err.is_transient(), "{code}"),
+        other => panic!("busy: {other:?}"),
+    }
+    conversation_of(&results[1]);
+    conversation_of(&results[2]);
+    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("release");
+
+    let again = store.ingest_message(&inbound(tenant, channel, "locked", "l1")).await;
+    conversation_of(&again);
+    assert_eq!(stored_messages(&store, tenant).await, ["f1", "f2", "l0", "l1"]);
+}
+
 async fn queued_jobs_are_leased_completed_retried_and_killed(db: Db) {
     let test_db = TestDb::new(db);
     let store = test_db.store().await;

@@ -18,7 +18,7 @@ use crate::crypto::SecretBox;
 use crate::inbound::service::Inbound;
 use crate::plugins::fetch::Fetcher;
 use crate::realtime::Realtime;
-use crate::store::{ChannelType, NewInboundMessage, SessionKind, Store, StoreError};
+use crate::store::{ChannelType, NewInboundMessage, SessionKind, Store};
 
 /// What the bridges use of the host: the store, the realtime rooms, the inbound pipeline, the
 /// status sink, the secret box (sessions are sealed at rest), the guarded fetcher (media by URL)
@@ -79,7 +79,7 @@ pub(crate) async fn lease_round(
     }
 }
 
-/// Stores a message a bridge received. While the database is unavailable it retries every second
+/// Stores a message a bridge received. While the database is unavailable or busy it retries every second
 /// until `stopped` completes (then `false`): a message must not be passed over for a passing
 /// outage. A message the database refuses outright is logged and skipped, so one bad message does
 /// not stall the account.
@@ -95,8 +95,8 @@ pub(crate) async fn store_received(
     loop {
         match state.inbound.handle(channel_type, payload.clone()).await {
             Ok(_) => return true,
-            Err(err @ StoreError::Unavailable(_)) => {
-                tracing::warn!(channel.id = %channel_id, bridge, error = %err, "database unavailable; retrying a received message");
+            Err(err) if err.is_transient() => {
+                tracing::warn!(channel.id = %channel_id, bridge, error = %err, "database unavailable or busy; retrying a received message");
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     _ = &mut stopped => return false,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::agents::AutoReply;
 use crate::channels::adapter::{Receipt, ReceiptStatus};
@@ -28,8 +29,22 @@ impl Inbound {
     /// Stores one message in one transaction, then (only after the commit) emits
     /// `message-created` and `conversation-updated` to the channel's and the tenant's rooms and
     /// calls the auto-reply hook. A redelivered message writes and emits nothing.
-    #[tracing::instrument(skip_all, fields(tenant.id = %message.tenant_id, channel.id = %message.channel_instance_id))]
-    pub async fn handle(&self, channel_type: &str, mut message: NewInboundMessage) -> Result<Ingested, StoreError> {
+    ///
+    /// All of it runs in a task of its own: a caller that goes away meanwhile (a webhook whose
+    /// client hung up) does not leave a stored message without its events and auto-reply.
+    pub async fn handle(&self, channel_type: &str, message: NewInboundMessage) -> Result<Ingested, StoreError> {
+        let span = tracing::info_span!("inbound", tenant.id = %message.tenant_id, channel.id = %message.channel_instance_id);
+        let (inbound, channel_type) = (self.clone(), channel_type.to_owned());
+        let task = tokio::spawn(async move { inbound.store_and_emit(&channel_type, message).await }.instrument(span));
+        match task.await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Only when the runtime shuts down: the message may or may not be stored.
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)),
+        }
+    }
+
+    async fn store_and_emit(&self, channel_type: &str, mut message: NewInboundMessage) -> Result<Ingested, StoreError> {
         without_nul(&mut message);
         let ingested = self.store.ingest_message(&message).await?;
         let result = if matches!(ingested, Ingested::Stored { .. }) { "stored" } else { "duplicate" };

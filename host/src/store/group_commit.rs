@@ -13,13 +13,20 @@
 //! the callers that left. Inside a batch each message is stored under its own savepoint, so one that
 //! fails is rolled back alone and answered with its error; a failure of the batch itself (a
 //! commit refused) stores each message again on its own, so every caller gets its own answer,
-//! except when the database cannot be reached: then every caller hears so at once. Messages are sorted by channel and conversation key, so concurrent batches lock
-//! customers and conversations in one order; a message that still loses a deadlock goes again in
-//! a later batch.
+//! except when the database cannot be reached: then every caller hears so at once. Messages are
+//! sorted by channel and conversation key, so concurrent batches lock customers and conversations
+//! in one order; a message that still loses a deadlock or a lock wait goes again in a later batch.
+//!
+//! The queue is bounded: past `max_queued` messages waiting, a new one is refused at once, and a
+//! caller whose message is still waiting after `max_wait` (the batches ahead stuck on a lock, or
+//! the database hanging) takes it back out and is answered unavailable. Either way it was not
+//! stored and its provider or bridge delivers it again. A message already in a batch is waited
+//! for: that batch may commit it.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -27,13 +34,18 @@ use super::{Ingested, NewInboundMessage, StoreError, StoreResult};
 
 /// How many times a message may lose a deadlock before it is answered with an error.
 const MAX_RETRIES: u8 = 3;
+/// The longest a message waits in the queue before its caller takes it out and is answered
+/// unavailable (a webhook's provider waits longer than this; Telegram gives up after a minute).
+const MAX_WAIT: Duration = Duration::from_secs(10);
+/// Messages that may wait per batch slot before new ones are refused.
+const QUEUED_PER_BATCH: usize = 4;
 
 /// What one message of a batch came to.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per message of a batch, short-lived, as `Ingested`
 pub(super) enum BatchOutcome {
     Done(StoreResult<Ingested>),
-    /// Chosen as a deadlock victim and rolled back: store it again.
+    /// Chosen as a deadlock victim, or gave up waiting for a lock, and rolled back: store it again.
     Retry,
 }
 
@@ -47,6 +59,8 @@ pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
     max_batches: usize,
     max_size: usize,
+    max_queued: usize,
+    max_wait: Duration,
 }
 
 #[derive(Default)]
@@ -54,61 +68,93 @@ struct Queue {
     waiting: VecDeque<Pending>,
     /// Workers running (each holds at most one batch at a time).
     workers: usize,
+    /// The id of the next message queued.
+    next_id: u64,
 }
 
 struct Pending {
     message: NewInboundMessage,
     reply: oneshot::Sender<StoreResult<Ingested>>,
     retries: u8,
+    id: u64,
 }
 
 impl GroupCommit {
     /// At most `max_batches` batches at once, of at most `max_size` messages each.
     pub(super) fn new(max_batches: usize, max_size: usize) -> Self {
         assert!(max_batches > 0 && max_size > 0);
-        Self { queue: Mutex::new(Queue::default()), max_batches, max_size }
+        let max_queued = max_batches * max_size * QUEUED_PER_BATCH;
+        Self { queue: Mutex::new(Queue::default()), max_batches, max_size, max_queued, max_wait: MAX_WAIT }
     }
 
     /// Stores `message` in the next batch; answers after the commit that holds it.
     pub(super) async fn ingest<S: IngestBatch>(self: &Arc<Self>, store: &S, message: NewInboundMessage) -> StoreResult<Ingested> {
-        let (reply, answer) = oneshot::channel();
-        let start_worker = {
-            let mut queue = self.queue.lock().expect("group commit lock");
-            queue.waiting.push_back(Pending { message, reply, retries: 0 });
+        let (reply, mut answer) = oneshot::channel();
+        let (id, start_worker) = {
+            let mut queue = self.lock();
+            if queue.waiting.len() >= self.max_queued {
+                return Err(unavailable(format!("{} inbound messages already waiting for the database", queue.waiting.len())));
+            }
+            let id = queue.next_id;
+            queue.next_id += 1;
+            queue.waiting.push_back(Pending { message, reply, retries: 0, id });
             let start = queue.workers < self.max_batches;
             if start {
                 queue.workers += 1;
             }
-            start
+            (id, start)
         };
         if start_worker {
-            tokio::spawn(Arc::clone(self).work(store.clone()));
+            self.start_worker(store);
         }
-        // The sender is dropped unanswered only if the worker's task is torn down (the runtime
-        // shutting down): the message may or may not be stored, as with a lost connection.
-        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)))
-    }
-
-    /// Takes the queue batch after batch until it is empty.
-    async fn work<S: IngestBatch>(self: Arc<Self>, store: S) {
-        while let Some(batch) = self.next_batch() {
-            let retry = run(&store, batch).await;
-            if !retry.is_empty() {
-                let mut queue = self.queue.lock().expect("group commit lock");
-                for pending in retry.into_iter().rev() {
-                    queue.waiting.push_front(pending);
+        loop {
+            match tokio::time::timeout(self.max_wait, &mut answer).await {
+                // The sender is dropped unanswered only if the worker's task is torn down (the
+                // runtime shutting down): the message may or may not be stored.
+                Ok(answered) => return answered.unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed))),
+                // Still waiting (or waiting again, after a lock wait or deadlock): taken back out.
+                Err(_elapsed) if self.withdraw(id) => {
+                    tracing::warn!(
+                        wait_secs = self.max_wait.as_secs_f32(),
+                        "an inbound message waited too long for the database"
+                    );
+                    return Err(unavailable(format!("waited over {:?} for the database", self.max_wait)));
                 }
+                // In a batch: its answer comes after that batch's commit.
+                Err(_elapsed) => {}
             }
         }
     }
 
-    /// The next batch, sorted; `None` (and this worker stops) when nothing is waiting.
-    fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.queue.lock().expect("group commit lock");
+    /// Takes message `id` out of the queue; `false` if a batch has it.
+    fn withdraw(&self, id: u64) -> bool {
+        let mut queue = self.lock();
+        let found = queue.waiting.iter().position(|pending| pending.id == id);
+        found.and_then(|at| queue.waiting.remove(at)).is_some()
+    }
+
+    /// The queue, also after a panic elsewhere while it was held (its state is consistent
+    /// between any two statements).
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A worker (already counted in `workers`) in a task of its own.
+    fn start_worker<S: IngestBatch>(self: &Arc<Self>, store: &S) {
+        let worker = Worker { commit: Arc::clone(self), store: store.clone(), stopped: false };
+        tokio::spawn(worker.work());
+    }
+
+    /// The next batch, sorted; `None` when nothing is waiting: then the worker is uncounted
+    /// (under the same lock as the check, so a message queued meanwhile starts a new one) and
+    /// `stopped` is set.
+    fn next_batch(&self, stopped: &mut bool) -> Option<Vec<Pending>> {
+        let mut queue = self.lock();
         // A caller that went away before its message was taken: not stored.
         queue.waiting.retain(|pending| !pending.reply.is_closed());
         if queue.waiting.is_empty() {
             queue.workers -= 1;
+            *stopped = true;
             return None;
         }
         let take = queue.waiting.len().min(self.max_size);
@@ -118,6 +164,56 @@ impl GroupCommit {
         batch.sort_by(|a, b| lock_order(&a.message).cmp(&lock_order(&b.message)));
         Some(batch)
     }
+}
+
+/// A running worker: takes the queue batch after batch until it is empty. Should its task end
+/// any other way (a panic, the runtime shutting down), it is uncounted on drop, and after a
+/// panic another worker takes over what is waiting.
+struct Worker<S: IngestBatch> {
+    commit: Arc<GroupCommit>,
+    store: S,
+    /// `next_batch` found the queue empty and uncounted this worker.
+    stopped: bool,
+}
+
+impl<S: IngestBatch> Worker<S> {
+    async fn work(mut self) {
+        while let Some(batch) = self.commit.next_batch(&mut self.stopped) {
+            let retry = run(&self.store, batch).await;
+            if !retry.is_empty() {
+                let mut queue = self.commit.lock();
+                for pending in retry.into_iter().rev() {
+                    queue.waiting.push_front(pending);
+                }
+            }
+        }
+    }
+}
+
+impl<S: IngestBatch> Drop for Worker<S> {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let restart = {
+            let mut queue = self.commit.lock();
+            queue.workers -= 1;
+            let restart = std::thread::panicking() && !queue.waiting.is_empty();
+            if restart {
+                queue.workers += 1;
+            }
+            restart
+        };
+        if restart {
+            tracing::error!("an inbound batch worker panicked; another one takes over");
+            self.commit.start_worker(&self.store);
+        }
+    }
+}
+
+/// `Unavailable` for a message that was not stored because of the queue, not the database.
+fn unavailable(why: String) -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
 }
 
 /// The order rows are locked in: the channel, the conversation (a group chat's id, or the
@@ -132,16 +228,28 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
     let messages: Vec<NewInboundMessage> = batch.iter().map(|pending| pending.message.clone()).collect();
     let outcomes = match guarded(store, messages).await {
         Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
-        Ok(_) => unreachable!("a store answers every message of a batch"),
+        Ok(outcomes) => {
+            // A store bug; whatever it committed, the callers cannot be told which is which.
+            let err = format!("the store answered {} of a batch of {} inbound messages", outcomes.len(), batch.len());
+            tracing::error!("{err}");
+            answer_all(batch, || StoreError::Refused { code: "internal".into(), message: err.clone() });
+            return Vec::new();
+        }
         Err(err) if batch.len() == 1 => vec![BatchOutcome::Done(Err(err))],
         Err(StoreError::Unavailable(cause)) => {
             // The database cannot be reached: storing each message alone would wait as long again,
             // once per message. Nothing was stored; the providers deliver again later.
             tracing::warn!(error = %cause, messages = batch.len(), "an inbound batch found the database unavailable");
-            for pending in batch {
-                let err = std::io::Error::other(format!("database unavailable: {cause}"));
-                answer(pending, Err(StoreError::Unavailable(sqlx::Error::Io(err))));
-            }
+            let cause = cause.to_string();
+            answer_all(batch, || StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(cause.clone()))));
+            return Vec::new();
+        }
+        Err(err) if !nothing_committed(&err) => {
+            // Failed after the database may have committed (an answer that did not decode, a
+            // panic): storing the messages again could store those without a provider id twice.
+            tracing::error!(error = %err, messages = batch.len(), "an inbound batch failed after it reached the database");
+            let message = err.to_string();
+            answer_all(batch, || StoreError::Refused { code: "internal".into(), message: message.clone() });
             return Vec::new();
         }
         Err(err) => {
@@ -156,7 +264,10 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
                 match alone.map(|mut outcomes| outcomes.pop()) {
                     Ok(Some(BatchOutcome::Done(result))) => answer(pending, result),
                     Ok(Some(BatchOutcome::Retry)) => retry_or_fail(pending, &mut retry),
-                    Ok(None) => unreachable!("a store answers every message of a batch"),
+                    Ok(None) => {
+                        let message = "the store answered nothing for an inbound message".to_owned();
+                        answer(pending, Err(StoreError::Refused { code: "internal".into(), message }))
+                    }
                     Err(err) => answer(pending, Err(err)),
                 }
             }
@@ -182,10 +293,27 @@ async fn guarded<S: IngestBatch>(store: &S, messages: Vec<NewInboundMessage>) ->
     }
 }
 
+/// Whether a batch's error says the database refused it, so that nothing of it was committed:
+/// an error the database returned, and the ones the store maps such errors to.
+fn nothing_committed(err: &StoreError) -> bool {
+    match err {
+        StoreError::Database(cause) => matches!(cause, sqlx::Error::Database(_)),
+        StoreError::Conflict(_) | StoreError::Missing(_) => true,
+        StoreError::Refused { code, .. } => code != "panic" && code != "internal",
+        _ => false,
+    }
+}
+
+fn answer_all(batch: Vec<Pending>, err: impl Fn() -> StoreError) {
+    for pending in batch {
+        answer(pending, Err(err()));
+    }
+}
+
 fn retry_or_fail(mut pending: Pending, retry: &mut Vec<Pending>) {
     pending.retries += 1;
     if pending.retries > MAX_RETRIES {
-        let err = StoreError::Refused { code: "40P01".into(), message: "deadlock detected, retries exhausted".into() };
+        let err = StoreError::Refused { code: "40P01".into(), message: "deadlock or lock wait, retries exhausted".into() };
         answer(pending, Err(err));
     } else {
         retry.push(pending);
@@ -213,8 +341,10 @@ mod tests {
 
     /// Stores nothing; answers by the message's text: `dup` a duplicate, `retry` a deadlock victim
     /// (once; `retry always` every time), `refuse` an error, `panic` a panic, `fail batch` fails
-    /// any batch of more than one message, `unreachable` fails any batch as the database down. Each batch is recorded when taken, then waits for a
-    /// permit of `gate`.
+    /// any batch of more than one message, `unreachable` fails any batch as the database down,
+    /// `undecodable` fails any batch of more than one message after the database answered,
+    /// `short` leaves the batch's last message unanswered. Each batch is recorded when taken, then
+    /// waits for a permit of `gate`.
     #[derive(Clone)]
     struct Recorder {
         batches: Arc<Mutex<Vec<Vec<String>>>>,
@@ -250,7 +380,11 @@ mod tests {
             if batch.len() > 1 && texts.iter().any(|t| t == "fail batch") {
                 return Err(StoreError::Refused { code: "XX000".into(), message: "commit failed".into() });
             }
-            Ok(texts
+            if batch.len() > 1 && texts.iter().any(|t| t == "undecodable") {
+                return Err(StoreError::Database(sqlx::Error::ColumnNotFound("customer".into())));
+            }
+            let answered = if texts.iter().any(|t| t == "short") { texts.len() - 1 } else { texts.len() };
+            Ok(texts[..answered]
                 .iter()
                 .map(|t| match t.as_str() {
                     "dup" => BatchOutcome::Done(Ok(Ingested::Duplicate)),
@@ -272,6 +406,7 @@ mod tests {
             Err(StoreError::Conflict(text)) => text,
             Err(StoreError::Missing(_)) => "missing".into(),
             Err(StoreError::Refused { code, .. }) => format!("refused {code}"),
+            Err(StoreError::Database(_)) => "database".into(),
             Err(StoreError::Unavailable(_)) => "unavailable".into(),
             Err(other) => format!("{other}"),
         }
@@ -405,5 +540,53 @@ mod tests {
         assert_eq!(answers(panicked).await, ["refused panic"]);
         let after = submit(&commit, &store, &[("q", "q1")]).await;
         assert_eq!(answers(after).await, ["q1"], "the queue still works");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_failed_after_reaching_the_database_is_not_stored_again() {
+        let commit = Arc::new(GroupCommit::new(1, 64));
+        let store = Recorder::new();
+        let first = submit(&commit, &store, &[("z", "z1")]).await;
+        // The database may have committed these: storing them again could store them twice.
+        let undecodable = submit(&commit, &store, &[("a", "a1"), ("b", "undecodable")]).await;
+        store.open();
+        assert_eq!(answers(first).await, ["z1"]);
+        assert_eq!(answers(undecodable).await, ["refused internal", "refused internal"]);
+        let short = submit(&commit, &store, &[("c", "c1"), ("d", "short")]).await;
+        assert_eq!(answers(short).await, ["refused internal", "refused internal"]);
+        assert_eq!(store.batches()[1..], [vec!["a1", "undecodable"], vec!["c1", "short"]], "nothing stored one by one");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let commit = Arc::new(GroupCommit::new(1, 2));
+        let store = Recorder::new();
+        let first = submit(&commit, &store, &[("z", "z1")]).await;
+        let queued: Vec<(String, String)> = (0..commit.max_queued).map(|i| (format!("u{i}"), format!("m{i}"))).collect();
+        let queued: Vec<(&str, &str)> = queued.iter().map(|(u, t)| (u.as_str(), t.as_str())).collect();
+        let waiting = submit(&commit, &store, &queued).await;
+        let refused = submit(&commit, &store, &[("x", "x1")]).await;
+        assert_eq!(answers(refused).await, ["unavailable"], "past max_queued a message is refused at once");
+        store.open();
+        assert_eq!(answers(first).await, ["z1"]);
+        assert_eq!(answers(waiting).await, queued.iter().map(|(_, t)| *t).collect::<Vec<_>>());
+        assert!(store.batches().iter().flatten().all(|t| t != "x1"), "the refused one was not stored");
+        assert_eq!(commit.lock().workers, 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_still_waiting_after_max_wait_is_taken_out_and_one_in_a_batch_is_waited_for() {
+        // A short wait: the gate stays shut until the queued callers have been answered, so
+        // only how long the test takes depends on it, not what it sees.
+        let commit = Arc::new(GroupCommit { max_wait: Duration::from_millis(20), ..GroupCommit::new(1, 64) });
+        let store = Recorder::new();
+        let in_batch = submit(&commit, &store, &[("z", "z1")]).await;
+        let late = submit(&commit, &store, &[("a", "a1"), ("b", "b1")]).await;
+        assert_eq!(answers(late).await, ["unavailable", "unavailable"]);
+        assert!(commit.lock().waiting.is_empty(), "taken out of the queue");
+        store.open();
+        assert_eq!(answers(in_batch).await, ["z1"], "its batch had it: answered after the commit");
+        assert_eq!(store.batches(), [vec!["z1"]], "the late ones were not stored");
+        assert_eq!(commit.lock().workers, 0);
     }
 }

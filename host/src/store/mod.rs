@@ -64,9 +64,40 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable(err),
             sqlx::Error::Database(db) if server_unavailable(db.code().as_deref()) => StoreError::Unavailable(err),
+            sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some_and(sqlite_unavailable) => {
+                StoreError::Unavailable(err)
+            }
             _ => StoreError::Database(err),
         }
     }
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later: the database unreachable or busy, or a deadlock or
+    /// lock wait that outlived its retries. Answered 503; a bridge keeps such a message and retries.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Refused { code, .. } => retry_later(code),
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| retry_later(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL's SQLSTATEs of a transaction that lost to another one (class 40: a deadlock, a
+/// serialization failure) or gave up waiting for a lock (55P03): the same call may succeed later.
+fn retry_later(code: &str) -> bool {
+    code.len() == 5 && (code.starts_with("40") || code == "55P03")
+}
+
+/// SQLite's primary result codes that say the file cannot be written now, not that the statement
+/// was wrong: busy or locked past the busy timeout (5, 6), out of memory (7), an I/O error (10),
+/// the disk full (13), the file cannot be opened (14).
+fn sqlite_unavailable(err: &sqlx::sqlite::SqliteError) -> bool {
+    use sqlx::error::DatabaseError;
+    let code = err.code().and_then(|code| code.parse::<i32>().ok()).unwrap_or(0);
+    matches!(code & 0xff, 5 | 6 | 7 | 10 | 13 | 14)
 }
 
 /// SQLSTATEs that say the server cannot serve now, not that the statement was wrong: a lost
@@ -373,5 +404,25 @@ mod server_unavailable_tests {
             assert!(!super::server_unavailable(Some(code)), "{code}");
         }
         assert!(!super::server_unavailable(None));
+    }
+
+    /// A real SQLite "database is locked" (a second writer, no busy timeout) is `Unavailable`
+    /// (answered 503, retried by bridges), not a refused statement.
+    #[tokio::test]
+    async fn sqlite_busy_is_unavailable_and_transient() {
+        use sqlx::{ConnectOptions, Connection};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.expect("first connection");
+        let mut other = options.connect().await.expect("second connection");
+        let _held = holder.begin_with("BEGIN IMMEDIATE").await.expect("write lock");
+        let err = super::StoreError::from(other.begin_with("BEGIN IMMEDIATE").await.expect_err("locked"));
+        assert!(matches!(err, super::StoreError::Unavailable(_)), "{err:?}");
+        assert!(err.is_transient());
+        let constraint = sqlx::query("SELECT * FROM no_such_table").execute(&mut other).await.expect_err("no table");
+        assert!(!super::StoreError::from(constraint).is_transient());
     }
 }

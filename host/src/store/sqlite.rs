@@ -76,34 +76,48 @@ impl IngestBatch for SqliteStore {
     /// redelivery) is rolled back alone. PostgreSQL runs the same steps in one call,
     /// migrations/postgres/0002_ingest_function.sql and 0011_ingest_batch.sql.
     async fn ingest_batch(&self, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for msg in batch {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            let stored = ingest_one(&mut savepoint, msg, Utc::now()).await;
-            let outcome = match stored {
-                Ok(Some((customer, conversation, message, conversation_created))) => {
-                    savepoint.commit().await?;
-                    Ok(Ingested::Stored { customer, conversation, message, conversation_created })
-                }
-                Ok(None) => {
-                    savepoint.rollback().await?;
-                    Ok(Ingested::Duplicate)
-                }
-                Err(err) => {
-                    savepoint.rollback().await?;
-                    match StoreError::from(err) {
-                        // Not this message's fault: the batch fails, and every caller hears the database is unavailable.
-                        err @ StoreError::Unavailable(_) => return Err(err),
-                        err => Err(err),
-                    }
-                }
-            };
-            outcomes.push(BatchOutcome::Done(outcome));
+        let mut conn = self.pool.acquire().await?;
+        let stored = ingest_in_one_transaction(&mut conn, batch).await;
+        if stored.is_err() {
+            // The transaction may be left half-open (SQLite rolls a whole transaction back on
+            // some errors, and the savepoint then cannot be rolled back to): not given back.
+            conn.close_on_drop();
         }
-        tx.commit().await?;
-        Ok(outcomes)
+        stored
     }
+}
+
+/// The batch in one `BEGIN IMMEDIATE` on `conn`.
+async fn ingest_in_one_transaction(conn: &mut SqliteConnection, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        let stored = ingest_one(&mut savepoint, msg, Utc::now()).await;
+        let outcome = match stored {
+            Ok(Some((customer, conversation, message, conversation_created))) => {
+                savepoint.commit().await?;
+                Ok(Ingested::Stored { customer, conversation, message, conversation_created })
+            }
+            Ok(None) => {
+                savepoint.rollback().await?;
+                Ok(Ingested::Duplicate)
+            }
+            Err(err) => match StoreError::from(err) {
+                // Not this message's fault (busy, disk full): the batch fails, and every caller
+                // hears the database is unavailable. (SQLite may have rolled the whole
+                // transaction back already, so the savepoint is not rolled back to.)
+                err @ StoreError::Unavailable(_) => return Err(err),
+                err => {
+                    savepoint.rollback().await?;
+                    Err(err)
+                }
+            },
+        };
+        outcomes.push(BatchOutcome::Done(outcome));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// `handle_inbound_message`'s steps: upsert the customer, touch its open conversation or open
