@@ -41,6 +41,7 @@ enum PluginsCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let purge_delay = purge_freed_memory_at_once();
     omnichat::telemetry::init();
     let cli = Cli::parse();
     let config = Config::load()?;
@@ -110,10 +111,40 @@ async fn main() -> anyhow::Result<()> {
             let listener = omnichat::listen(config.host, config.port)
                 .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
             let state = omnichat::build(config).await?;
+            started(purge_delay);
             omnichat::serve(listener, state, shutdown_signal()).await?;
         }
     }
     Ok(())
+}
+
+/// While starting, memory is freed at once instead of after mimalloc's purge delay: what start-up
+/// frees (loading the plugins, building the routes and the OpenAPI document) would otherwise stay
+/// resident while the server idles, since mimalloc purges lazily, on later allocations (about
+/// 4 MB; BENCHMARKS.md, idle memory). Returns the delay to restore.
+#[allow(unsafe_code)]
+fn purge_freed_memory_at_once() -> std::os::raw::c_long {
+    // SAFETY: reading and setting one of mimalloc's options; no pointers involved.
+    unsafe {
+        let delay = libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        delay
+    }
+}
+
+/// `mi_option_purge_delay` of mimalloc.h's `mi_option_e` (the same in mimalloc 2 and 3; the
+/// -sys crate does not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Start-up is over: freed memory goes back after the usual delay again, so that memory freed and
+/// soon reused under load is not returned and faulted back in each time.
+#[allow(unsafe_code)]
+fn started(purge_delay: std::os::raw::c_long) {
+    // SAFETY: as in `purge_freed_memory_at_once`; `mi_collect` walks only mimalloc's own state.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, purge_delay);
+    }
 }
 
 /// A plugin runtime sharing the server's compile cache.

@@ -1,7 +1,6 @@
 //! The one route table. Every API route is registered through `OpenApiRouter`, so the OpenAPI
 //! document served at `/api/openapi.json` cannot drift from the routes.
 
-use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -132,9 +131,13 @@ pub fn router(state: AppState) -> Router {
     // Served as JSON with an example for every body (see `examples`).
     let mut document = serde_json::to_value(&openapi).unwrap_or_default();
     super::examples::fill(&mut document);
-    let openapi = std::sync::Arc::new(document);
+    // Kept as its JSON text (110 KB), not as the tree of values (several times that, for the
+    // process's life), and answered without a copy.
+    let openapi = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+    drop(document);
+    let json = [(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))];
     let router = api
-        .route("/api/openapi.json", get(move || std::future::ready(Json(openapi.as_ref().clone()))))
+        .route("/api/openapi.json", get(move || std::future::ready((json.clone(), openapi.clone()))))
         .merge(docs())
         .route("/", get(super::console::index))
         .route("/console/{*path}", get(super::console::file))
