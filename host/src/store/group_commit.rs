@@ -211,7 +211,8 @@ impl<S: IngestBatch> Drop for Worker<S> {
     }
 }
 
-/// `Unavailable` for a message that was not stored because of the queue, not the database.
+/// `Unavailable` for a message that was not stored: the database could not be reached, or the
+/// queue was full or too slow.
 fn unavailable(why: String) -> StoreError {
     StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
 }
@@ -232,7 +233,7 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
             // A store bug; whatever it committed, the callers cannot be told which is which.
             let err = format!("the store answered {} of a batch of {} inbound messages", outcomes.len(), batch.len());
             tracing::error!("{err}");
-            answer_all(batch, || StoreError::Refused { code: "internal".into(), message: err.clone() });
+            answer_all(batch, || internal(err.clone()));
             return Vec::new();
         }
         Err(err) if batch.len() == 1 => vec![BatchOutcome::Done(Err(err))],
@@ -241,7 +242,7 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
             // once per message. Nothing was stored; the providers deliver again later.
             tracing::warn!(error = %cause, messages = batch.len(), "an inbound batch found the database unavailable");
             let cause = cause.to_string();
-            answer_all(batch, || StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(cause.clone()))));
+            answer_all(batch, || unavailable(cause.clone()));
             return Vec::new();
         }
         Err(err) if !nothing_committed(&err) => {
@@ -249,7 +250,7 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
             // panic): storing the messages again could store those without a provider id twice.
             tracing::error!(error = %err, messages = batch.len(), "an inbound batch failed after it reached the database");
             let message = err.to_string();
-            answer_all(batch, || StoreError::Refused { code: "internal".into(), message: message.clone() });
+            answer_all(batch, || internal(message.clone()));
             return Vec::new();
         }
         Err(err) => {
@@ -266,7 +267,7 @@ async fn run<S: IngestBatch>(store: &S, batch: Vec<Pending>) -> Vec<Pending> {
                     Ok(Some(BatchOutcome::Retry)) => retry_or_fail(pending, &mut retry),
                     Ok(None) => {
                         let message = "the store answered nothing for an inbound message".to_owned();
-                        answer(pending, Err(StoreError::Refused { code: "internal".into(), message }))
+                        answer(pending, Err(internal(message)))
                     }
                     Err(err) => answer(pending, Err(err)),
                 }
@@ -302,6 +303,11 @@ fn nothing_committed(err: &StoreError) -> bool {
         StoreError::Refused { code, .. } => code != "panic" && code != "internal",
         _ => false,
     }
+}
+
+/// A batch that went wrong on our side (a store bug, a failure after the database answered).
+fn internal(message: String) -> StoreError {
+    StoreError::Refused { code: "internal".into(), message }
 }
 
 fn answer_all(batch: Vec<Pending>, err: impl Fn() -> StoreError) {
