@@ -18,7 +18,9 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root").to_owned();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    for watched in ["plugins", "wit", "Cargo.lock"] {
+    // `sqlx::migrate!` tracks the migration files it saw, not a file added since: watching the
+    // directories rebuilds the crate when a migration is added.
+    for watched in ["plugins", "wit", "Cargo.lock", "migrations"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

@@ -25,6 +25,8 @@ on_both_databases!(
     a_message_of_a_channel_deleted_meanwhile_fails_alone,
     concurrent_batches_for_one_new_customer_open_one_conversation,
     a_batch_cut_by_a_cancelled_request_is_stored_for_the_others,
+    a_conversation_a_batch_finds_two_ways_is_touched_not_opened_again,
+    a_channel_change_is_seen_by_the_next_webhook_lookup,
     queued_jobs_are_leased_completed_retried_and_killed,
     a_batch_of_jobs_is_loaded_and_completed_together,
 );
@@ -572,6 +574,105 @@ async fn a_batch_cut_by_a_cancelled_request_is_stored_for_the_others(db: Db) {
     assert_eq!(stored_messages(&store, tenant).await, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]);
     let query = ConversationQuery { limit: 10, ..Default::default() };
     assert_eq!(store.list_conversations(tenant, &query).await.expect("list").len(), 2, "one per customer");
+}
+
+/// A customer's open conversation, found in one batch both by its external conversation id and
+/// (for a message that has none) as the customer's newest open one: both messages go in it. On
+/// PostgreSQL the batch's set-based attempt sees two conversation keys for one row and falls
+/// back to storing message by message (migrations/postgres/0013).
+async fn a_conversation_a_batch_finds_two_ways_is_touched_not_opened_again(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "batch-two-keys@c.io").await;
+    let (existing, _) = conversation_of(&store.ingest_message(&inbound(tenant, channel, "u1", "k0")).await);
+
+    let held = HeldWrites::hold(&test_db, &store).await;
+    let no_thread = NewInboundMessage { external_conversation_id: None, ..inbound(tenant, channel, "u1", "k2") };
+    let calls =
+        spawn_ingests(&store, vec![inbound(tenant, channel, "u1", "k1"), no_thread, inbound(tenant, channel, "u2", "k3")]);
+    held.release().await;
+    let results = results(calls).await;
+
+    assert_eq!(conversation_of(&results[0]), (existing, false));
+    assert_eq!(conversation_of(&results[1]), (existing, false));
+    assert!(conversation_of(&results[2]).1, "u2's is new");
+    let query = ConversationQuery { limit: 10, ..Default::default() };
+    assert_eq!(store.list_conversations(tenant, &query).await.expect("list").len(), 2, "one per customer");
+    assert_eq!(stored_messages(&store, tenant).await, ["k0", "k1", "k2", "k3"]);
+}
+
+/// A webhook's channel lookup (served from memory on PostgreSQL) sees every change made through
+/// the store at once: a rotated secret, a status, a deletion.
+async fn a_channel_change_is_seen_by_the_next_webhook_lookup(db: Db) {
+    let test_db = TestDb::new(db);
+    let store = test_db.store().await;
+    let (tenant, channel) = tenant_with_channel(&store, "lookup@c.io").await;
+    for round in 0..3 {
+        assert!(store.find_channel(channel).await.expect("lookup").is_some());
+        let secret = format!("secret-{round}");
+        let patch = ChannelPatch { config: Some(json!({ "secretToken": secret })), ..ChannelPatch::default() };
+        store.update_channel(tenant, channel, patch).await.expect("update").expect("found");
+        let found = store.find_channel(channel).await.expect("lookup").expect("found");
+        assert_eq!(found.config.0["secretToken"], secret.as_str());
+        store.set_channel_status(tenant, channel, ChannelStatus::Error, Some("gone")).await.expect("status");
+        let found = store.find_channel(channel).await.expect("lookup").expect("found");
+        assert_eq!(found.status_reason.as_deref(), Some("gone"));
+        store.set_channel_status(tenant, channel, ChannelStatus::Connected, None).await.expect("status");
+    }
+    assert!(store.delete_channel(tenant, channel).await.expect("delete"));
+    assert!(store.find_channel(channel).await.expect("lookup").is_none());
+}
+
+/// PostgreSQL only: a replica's lookups see a change made on another replica (the database
+/// announces it), also one made while the replica's listener connection was cut. Polled for
+/// at most 10 s (the announcement is asynchronous); without the invalidation it never shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_another_replicas_channel_change_reaches_the_lookup() {
+    use sqlx::Connection;
+    if !omnichat_tests::available(Db::Postgres) {
+        return;
+    }
+    let test_db = TestDb::new(Db::Postgres);
+    let (replica, other) = (test_db.store().await, test_db.store().await);
+    let (tenant, channel) = tenant_with_channel(&replica, "replicas@c.io").await;
+    let mut admin = sqlx::PgConnection::connect(&test_db.url).await.expect("postgres");
+    let listeners = || {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%omnichat_channel_changed%'",
+        )
+    };
+    let renamed = |name: &'static str| {
+        let replica = replica.clone();
+        async move {
+            for _ in 0..200 {
+                if replica.find_channel(channel).await.expect("lookup").expect("found").name == name {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the replica never saw the channel renamed {name}");
+        }
+    };
+    // Both stores listen (one connection each) before the first change.
+    for _ in 0..200 {
+        if listeners().fetch_all(&mut admin).await.expect("activity").len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    replica.find_channel(channel).await.expect("lookup").expect("found");
+    let patch = |name: &str| ChannelPatch { name: Some(name.into()), ..ChannelPatch::default() };
+    other.update_channel(tenant, channel, patch("Renamed")).await.expect("update").expect("found");
+    renamed("Renamed").await;
+
+    // Every listener's connection is cut; a change made meanwhile is announced to no one.
+    replica.find_channel(channel).await.expect("lookup").expect("found");
+    for pid in listeners().fetch_all(&mut admin).await.expect("activity") {
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut admin).await.expect("terminate");
+    }
+    other.update_channel(tenant, channel, patch("Unannounced")).await.expect("update").expect("found");
+    renamed("Unannounced").await;
 }
 
 /// PostgreSQL only (SQLite takes the whole file's write lock, not rows): a message whose

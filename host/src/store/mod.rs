@@ -5,6 +5,7 @@
 mod agent_sql;
 mod agent_store;
 mod bridge_sql;
+mod channel_cache;
 mod direct;
 mod group_commit;
 mod postgres;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::agent_sql::impl_agent_store;
 use super::bridge_sql::impl_bridge_store;
+use super::channel_cache::ChannelCache;
 use super::direct::DirectConnections;
 use super::group_commit::{BatchOutcome, GroupCommit, IngestBatch};
 use super::sql::{HasDb, impl_store};
@@ -34,6 +35,7 @@ pub struct PostgresStore {
     pool: PgPool,
     webhook: Arc<DirectConnections>,
     group_commit: Arc<GroupCommit>,
+    channels: Arc<ChannelCache>,
 }
 
 impl HasDb for PostgresStore {
@@ -63,21 +65,42 @@ impl PostgresStore {
             // retried by the queue, and is then dropped from the pool.
             .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool, webhook, group_commit: Arc::new(GroupCommit::new(INGEST_BATCHES, INGEST_BATCH_SIZE)) })
+        Ok(Self {
+            pool,
+            webhook,
+            group_commit: Arc::new(GroupCommit::new(INGEST_BATCHES, INGEST_BATCH_SIZE)),
+            channels: ChannelCache::start(options),
+        })
     }
 
-    /// The webhook's channel lookup, on a direct connection.
+    /// The webhook's channel lookup: from memory while the channel is unchanged (see
+    /// [`ChannelCache`]), otherwise on a direct connection.
     pub(super) async fn channel_by_id(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
+        if let Some(channel) = self.channels.get(channel_id) {
+            return Ok(Some(channel));
+        }
+        let generation = self.channels.generation();
         let mut direct = self.webhook.acquire().await?;
         let found =
             sqlx::query_as("SELECT * FROM channel_instances WHERE id = $1").bind(channel_id).fetch_optional(direct.conn()).await;
-        Ok(direct.finish(found)?)
+        let found: Option<Channel> = direct.finish(found)?;
+        if let Some(channel) = &found {
+            self.channels.keep(generation, channel);
+        }
+        Ok(found)
+    }
+
+    /// A channel row was written through this store: its copy is dropped at once (other
+    /// replicas hear of it from the database).
+    pub(super) fn channel_changed(&self, channel_id: Uuid) {
+        self.channels.forget(channel_id);
     }
 
     pub(super) async fn close_direct(&self) {
+        self.channels.close();
         self.webhook.close().await;
     }
 

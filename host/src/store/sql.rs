@@ -276,7 +276,7 @@ macro_rules! impl_store {
                 patch: ChannelPatch,
             ) -> StoreResult<Option<Channel>> {
                 let set_external_id = patch.external_id.is_some();
-                Ok(sqlx::query_as(
+                let channel = sqlx::query_as(
                     "UPDATE channel_instances SET
                        name = COALESCE($3, name),
                        external_id = CASE WHEN $4 THEN $5 ELSE external_id END,
@@ -294,7 +294,9 @@ macro_rules! impl_store {
                 .bind(patch.metadata.map(Json))
                 .bind(Utc::now())
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                self.channel_changed(channel_id);
+                Ok(channel)
             }
 
             async fn set_channel_status(
@@ -304,7 +306,7 @@ macro_rules! impl_store {
                 status: ChannelStatus,
                 reason: Option<&str>,
             ) -> StoreResult<Option<Channel>> {
-                Ok(sqlx::query_as(
+                let channel = sqlx::query_as(
                     "UPDATE channel_instances SET status = $3, status_reason = $4, updated_at = $5
                      WHERE tenant_id = $1 AND id = $2 RETURNING *",
                 )
@@ -314,7 +316,9 @@ macro_rules! impl_store {
                 .bind(reason)
                 .bind(Utc::now())
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                self.channel_changed(channel_id);
+                Ok(channel)
             }
 
             async fn delete_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool> {
@@ -323,6 +327,7 @@ macro_rules! impl_store {
                     .bind(channel_id)
                     .execute(&self.pool)
                     .await?;
+                self.channel_changed(channel_id);
                 Ok(done.rows_affected() > 0)
             }
             async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
@@ -352,6 +357,7 @@ macro_rules! impl_store {
                     .bind(verified.then(Utc::now))
                     .execute(&self.pool)
                     .await?;
+                self.channel_changed(channel_id);
                 Ok(())
             }
 

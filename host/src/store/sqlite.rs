@@ -64,6 +64,9 @@ impl SqliteStore {
     /// Nothing to close outside the pool.
     pub(super) async fn close_direct(&self) {}
 
+    /// Channels are not cached on SQLite (a lookup is a read of a local file).
+    pub(super) fn channel_changed(&self, _channel_id: Uuid) {}
+
     /// `handle_inbound_message`'s transaction, shared with whatever else arrives meanwhile
     /// (see [`GroupCommit`]).
     pub(super) async fn ingest(&self, msg: &NewInboundMessage) -> StoreResult<Ingested> {

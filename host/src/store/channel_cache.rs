@@ -1,0 +1,170 @@
+//! PostgreSQL: the channels webhooks look up, kept in memory. A webhook's channel lookup was a
+//! statement and a server round trip of its own for every delivery, as costly to the database
+//! as storing the message once messages are stored in batches (BENCHMARKS.md, group commit).
+//!
+//! A copy is trusted only while this process hears about every change: a trigger announces each
+//! update or delete of a channel row (`NOTIFY omnichat_channel_changed`, migration 0014) to every
+//! replica, whose listener drops its copy. A change on this replica is also dropped here as soon
+//! as its statement returns, so the replica that rotated a secret never accepts the old one; another
+//! replica stops within the notification's delivery (milliseconds). Until the listener is
+//! listening, or from the moment its connection fails until it listens again, nothing is served
+//! from memory and everything cached before is forgotten.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::Channel;
+
+/// The notification channel the trigger of migrations/postgres/0014 sends a channel's id on.
+const NOTIFICATIONS: &str = "omnichat_channel_changed";
+/// Past this many channels the cache starts over (a bound on memory, not an eviction policy:
+/// a deployment with more channels than this sees the lookups it saw before).
+const MAX_CHANNELS: usize = 10_000;
+/// Wait before listening again after the listener's connection failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(super) struct ChannelCache {
+    state: Mutex<State>,
+    /// Dropped with the cache (or sent by `close`): the listener task ends.
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether the listener is listening: only then is anything served or kept.
+    live: bool,
+    /// Moves on every change heard of: a lookup that started before a change does not keep what
+    /// it read (see [`ChannelCache::keep`]).
+    generation: u64,
+    channels: HashMap<Uuid, Channel>,
+}
+
+/// What a lookup read the database under: [`ChannelCache::keep`] keeps its result only if nothing
+/// changed meanwhile.
+#[derive(Clone, Copy)]
+pub(super) struct Generation(Option<u64>);
+
+impl ChannelCache {
+    /// A cache whose listener connects with `options` (a connection of its own, opened in the
+    /// background: nothing is served from memory until it listens).
+    pub(super) fn start(options: PgConnectOptions) -> Arc<Self> {
+        let (stop, stopped) = oneshot::channel();
+        let cache = Arc::new(Self { state: Mutex::default(), stop: Mutex::new(Some(stop)) });
+        let pool = PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(options);
+        tokio::spawn(listen(Arc::downgrade(&cache), pool, stopped));
+        cache
+    }
+
+    pub(super) fn get(&self, id: Uuid) -> Option<Channel> {
+        let state = self.state();
+        if state.live { state.channels.get(&id).cloned() } else { None }
+    }
+
+    /// Taken before reading the database.
+    pub(super) fn generation(&self) -> Generation {
+        let state = self.state();
+        Generation(state.live.then_some(state.generation))
+    }
+
+    /// Keeps what a lookup read under `generation`, unless a change was heard of since.
+    pub(super) fn keep(&self, generation: Generation, channel: &Channel) {
+        let mut state = self.state();
+        if !state.live || generation.0 != Some(state.generation) {
+            return;
+        }
+        if state.channels.len() >= MAX_CHANNELS {
+            state.channels.clear();
+        }
+        state.channels.insert(channel.id, channel.clone());
+    }
+
+    /// A channel changed (here, or announced by the database).
+    pub(super) fn forget(&self, id: Uuid) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.channels.remove(&id);
+    }
+
+    /// Everything forgotten; served again only if `live`.
+    fn reset(&self, live: bool) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.channels.clear();
+        state.live = live;
+    }
+
+    /// Stops the listener (the store is closing).
+    pub(super) fn close(&self) {
+        self.reset(false);
+        if let Some(stop) = self.stop.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent; a panic elsewhere cannot poison it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Listens for channel changes until the cache is dropped or closed; after a failure, listens
+/// again on a new connection, forgetting everything in between.
+async fn listen(cache: Weak<ChannelCache>, pool: PgPool, mut stopped: oneshot::Receiver<()>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(NOTIFICATIONS).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let failure = tokio::select! {
+            _ = &mut stopped => break,
+            listening = listening => match listening {
+                Ok(mut listener) => {
+                    let Some(live) = cache.upgrade() else { break };
+                    live.reset(true);
+                    drop(live);
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        failure = forward(&cache, &mut listener) => failure,
+                    }
+                }
+                Err(err) => Some(err),
+            },
+        };
+        let Some(live) = cache.upgrade() else { break };
+        live.reset(false);
+        drop(live);
+        if let Some(err) = failure {
+            tracing::warn!(error = %err, "channel cache: not listening for channel changes; channels are read from the database until it is again");
+        }
+        tokio::select! {
+            _ = &mut stopped => break,
+            () = tokio::time::sleep(RETRY) => {}
+        }
+    }
+    pool.close().await;
+}
+
+/// Drops each announced channel until the listener fails (`Some`) or the cache is gone (`None`).
+async fn forward(cache: &Weak<ChannelCache>, listener: &mut PgListener) -> Option<sqlx::Error> {
+    loop {
+        let heard = listener.try_recv().await;
+        let cache = cache.upgrade()?;
+        match heard {
+            Ok(Some(notification)) => match Uuid::parse_str(notification.payload()) {
+                Ok(id) => cache.forget(id),
+                Err(_) => cache.reset(true),
+            },
+            // The connection was lost and the listener listens again on a new one: whatever
+            // was announced in between is unknown.
+            Ok(None) => cache.reset(true),
+            Err(err) => return Some(err),
+        }
+    }
+}
