@@ -10,8 +10,10 @@
 --      conversation's, newest not CLOSED) touched once, the missing ones created, the messages
 --      inserted, the agent jobs queued.
 -- Anything unusual rolls that attempt back and the batch runs message by message as before, each
--- under its own savepoint: an error (a channel deleted meanwhile, a deadlock, a lock timeout), a
--- message stored by a racing call meanwhile, a conversation closed meanwhile. The answers are the
+-- under its own savepoint: an error (a channel deleted meanwhile, a deadlock, a row lock held
+-- elsewhere for over 200 ms), a message stored by a racing call meanwhile, a conversation closed
+-- meanwhile, a customer with messages both in a thread and outside any (where one by one the
+-- second may join the conversation the first opened). The server log says so (LOG level). The answers are the
 -- same either way: one row per message, in order, 'STORED' (with what it touched; the
 -- conversation and customer as the batch left them), 'DUPLICATE', 'RETRY' or 'FAILED'.
 -- Server-side trouble that is not a message's fault (classes 53, 57, 08) still fails the call.
@@ -47,6 +49,11 @@ BEGIN
     END IF;
 
     BEGIN
+        -- A row lock held elsewhere sends the batch down the one-by-one path quickly, where only
+        -- the message that needs that row waits (the setting is undone with this block).
+        IF current_setting('lock_timeout')::interval > interval '200 milliseconds' THEN
+            PERFORM set_config('lock_timeout', '200ms', true);
+        END IF;
         -- Looked up one by one (LATERAL ... LIMIT 1): a plan hashing the whole table cannot be chosen.
         SELECT coalesce(array_agg(t.i ORDER BY t.i), '{}') INTO fresh
         FROM unnest(p_provider_message_id) WITH ORDINALITY AS t(provider_id, i)
@@ -57,6 +64,15 @@ BEGIN
            OR (d.stored IS NULL
                AND NOT EXISTS (SELECT 1 FROM unnest(p_provider_message_id, p_channel_instance_id) WITH ORDINALITY AS u(provider_id, channel_id, j)
                                WHERE u.j < t.i AND u.provider_id = t.provider_id AND u.channel_id = p_channel_instance_id[t.i]));
+
+        -- A customer with messages in a thread (a group) and outside any in one batch: one by
+        -- one, its thread-less message may land in the conversation the batch opens for the
+        -- thread (the customer's newest), which one statement's snapshot cannot see.
+        IF EXISTS (SELECT 1 FROM unnest(fresh) AS i
+                   GROUP BY p_channel_instance_id[i], p_external_user_id[i]
+                   HAVING bool_or(p_external_conversation_id[i] IS NULL) AND bool_or(p_external_conversation_id[i] IS NOT NULL)) THEN
+            RAISE EXCEPTION 'omnichat_ingest_batch: a customer both in and outside a thread';
+        END IF;
 
         IF cardinality(fresh) > 0 THEN
             -- One row per customer: created by its first message (id, created_at), the latest
@@ -165,6 +181,8 @@ BEGIN
         IF left(failed_code, 2) IN ('53', '57', '08') THEN
             RAISE;
         END IF;
+        RAISE LOG 'omnichat_ingest_batch: % messages stored one by one (set-based attempt: %)',
+            cardinality(p_tenant_id), failed_code;
         fresh := NULL;
     END;
 

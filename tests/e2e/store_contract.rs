@@ -623,9 +623,10 @@ async fn a_channel_change_is_seen_by_the_next_webhook_lookup(db: Db) {
     assert!(store.find_channel(channel).await.expect("lookup").is_none());
 }
 
-/// PostgreSQL only: a replica's lookups see a change made on another replica (the database
-/// announces it), also one made while the replica's listener connection was cut. Polled for
-/// at most 10 s (the announcement is asynchronous); without the invalidation it never shows.
+/// PostgreSQL only: lookups are served from memory; a replica's lookups see a change made through
+/// it at once, one made on another replica when the database announces it, also one made while
+/// the replica's listener connection was cut. Polled for at most 10 s (the announcement is
+/// asynchronous); without the invalidation it never shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_another_replicas_channel_change_reaches_the_lookup() {
     use sqlx::Connection;
@@ -654,15 +655,35 @@ async fn postgres_another_replicas_channel_change_reaches_the_lookup() {
         }
     };
     // Both stores listen (one connection each) before the first change.
+    let mut listening = 0;
     for _ in 0..200 {
-        if listeners().fetch_all(&mut admin).await.expect("activity").len() == 2 {
+        listening = listeners().fetch_all(&mut admin).await.expect("activity").len();
+        if listening == 2 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(listening, 2, "each store listens for channel changes");
+    // Past the moment each listener, having listened, starts serving (not a deadline).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let patch = |name: &str| ChannelPatch { name: Some(name.into()), ..ChannelPatch::default() };
+
+    // With the trigger off, a change behind the store's back is not seen (lookups are served
+    // from memory), and one made through the store is seen at once (dropped without the
+    // database's announcement).
+    sqlx::query("ALTER TABLE channel_instances DISABLE TRIGGER channel_changed").execute(&mut admin).await.expect("trigger off");
+    let name = replica.find_channel(channel).await.expect("lookup").expect("found").name;
+    sqlx::query("UPDATE channel_instances SET name = 'Behind' WHERE id = $1")
+        .bind(channel)
+        .execute(&mut admin)
+        .await
+        .expect("update");
+    assert_eq!(replica.find_channel(channel).await.expect("lookup").expect("found").name, name, "served from memory");
+    replica.update_channel(tenant, channel, patch("Local")).await.expect("update").expect("found");
+    assert_eq!(replica.find_channel(channel).await.expect("lookup").expect("found").name, "Local");
+    sqlx::query("ALTER TABLE channel_instances ENABLE TRIGGER channel_changed").execute(&mut admin).await.expect("trigger on");
 
     replica.find_channel(channel).await.expect("lookup").expect("found");
-    let patch = |name: &str| ChannelPatch { name: Some(name.into()), ..ChannelPatch::default() };
     other.update_channel(tenant, channel, patch("Renamed")).await.expect("update").expect("found");
     renamed("Renamed").await;
 

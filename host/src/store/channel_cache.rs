@@ -8,11 +8,14 @@
 //! as its statement returns, so the replica that rotated a secret never accepts the old one; another
 //! replica stops within the notification's delivery (milliseconds). Until the listener is
 //! listening, or from the moment its connection fails until it listens again, nothing is served
-//! from memory and everything cached before is forgotten.
+//! from memory and everything cached before is forgotten. A connection can also die silently (a
+//! NAT or a load balancer forgetting it, a pooler that does not keep sessions): every replica
+//! announces a ping every few seconds through its pool, and a listener that has heard nothing,
+//! not even the pings, for three rounds is replaced, its cache forgotten.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -28,6 +31,9 @@ const NOTIFICATIONS: &str = "omnichat_channel_changed";
 const MAX_CHANNELS: usize = 10_000;
 /// Wait before listening again after the listener's connection failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often each replica announces a ping; a listener that heard nothing for three is replaced.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING: &str = "ping";
 
 pub(super) struct ChannelCache {
     state: Mutex<State>,
@@ -39,6 +45,8 @@ pub(super) struct ChannelCache {
 struct State {
     /// Whether the listener is listening: only then is anything served or kept.
     live: bool,
+    /// The store closed: never live again.
+    closed: bool,
     /// Moves on every change heard of: a lookup that started before a change does not keep what
     /// it read (see [`ChannelCache::keep`]).
     generation: u64,
@@ -52,12 +60,12 @@ pub(super) struct Generation(Option<u64>);
 
 impl ChannelCache {
     /// A cache whose listener connects with `options` (a connection of its own, opened in the
-    /// background: nothing is served from memory until it listens).
-    pub(super) fn start(options: PgConnectOptions) -> Arc<Self> {
+    /// background: nothing is served from memory until it listens); its pings go through `pool`.
+    pub(super) fn start(options: PgConnectOptions, pool: PgPool) -> Arc<Self> {
         let (stop, stopped) = oneshot::channel();
         let cache = Arc::new(Self { state: Mutex::default(), stop: Mutex::new(Some(stop)) });
-        let pool = PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(options);
-        tokio::spawn(listen(Arc::downgrade(&cache), pool, stopped));
+        let listener = PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(options);
+        tokio::spawn(listen(Arc::downgrade(&cache), listener, pool, stopped));
         cache
     }
 
@@ -96,11 +104,12 @@ impl ChannelCache {
         let mut state = self.state();
         state.generation += 1;
         state.channels.clear();
-        state.live = live;
+        state.live = live && !state.closed;
     }
 
     /// Stops the listener (the store is closing).
     pub(super) fn close(&self) {
+        self.state().closed = true;
         self.reset(false);
         if let Some(stop) = self.stop.lock().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = stop.send(());
@@ -115,56 +124,77 @@ impl ChannelCache {
 
 /// Listens for channel changes until the cache is dropped or closed; after a failure, listens
 /// again on a new connection, forgetting everything in between.
-async fn listen(cache: Weak<ChannelCache>, pool: PgPool, mut stopped: oneshot::Receiver<()>) {
+async fn listen(cache: Weak<ChannelCache>, listener: PgPool, pool: PgPool, mut stopped: oneshot::Receiver<()>) {
     loop {
         let listening = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(NOTIFICATIONS).await?;
-            Ok::<_, sqlx::Error>(listener)
+            let mut listening = PgListener::connect_with(&listener).await?;
+            // A lost connection ends `forward` (the cache stops serving) instead of being
+            // replaced inside `try_recv` while stale copies are still served.
+            listening.eager_reconnect(false);
+            listening.listen(NOTIFICATIONS).await?;
+            Ok::<_, sqlx::Error>(listening)
         };
         let failure = tokio::select! {
             _ = &mut stopped => break,
             listening = listening => match listening {
-                Ok(mut listener) => {
+                Ok(mut listening) => {
                     let Some(live) = cache.upgrade() else { break };
                     live.reset(true);
                     drop(live);
                     tokio::select! {
                         _ = &mut stopped => break,
-                        failure = forward(&cache, &mut listener) => failure,
+                        failure = forward(&cache, &mut listening, &pool) => failure,
                     }
                 }
-                Err(err) => Some(err),
+                Err(err) => Some(err.to_string()),
             },
         };
         let Some(live) = cache.upgrade() else { break };
         live.reset(false);
         drop(live);
-        if let Some(err) = failure {
-            tracing::warn!(error = %err, "channel cache: not listening for channel changes; channels are read from the database until it is again");
+        if let Some(failure) = failure {
+            tracing::warn!(error = %failure, "channel cache: not listening for channel changes; channels are read from the database until it is again");
         }
         tokio::select! {
             _ = &mut stopped => break,
             () = tokio::time::sleep(RETRY) => {}
         }
     }
-    pool.close().await;
+    listener.close().await;
 }
 
-/// Drops each announced channel until the listener fails (`Some`) or the cache is gone (`None`).
-async fn forward(cache: &Weak<ChannelCache>, listener: &mut PgListener) -> Option<sqlx::Error> {
+/// Drops each announced channel until the listener fails (`Some`, why) or the cache is gone
+/// (`None`), and pings meanwhile.
+async fn forward(cache: &Weak<ChannelCache>, listening: &mut PgListener, pool: &PgPool) -> Option<String> {
+    let mut heard = Instant::now();
+    let mut rounds = tokio::time::interval(PING_EVERY);
     loop {
-        let heard = listener.try_recv().await;
-        let cache = cache.upgrade()?;
-        match heard {
-            Ok(Some(notification)) => match Uuid::parse_str(notification.payload()) {
-                Ok(id) => cache.forget(id),
-                Err(_) => cache.reset(true),
-            },
-            // The connection was lost and the listener listens again on a new one: whatever
-            // was announced in between is unknown.
-            Ok(None) => cache.reset(true),
-            Err(err) => return Some(err),
+        tokio::select! {
+            // Cancel-safe: sqlx reads whole messages from its buffer (PgStream::recv_unchecked).
+            notification = listening.try_recv() => {
+                let cache = cache.upgrade()?;
+                heard = Instant::now();
+                match notification {
+                    Ok(Some(notification)) if notification.payload() == PING => {}
+                    Ok(Some(notification)) => match Uuid::parse_str(notification.payload()) {
+                        Ok(id) => cache.forget(id),
+                        Err(_) => cache.reset(true),
+                    },
+                    Ok(None) => return Some("connection lost".to_owned()),
+                    Err(err) => return Some(err.to_string()),
+                }
+            }
+            _ = rounds.tick() => {
+                if heard.elapsed() > 3 * PING_EVERY {
+                    return Some(format!("nothing heard for {} s, not even a ping", heard.elapsed().as_secs()));
+                }
+                // In a task of its own: a database that does not answer must not hold up the
+                // listener (its silence is what the next rounds notice).
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let _ = sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFICATIONS).bind(PING).execute(&pool).await;
+                });
+            }
         }
     }
 }

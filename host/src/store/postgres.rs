@@ -68,12 +68,8 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self {
-            pool,
-            webhook,
-            group_commit: Arc::new(GroupCommit::new(INGEST_BATCHES, INGEST_BATCH_SIZE)),
-            channels: ChannelCache::start(options),
-        })
+        let channels = ChannelCache::start(options, pool.clone());
+        Ok(Self { pool, webhook, group_commit: Arc::new(GroupCommit::new(INGEST_BATCHES, INGEST_BATCH_SIZE)), channels })
     }
 
     /// The webhook's channel lookup: from memory while the channel is unchanged (see
@@ -112,10 +108,11 @@ impl PostgresStore {
 }
 
 impl IngestBatch for PostgresStore {
-    /// A batch in one round trip and one commit: the function in
-    /// migrations/postgres/0011_ingest_batch.sql runs each message through
-    /// `omnichat_ingest_message` (0002, SQLite's steps in `SqliteStore::ingest_batch`) under its
-    /// own savepoint. The call is a transaction of its own (no BEGIN/COMMIT round trips).
+    /// A batch in one round trip and one commit: `omnichat_ingest_batch`
+    /// (migrations/postgres/0013_ingest_set_based.sql) stores it with a few set-based statements,
+    /// or message by message through `omnichat_ingest_message` (SQLite's steps in
+    /// `SqliteStore::ingest_batch`), each under its own savepoint, when that fails. The call is a
+    /// transaction of its own (no BEGIN/COMMIT round trips).
     async fn ingest_batch(&self, batch: &[NewInboundMessage]) -> StoreResult<Vec<BatchOutcome>> {
         let ids = |_: &NewInboundMessage| Uuid::now_v7();
         let column = |f: fn(&NewInboundMessage) -> Option<&str>| batch.iter().map(f).collect::<Vec<_>>();

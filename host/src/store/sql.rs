@@ -294,9 +294,11 @@ macro_rules! impl_store {
                 .bind(patch.metadata.map(Json))
                 .bind(Utc::now())
                 .fetch_optional(&self.pool)
-                .await?;
+                .await;
+                // Also after an error (the statement may have run); a cancelled call leaves it to
+                // the trigger's notification.
                 self.channel_changed(channel_id);
-                Ok(channel)
+                Ok(channel?)
             }
 
             async fn set_channel_status(
@@ -316,9 +318,11 @@ macro_rules! impl_store {
                 .bind(reason)
                 .bind(Utc::now())
                 .fetch_optional(&self.pool)
-                .await?;
+                .await;
+                // Also after an error (the statement may have run); a cancelled call leaves it to
+                // the trigger's notification.
                 self.channel_changed(channel_id);
-                Ok(channel)
+                Ok(channel?)
             }
 
             async fn delete_channel(&self, tenant_id: Uuid, channel_id: Uuid) -> StoreResult<bool> {
@@ -326,9 +330,9 @@ macro_rules! impl_store {
                     .bind(tenant_id)
                     .bind(channel_id)
                     .execute(&self.pool)
-                    .await?;
+                    .await;
                 self.channel_changed(channel_id);
-                Ok(done.rows_affected() > 0)
+                Ok(done?.rows_affected() > 0)
             }
             async fn find_channel(&self, channel_id: Uuid) -> StoreResult<Option<Channel>> {
                 // A webhook's lookup: PostgreSQL runs it on the webhook path's own connections.
@@ -351,13 +355,14 @@ macro_rules! impl_store {
             }
 
             async fn set_channel_verified(&self, tenant_id: Uuid, channel_id: Uuid, verified: bool) -> StoreResult<()> {
-                sqlx::query("UPDATE channel_instances SET verified_at = $3 WHERE tenant_id = $1 AND id = $2")
+                let done = sqlx::query("UPDATE channel_instances SET verified_at = $3 WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant_id)
                     .bind(channel_id)
                     .bind(verified.then(Utc::now))
                     .execute(&self.pool)
-                    .await?;
+                    .await;
                 self.channel_changed(channel_id);
+                done?;
                 Ok(())
             }
 
