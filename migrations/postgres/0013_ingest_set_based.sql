@@ -41,6 +41,7 @@ DECLARE
     msg messages[];
     made BOOLEAN[];
     failed_code TEXT;
+    failed_message TEXT;
 BEGIN
     -- A message waiting on a row lock (a customer or conversation another transaction holds)
     -- gives up after 5 s and goes again in a later batch, unless the operator set a limit.
@@ -50,7 +51,7 @@ BEGIN
 
     BEGIN
         -- A row lock held elsewhere sends the batch down the one-by-one path quickly, where only
-        -- the message that needs that row waits (the setting is undone with this block).
+        -- the message that needs that row waits (a failed attempt's rollback undoes the setting).
         IF current_setting('lock_timeout')::interval > interval '200 milliseconds' THEN
             PERFORM set_config('lock_timeout', '200ms', true);
         END IF;
@@ -176,13 +177,13 @@ BEGIN
             END IF;
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS failed_code = RETURNED_SQLSTATE;
+        GET STACKED DIAGNOSTICS failed_code = RETURNED_SQLSTATE, failed_message = MESSAGE_TEXT;
         -- Not the batch's fault (out of resources, shutting down, connection): fail the call.
         IF left(failed_code, 2) IN ('53', '57', '08') THEN
             RAISE;
         END IF;
-        RAISE LOG 'omnichat_ingest_batch: % messages stored one by one (set-based attempt: %)',
-            cardinality(p_tenant_id), failed_code;
+        RAISE LOG 'omnichat_ingest_batch: % messages stored one by one (set-based attempt: %: %)',
+            cardinality(p_tenant_id), failed_code, failed_message;
         fresh := NULL;
     END;
 

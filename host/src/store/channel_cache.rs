@@ -9,9 +9,10 @@
 //! replica stops within the notification's delivery (milliseconds). Until the listener is
 //! listening, or from the moment its connection fails until it listens again, nothing is served
 //! from memory and everything cached before is forgotten. A connection can also die silently (a
-//! NAT or a load balancer forgetting it, a pooler that does not keep sessions): every replica
-//! announces a ping every few seconds through its pool, and a listener that has heard nothing,
-//! not even the pings, for three rounds is replaced, its cache forgotten.
+//! NAT or a load balancer forgetting it, a pooler that does not keep sessions, a server that is
+//! no longer the one the pool reaches): every replica announces a ping of its own every few
+//! seconds through its pool, and a listener that has not heard it for three rounds is replaced,
+//! its cache forgotten.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -31,9 +32,10 @@ const NOTIFICATIONS: &str = "omnichat_channel_changed";
 const MAX_CHANNELS: usize = 10_000;
 /// Wait before listening again after the listener's connection failed.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often each replica announces a ping; a listener that heard nothing for three is replaced.
+/// How often each replica announces a ping of its own; a listener that has not heard its own for
+/// three rounds is replaced (another replica's pings prove nothing: it may be on another server).
 const PING_EVERY: Duration = Duration::from_secs(5);
-const PING: &str = "ping";
+const PING_PREFIX: &str = "ping:";
 
 pub(super) struct ChannelCache {
     state: Mutex<State>,
@@ -64,8 +66,7 @@ impl ChannelCache {
     pub(super) fn start(options: PgConnectOptions, pool: PgPool) -> Arc<Self> {
         let (stop, stopped) = oneshot::channel();
         let cache = Arc::new(Self { state: Mutex::default(), stop: Mutex::new(Some(stop)) });
-        let listener = PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(options);
-        tokio::spawn(listen(Arc::downgrade(&cache), listener, pool, stopped));
+        tokio::spawn(listen(Arc::downgrade(&cache), options, pool, stopped));
         cache
     }
 
@@ -124,8 +125,14 @@ impl ChannelCache {
 
 /// Listens for channel changes until the cache is dropped or closed; after a failure, listens
 /// again on a new connection, forgetting everything in between.
-async fn listen(cache: Weak<ChannelCache>, listener: PgPool, pool: PgPool, mut stopped: oneshot::Receiver<()>) {
+async fn listen(cache: Weak<ChannelCache>, options: PgConnectOptions, pool: PgPool, mut stopped: oneshot::Receiver<()>) {
+    let ping = format!("{PING_PREFIX}{}", Uuid::new_v4());
     loop {
+        // A pool of one per attempt: a dropped listener returns its connection with an UNLISTEN
+        // that, on a connection that died silently, waits for the kernel to give up (minutes),
+        // holding that pool's one slot.
+        let listener =
+            PgPoolOptions::new().max_connections(1).max_lifetime(None).idle_timeout(None).connect_lazy_with(options.clone());
         let listening = async {
             let mut listening = PgListener::connect_with(&listener).await?;
             // A lost connection ends `forward` (the cache stops serving) instead of being
@@ -143,7 +150,7 @@ async fn listen(cache: Weak<ChannelCache>, listener: PgPool, pool: PgPool, mut s
                     drop(live);
                     tokio::select! {
                         _ = &mut stopped => break,
-                        failure = forward(&cache, &mut listening, &pool) => failure,
+                        failure = forward(&cache, &mut listening, &pool, &ping) => failure,
                     }
                 }
                 Err(err) => Some(err.to_string()),
@@ -160,12 +167,11 @@ async fn listen(cache: Weak<ChannelCache>, listener: PgPool, pool: PgPool, mut s
             () = tokio::time::sleep(RETRY) => {}
         }
     }
-    listener.close().await;
 }
 
 /// Drops each announced channel until the listener fails (`Some`, why) or the cache is gone
 /// (`None`), and pings meanwhile.
-async fn forward(cache: &Weak<ChannelCache>, listening: &mut PgListener, pool: &PgPool) -> Option<String> {
+async fn forward(cache: &Weak<ChannelCache>, listening: &mut PgListener, pool: &PgPool, ping: &str) -> Option<String> {
     let mut heard = Instant::now();
     let mut rounds = tokio::time::interval(PING_EVERY);
     loop {
@@ -173,9 +179,9 @@ async fn forward(cache: &Weak<ChannelCache>, listening: &mut PgListener, pool: &
             // Cancel-safe: sqlx reads whole messages from its buffer (PgStream::recv_unchecked).
             notification = listening.try_recv() => {
                 let cache = cache.upgrade()?;
-                heard = Instant::now();
                 match notification {
-                    Ok(Some(notification)) if notification.payload() == PING => {}
+                    Ok(Some(notification)) if notification.payload() == ping => heard = Instant::now(),
+                    Ok(Some(notification)) if notification.payload().starts_with(PING_PREFIX) => {}
                     Ok(Some(notification)) => match Uuid::parse_str(notification.payload()) {
                         Ok(id) => cache.forget(id),
                         Err(_) => cache.reset(true),
@@ -186,13 +192,15 @@ async fn forward(cache: &Weak<ChannelCache>, listening: &mut PgListener, pool: &
             }
             _ = rounds.tick() => {
                 if heard.elapsed() > 3 * PING_EVERY {
-                    return Some(format!("nothing heard for {} s, not even a ping", heard.elapsed().as_secs()));
+                    return Some(format!("its own ping not heard for {} s", heard.elapsed().as_secs()));
                 }
-                // In a task of its own: a database that does not answer must not hold up the
-                // listener (its silence is what the next rounds notice).
-                let pool = pool.clone();
+                // In a task of its own, for one round at most: a database that does not answer
+                // must not hold up the listener (its silence is what the next rounds notice) nor
+                // keep the pool's connections.
+                let (pool, ping) = (pool.clone(), ping.to_owned());
                 tokio::spawn(async move {
-                    let _ = sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFICATIONS).bind(PING).execute(&pool).await;
+                    let notify = sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFICATIONS).bind(ping).execute(&pool);
+                    let _ = tokio::time::timeout(PING_EVERY, notify).await;
                 });
             }
         }
