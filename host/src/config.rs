@@ -21,6 +21,11 @@ pub struct Config {
     pub socket_path: String,
     /// Packets a Socket.IO connection may have waiting before it is disconnected.
     pub socket_buffer: usize,
+    /// How often the server pings each Socket.IO connection (`OMNICHAT_SOCKET_PING_INTERVAL`, 25s).
+    pub socket_ping_interval: Duration,
+    /// How long a connection may take to answer a ping before it is closed
+    /// (`OMNICHAT_SOCKET_PING_TIMEOUT`, 20s).
+    pub socket_ping_timeout: Duration,
     pub database_url: String,
     pub data_dir: PathBuf,
     pub jwt: JwtConfig,
@@ -185,6 +190,8 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("socket_path", &self.socket_path)
             .field("socket_buffer", &self.socket_buffer)
+            .field("socket_ping_interval", &self.socket_ping_interval)
+            .field("socket_ping_timeout", &self.socket_ping_timeout)
             .field("database", &redact_url(&self.database_url))
             .field("redis", &self.redis_url.as_ref().map(|url| redact_url(url.expose_secret())))
             .field("data_dir", &self.data_dir)
@@ -276,6 +283,8 @@ impl Config {
             cors_origins,
             socket_path,
             socket_buffer: number("OMNICHAT_SOCKET_BUFFER", var("OMNICHAT_SOCKET_BUFFER"), crate::realtime::SOCKET_BUFFER)?,
+            socket_ping_interval: parse_ttl("OMNICHAT_SOCKET_PING_INTERVAL", var("OMNICHAT_SOCKET_PING_INTERVAL"), "25s")?,
+            socket_ping_timeout: parse_ttl("OMNICHAT_SOCKET_PING_TIMEOUT", var("OMNICHAT_SOCKET_PING_TIMEOUT"), "20s")?,
             database_url,
             jwt: JwtConfig {
                 access_secret: access_secret.into(),

@@ -83,6 +83,8 @@ pub async fn build_with(config: Config, connectors: Connectors) -> anyhow::Resul
         realtime::RealtimeConfig {
             socket_path: &config.socket_path,
             buffer: config.socket_buffer,
+            ping_interval: config.socket_ping_interval,
+            ping_timeout: config.socket_ping_timeout,
             bus,
             prefix: config.redis_prefix.clone(),
         },

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use omnichat_tests::socket::SocketClient;
-use omnichat_tests::{Db, id_of, spawn_app, telegram_text};
+use omnichat_tests::{Db, id_of, js_script, spawn_app, spawn_app_with, telegram_text};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::on_both_databases;
 
@@ -86,4 +87,71 @@ async fn a_socket_without_a_valid_token_is_refused(db: Db) {
             socket.next("connect_error", WAIT).await.unwrap_or_else(|| panic!("{token:?} connected: {:?}", socket.seen));
         assert!(refused["message"].as_str().is_some_and(|m| m.contains("unauthorized")), "{refused}");
     }
+}
+
+/// Pings every 200 ms, answered within 300 ms.
+fn fast_pings(config: &mut omnichat::Config) {
+    config.socket_ping_interval = Duration::from_millis(200);
+    config.socket_ping_timeout = Duration::from_millis(300);
+}
+
+/// A client that answers the server's pings stays connected on every transport: a websocket's
+/// heartbeat runs in its reader task, a polling socket's in a task of its own, and a socket that
+/// upgrades from polling to a websocket keeps the polling one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_answers_pings_stays_connected_on_every_transport() {
+    let app = spawn_app_with(Db::Sqlite, fast_pings).await;
+    let owner = app.register("pings@rt.io").await;
+    let channel = id_of(
+        &app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await,
+    )
+    .to_string();
+
+    for (n, transports) in ["websocket", "polling", "polling,websocket"].into_iter().enumerate() {
+        let mut socket = SocketClient::over(transports, &app.base_url(), Some(&owner.access_token), &[&channel]).await;
+        assert_eq!(socket.ready().await, [json!({"ok": true})], "{transports}");
+        // Ten ping rounds: a missed pong would have closed the connection after 500 ms.
+        let dropped = socket.next("disconnect", Duration::from_secs(2)).await;
+        assert!(dropped.is_none(), "{transports}: {:?}", socket.seen);
+        // Still connected, and still in its rooms.
+        let chat = 700 + i64::try_from(n).expect("small");
+        app.telegram_update(&channel, &telegram_text(chat, chat, chat, transports), None).await;
+        let created = socket.event("message-created", WAIT).await;
+        assert_eq!(created.map(|c| c["message"]["text"].clone()), Some(json!(transports)), "{:?}", socket.seen);
+    }
+}
+
+/// A websocket that never answers a ping is sent a close packet and cut, after the ping interval
+/// and timeout the server announced in its open packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_never_answers_a_ping_is_closed() {
+    let app = spawn_app_with(Db::Sqlite, fast_pings).await;
+    let mut child = tokio::process::Command::new("node")
+        .arg(js_script("silent-socket.mjs", "ws"))
+        .arg(app.base_url())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (is Node.js installed?)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let read_all = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line: Value = serde_json::from_str(&line).expect("a JSON line");
+            let closed = line["type"] == "close";
+            seen.push(line);
+            if closed {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all).await.expect("the server closed the silent socket");
+
+    let frames: Vec<&str> = seen.iter().filter(|l| l["type"] == "frame").filter_map(|l| l["data"].as_str()).collect();
+    let open: Value = serde_json::from_str(frames.first().and_then(|f| f.strip_prefix('0')).expect("an open packet first"))
+        .expect("the open packet's JSON");
+    assert_eq!((open["pingInterval"].as_u64(), open["pingTimeout"].as_u64()), (Some(200), Some(300)), "{open}");
+    // A ping, no answer, then the close packet and the end of the connection.
+    assert_eq!(frames[1..], ["2", "1"], "{seen:?}");
+    assert_eq!(seen.last().map(|l| l["type"].clone()), Some(json!("close")), "{seen:?}");
 }

@@ -5,7 +5,8 @@
 //   {"type":"event","name":"message-created","payload":{...}}
 //   {"type":"disconnect","reason":"io server disconnect"}
 // Usage: node socket-client.mjs <baseUrl> <token|-> [channelId ...]
-// Options by environment: SOCKET_PATH (default /socket.io), TRANSPORT (websocket|polling),
+// Options by environment: SOCKET_PATH (default /socket.io), TRANSPORT (websocket|polling, or
+// polling,websocket: starts on long-polling and upgrades),
 // NAMESPACE (default /; e.g. /widget: connects to baseUrl + namespace), ORIGIN (sent as the
 // handshake's Origin header, as a browser on that page would).
 // Commands on stdin, one JSON object a line:
@@ -28,7 +29,7 @@ const url =
 
 const socket = io(url, {
   path: process.env.SOCKET_PATH || "/socket.io",
-  transports: [process.env.TRANSPORT || "websocket"],
+  transports: (process.env.TRANSPORT || "websocket").split(","),
   auth: token && token !== "-" ? { token } : {},
   extraHeaders: process.env.ORIGIN ? { origin: process.env.ORIGIN } : {},
   reconnection: false,

@@ -35,7 +35,13 @@ impl SocketClient {
 
     /// Like [`connect`](Self::connect), over HTTP long-polling only.
     pub async fn polling(base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
-        Self::spawn("/", None, "polling", base_url, token, channels).await
+        Self::over("polling", base_url, token, channels).await
+    }
+
+    /// Like [`connect`](Self::connect), over `transports` as socket.io-client takes them, comma
+    /// separated: `websocket`, `polling`, or `polling,websocket` (starts polling, then upgrades).
+    pub async fn over(transports: &str, base_url: &str, token: Option<&str>, channels: &[&str]) -> Self {
+        Self::spawn("/", None, transports, base_url, token, channels).await
     }
 
     pub async fn connect_to(

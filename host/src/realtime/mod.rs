@@ -159,6 +159,10 @@ pub struct RealtimeConfig<'a> {
     pub socket_path: &'a str,
     /// Packets a connection may have waiting (`OMNICHAT_SOCKET_BUFFER`).
     pub buffer: usize,
+    /// How often each connection is pinged (`OMNICHAT_SOCKET_PING_INTERVAL`).
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed (`OMNICHAT_SOCKET_PING_TIMEOUT`).
+    pub ping_timeout: Duration,
     /// The replicas' bus: [`bus::Bus::redis`] with `REDIS_URL`, else off.
     pub bus: bus::Bus,
     /// Prefixes the Redis channels (`OMNICHAT_REDIS_PREFIX`): clusters sharing one Redis differ by it.
@@ -184,6 +188,8 @@ impl Realtime {
         let (layer, io) = socketioxide::SocketIo::builder()
             .req_path(config.socket_path.to_owned())
             .max_buffer_size(config.buffer)
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
             // Each websocket's read buffer is resident from the start (tungstenite zero-fills it
             // before a read): 1 KiB instead of engineioxide's 4 KiB; it grows for a larger frame.
             // Below 1 KiB `bytes` would stop growing it in steps.
