@@ -283,8 +283,8 @@ impl Config {
             cors_origins,
             socket_path,
             socket_buffer: number("OMNICHAT_SOCKET_BUFFER", var("OMNICHAT_SOCKET_BUFFER"), crate::realtime::SOCKET_BUFFER)?,
-            socket_ping_interval: parse_ttl("OMNICHAT_SOCKET_PING_INTERVAL", var("OMNICHAT_SOCKET_PING_INTERVAL"), "25s")?,
-            socket_ping_timeout: parse_ttl("OMNICHAT_SOCKET_PING_TIMEOUT", var("OMNICHAT_SOCKET_PING_TIMEOUT"), "20s")?,
+            socket_ping_interval: ping_setting("OMNICHAT_SOCKET_PING_INTERVAL", var("OMNICHAT_SOCKET_PING_INTERVAL"), "25s")?,
+            socket_ping_timeout: ping_setting("OMNICHAT_SOCKET_PING_TIMEOUT", var("OMNICHAT_SOCKET_PING_TIMEOUT"), "20s")?,
             database_url,
             jwt: JwtConfig {
                 access_secret: access_secret.into(),
@@ -500,6 +500,17 @@ fn flag(name: &str, value: Option<String>) -> anyhow::Result<bool> {
 }
 
 /// `15m`, `30d`, `1h 30m`, or a bare number of seconds.
+/// A Socket.IO heartbeat setting: whole milliseconds (the open packet carries milliseconds) from
+/// 1 ms to 10 minutes (clients add interval and timeout into one browser timer, which overflows
+/// past 24.8 days and then fires at once).
+fn ping_setting(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let duration = parse_ttl(name, value, default)?;
+    if duration < Duration::from_millis(1) || duration > Duration::from_secs(600) {
+        bail!("{name}: must be from 1ms to 10m");
+    }
+    Ok(Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(600_000)))
+}
+
 fn parse_ttl(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
     let text = value.unwrap_or_else(|| default.to_owned());
     let text = text.trim();

@@ -89,10 +89,12 @@ async fn a_socket_without_a_valid_token_is_refused(db: Db) {
     }
 }
 
-/// Pings every 200 ms, answered within 300 ms.
-fn fast_pings(config: &mut omnichat::Config) {
-    config.socket_ping_interval = Duration::from_millis(200);
-    config.socket_ping_timeout = Duration::from_millis(300);
+/// Pings every 200 ms, answered within `timeout`.
+fn fast_pings(timeout: Duration) -> impl FnOnce(&mut omnichat::Config) {
+    move |config| {
+        config.socket_ping_interval = Duration::from_millis(200);
+        config.socket_ping_timeout = timeout;
+    }
 }
 
 /// A client that answers the server's pings stays connected on every transport: a websocket's
@@ -100,7 +102,9 @@ fn fast_pings(config: &mut omnichat::Config) {
 /// upgrades from polling to a websocket keeps the polling one's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_answers_pings_stays_connected_on_every_transport() {
-    let app = spawn_app_with(Db::Sqlite, fast_pings).await;
+    // A second to answer: a lost pong still closes the connection within the window below, and
+    // a loaded machine has time to answer.
+    let app = spawn_app_with(Db::Sqlite, fast_pings(Duration::from_secs(1))).await;
     let owner = app.register("pings@rt.io").await;
     let channel = id_of(
         &app.create_channel(&owner, json!({"name": "Bot", "type": "TELEGRAM_BOT", "config": {"botToken": "1:test"}})).await,
@@ -110,9 +114,13 @@ async fn a_socket_that_answers_pings_stays_connected_on_every_transport() {
     for (n, transports) in ["websocket", "polling", "polling,websocket"].into_iter().enumerate() {
         let mut socket = SocketClient::over(transports, &app.base_url(), Some(&owner.access_token), &[&channel]).await;
         assert_eq!(socket.ready().await, [json!({"ok": true})], "{transports}");
-        // Ten ping rounds: a missed pong would have closed the connection after 500 ms.
-        let dropped = socket.next("disconnect", Duration::from_secs(2)).await;
+        // Over ten ping rounds: a missed pong would have closed the connection after 1.2 s.
+        let dropped = socket.next("disconnect", Duration::from_millis(2500)).await;
         assert!(dropped.is_none(), "{transports}: {:?}", socket.seen);
+        if transports == "polling,websocket" {
+            let upgraded = socket.seen.iter().find(|l| l["type"] == "upgrade").map(|l| l["transport"].clone());
+            assert_eq!(upgraded, Some(json!("websocket")), "{:?}", socket.seen);
+        }
         // Still connected, and still in its rooms.
         let chat = 700 + i64::try_from(n).expect("small");
         app.telegram_update(&channel, &telegram_text(chat, chat, chat, transports), None).await;
@@ -125,7 +133,7 @@ async fn a_socket_that_answers_pings_stays_connected_on_every_transport() {
 /// and timeout the server announced in its open packet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_that_never_answers_a_ping_is_closed() {
-    let app = spawn_app_with(Db::Sqlite, fast_pings).await;
+    let app = spawn_app_with(Db::Sqlite, fast_pings(Duration::from_millis(300))).await;
     let mut child = tokio::process::Command::new("node")
         .arg(js_script("silent-socket.mjs", "ws"))
         .arg(app.base_url())

@@ -50,6 +50,9 @@ socket.on("connect_error", (err) => {
 });
 socket.onAny((name, payload) => print({ type: "event", name, payload }));
 socket.on("disconnect", (reason) => print({ type: "disconnect", reason }));
+socket.io.on("open", () =>
+  socket.io.engine.on("upgrade", (transport) => print({ type: "upgrade", transport: transport.name })),
+);
 
 // Commands from stdin. Emits made before the connection is up are buffered by socket.io-client.
 async function command(line) {

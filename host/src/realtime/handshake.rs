@@ -29,12 +29,16 @@ fn is_socket_get(request: &Request<Body>, path: &str) -> bool {
 
 fn compact(request: Request<Body>) -> Request<Body> {
     let (mut parts, body) = request.into_parts();
-    let mut headers = HeaderMap::with_capacity(KEPT.len());
-    for name in KEPT {
-        if let Some(value) = parts.headers.get(&name).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
-            headers.insert(name, value);
-        }
-    }
+    let kept: Vec<(HeaderName, HeaderValue)> = KEPT
+        .into_iter()
+        .filter_map(|name| {
+            let value = HeaderValue::from_bytes(parts.headers.get(&name)?.as_bytes()).ok()?;
+            Some((name, value))
+        })
+        .collect();
+    // Sized for what the client sent (a browser's websocket sends three of the five), not five.
+    let mut headers = HeaderMap::with_capacity(kept.len());
+    headers.extend(kept);
     // Owned copies: `Uri`'s and `HeaderValue`'s own clones would share hyper's buffer.
     let uri = parts.uri.to_string().parse::<Uri>().unwrap_or_else(|_| parts.uri.clone());
     let mut compacted = Request::builder().method(Method::GET).uri(uri).version(parts.version).body(body).unwrap_or_default();

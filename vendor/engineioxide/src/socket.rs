@@ -229,10 +229,10 @@ where
     volatile_tx: watch::Sender<Option<PacketBuf>>,
 
     /// Notified by the transport when a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol)
-    /// arrives, for the heartbeat job. At most one notification is kept while no one waits, as
-    /// the one-slot channel it replaces did (patched: a [`Notify`] lives inline in the socket, a
-    /// channel allocated ~0.5 KB per socket).
-    pub(crate) heartbeat: Notify,
+    /// arrives, for the heartbeat job. At most one notification is kept while no one waits; the
+    /// v4 job discards it before each ping (patched: a [`Notify`] lives inline in the socket; the
+    /// one-slot channel it replaces allocated ~0.5 KB per socket).
+    pub(crate) pong: Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -275,7 +275,7 @@ where
 
             volatile_tx,
 
-            heartbeat: Notify::new(),
+            pong: Notify::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -362,14 +362,16 @@ where
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
-        // Some clients send the pong packet in first. If that happens, we should consume it.
-        self.heartbeat.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
                 interval_tick.tick().await;
                 continue;
             }
+
+            // A pong that came before this round's ping does not count (some clients send one
+            // first; a `Notify` may also keep a second pong of the previous round).
+            self.pong.notified().now_or_never();
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
@@ -381,7 +383,7 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, self.heartbeat.notified())
+            tokio::time::timeout(timeout, self.pong.notified())
                 .await
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
@@ -398,7 +400,7 @@ where
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
+            tokio::time::timeout(interval + timeout, self.pong.notified())
                 .await
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
@@ -555,7 +557,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat", &self.heartbeat)
+            .field("pong", &self.pong)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -616,7 +618,7 @@ where
 
             volatile_tx,
 
-            heartbeat: Notify::new(),
+            pong: Notify::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
