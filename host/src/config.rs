@@ -613,6 +613,19 @@ mod tests {
     }
 
     #[test]
+    fn socket_pings_are_whole_milliseconds_from_one_to_ten_minutes() {
+        let config = Config::from_env(env(&[])).expect("defaults load");
+        assert_eq!((config.socket_ping_interval, config.socket_ping_timeout), (Duration::from_secs(25), Duration::from_secs(20)));
+        assert_eq!(ping_setting("X", Some("250ms".into()), "25s").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(ping_setting("X", Some("1500us".into()), "25s").ok(), Some(Duration::from_millis(1)));
+        assert_eq!(ping_setting("X", Some("10m".into()), "25s").ok(), Some(Duration::from_secs(600)));
+        for bad in ["500us", "11m", "30d", "0", "often"] {
+            let err = ping_setting("OMNICHAT_SOCKET_PING_TIMEOUT", Some(bad.into()), "25s").expect_err(bad);
+            assert!(format!("{err:#}").contains("OMNICHAT_SOCKET_PING_TIMEOUT"), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
     fn database_passwords_are_redacted() {
         assert_eq!(redact_url("postgres://app:hunter2@db/omnichat"), "postgres://app:***@db/omnichat");
         assert_eq!(redact_url("sqlite://./data/omnichat.db"), "sqlite://./data/omnichat.db");
